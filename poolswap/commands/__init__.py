@@ -1,0 +1,1 @@
+"""Subcommands of the ``poolswap`` CLI, one module each (see :mod:`poolswap.cli`)."""

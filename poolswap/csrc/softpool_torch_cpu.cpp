@@ -1,0 +1,120 @@
+// PyTorch CPU front-end of SoftPool: registers the fused kernels of
+// softpool_kernel.h for the CPU dispatch key of the poolswap::soft_pool and
+// poolswap::soft_pool_backward ops (declared in poolswap/ops/_library.py).
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "softpool_kernel.h"
+#include "torch_problem.h"
+
+namespace poolswap {
+namespace {
+
+int64_t plane_grain(const Geometry& g) {
+  const int64_t work = g.out[0] * g.out[1] * g.out[2] * g.kernel[0] * g.kernel[1] * g.kernel[2];
+  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work));
+}
+
+at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode, double beta,
+                         const c10::optional<at::Tensor>& beta_tensor) {
+  const TorchProblem p = make_problem(x, kernel, stride, padding, dilation, ceil_mode);
+  at::Tensor y = at::empty(p.out_shape, x.options().memory_format(output_memory_format(x)));
+  if (y.numel() == 0) return y;
+  int64_t xs[5], ys[5];
+  plane_strides(x, p, xs);
+  plane_strides(y, p, ys);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "soft_pool_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const at::Tensor betas =
+        beta_values(beta_tensor, beta, p.channels, c10::CppTypeToScalarType<acc_t>::value, x.device());
+    const acc_t* b = betas.const_data_ptr<acc_t>();
+    const bool per_channel = betas.numel() > 1;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const int64_t channels = p.channels;
+    at::parallel_for(0, p.batch * channels, plane_grain(p.g), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t n = i / channels, c = i % channels;
+        forward_plane<scalar_t, acc_t>(xp + n * xs[0] + c * xs[1], xs + 2, yp + n * ys[0] + c * ys[1], ys + 2,
+                                       p.g, b[per_channel ? c : 0]);
+      }
+    });
+  });
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& x,
+                                                          at::IntArrayRef kernel, at::IntArrayRef stride,
+                                                          at::IntArrayRef padding, at::IntArrayRef dilation,
+                                                          bool ceil_mode, double beta,
+                                                          const c10::optional<at::Tensor>& beta_tensor) {
+  const TorchProblem p = make_problem(x, kernel, stride, padding, dilation, ceil_mode);
+  TORCH_CHECK_VALUE(grad_output.sizes().vec() == p.out_shape, "SoftPool backward: grad_output has shape ",
+                    grad_output.sizes(), ", expected ", at::IntArrayRef(p.out_shape));
+  TORCH_CHECK_TYPE(grad_output.scalar_type() == x.scalar_type(), "SoftPool backward: grad_output dtype ",
+                   grad_output.scalar_type(), " differs from the input's ", x.scalar_type());
+  const bool has_beta = beta_tensor.has_value() && beta_tensor->defined();
+  at::Tensor grad_x = at::empty_like(x);
+  at::Tensor grad_beta = has_beta ? at::zeros(beta_tensor->sizes(), beta_tensor->options()) : x.new_empty({0});
+  const int64_t planes = p.batch * p.channels;
+  if (x.numel() == 0) return {grad_x.zero_(), grad_beta};
+  int64_t xs[5], gys[5], gxs[5];
+  plane_strides(x, p, xs);
+  plane_strides(grad_output, p, gys);
+  plane_strides(grad_x, p, gxs);
+  const Geometry& g = p.g;
+  std::vector<double> beta_partials(static_cast<size_t>(planes), 0.0);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "soft_pool_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const at::Tensor betas =
+        beta_values(beta_tensor, beta, p.channels, c10::CppTypeToScalarType<acc_t>::value, x.device());
+    const acc_t* b = betas.const_data_ptr<acc_t>();
+    const bool per_channel = betas.numel() > 1;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* gyp = grad_output.const_data_ptr<scalar_t>();
+    scalar_t* gxp = grad_x.mutable_data_ptr<scalar_t>();
+    const int64_t channels = p.channels;
+    const int64_t plane_size = g.in[0] * g.in[1] * g.in[2];
+    at::parallel_for(0, planes, plane_grain(g), [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> buffer(static_cast<size_t>(plane_size));
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t n = i / channels, c = i % channels;
+        std::fill(buffer.begin(), buffer.end(), acc_t(0));
+        beta_partials[i] = backward_plane<scalar_t, acc_t>(gyp + n * gys[0] + c * gys[1], gys + 2,
+                                                           xp + n * xs[0] + c * xs[1], xs + 2, buffer.data(), g,
+                                                           b[per_channel ? c : 0]);
+        scalar_t* gx_plane = gxp + n * gxs[0] + c * gxs[1];
+        const acc_t* src = buffer.data();
+        for (int64_t d = 0; d < g.in[0]; ++d)
+          for (int64_t h = 0; h < g.in[1]; ++h)
+            for (int64_t w = 0; w < g.in[2]; ++w)
+              gx_plane[d * gxs[2] + h * gxs[3] + w * gxs[4]] = static_cast<scalar_t>(*src++);
+      }
+    });
+  });
+  if (has_beta) {
+    // Reduce the per-plane shares in a fixed order: deterministic.
+    const int64_t n_beta = grad_beta.numel();
+    std::vector<double> totals(static_cast<size_t>(n_beta), 0.0);
+    for (int64_t i = 0; i < planes; ++i) totals[n_beta == 1 ? 0 : i % p.channels] += beta_partials[i];
+    at::Tensor t = at::empty({n_beta}, at::TensorOptions().dtype(at::kDouble));
+    std::copy(totals.begin(), totals.end(), t.mutable_data_ptr<double>());
+    grad_beta.copy_(t.reshape(grad_beta.sizes()));
+  }
+  return {grad_x, grad_beta};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(poolswap, CPU, m) {
+  m.impl("soft_pool", &soft_pool_cpu);
+  m.impl("soft_pool_backward", &soft_pool_backward_cpu);
+}
+
+}  // namespace poolswap

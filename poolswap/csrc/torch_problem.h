@@ -1,0 +1,111 @@
+// Shape handling shared by the PyTorch front-ends (CPU and CUDA) of SoftPool:
+// checks the arguments, views the input as (N, C, D, H, W) with strides, sizes
+// and allocates the output with the layout rule of the Python fake kernel.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <vector>
+
+#include "softpool_kernel.h"
+
+namespace poolswap {
+
+struct TorchProblem {
+  Geometry g;
+  int64_t batch = 1;
+  int64_t channels = 1;
+  bool unbatched = false;
+  int64_t x_stride[5];  // n, c, d, h, w (elements)
+  std::vector<int64_t> out_shape;  // of the (possibly unbatched) output
+};
+
+inline int64_t pooled_size(int64_t size, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
+  const int64_t extent = d * (k - 1) + 1;
+  const int64_t numerator = size + 2 * p - extent + (ceil_mode ? s - 1 : 0);
+  // floor division, numerator may be negative
+  int64_t out = (numerator >= 0 ? numerator / s : -((-numerator + s - 1) / s)) + 1;
+  if (ceil_mode && (out - 1) * s >= size + p) --out;
+  return out;
+}
+
+// The same rule as poolswap.ops.reference.output_memory_format.
+inline at::MemoryFormat output_memory_format(const at::Tensor& x) {
+  if (x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous())
+    return at::MemoryFormat::ChannelsLast;
+  if (x.dim() == 5 && x.is_contiguous(at::MemoryFormat::ChannelsLast3d) && !x.is_contiguous())
+    return at::MemoryFormat::ChannelsLast3d;
+  return at::MemoryFormat::Contiguous;
+}
+
+inline TorchProblem make_problem(const at::Tensor& x, at::IntArrayRef kernel, at::IntArrayRef stride,
+                                 at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  const int64_t nd = static_cast<int64_t>(kernel.size());
+  TORCH_CHECK_VALUE(nd >= 1 && nd <= 3, "SoftPool: kernel_size must have 1, 2 or 3 values, got ", nd);
+  TORCH_CHECK_VALUE(stride.size() == kernel.size() && padding.size() == kernel.size() &&
+                        dilation.size() == kernel.size(),
+                    "SoftPool: kernel_size, stride, padding and dilation must have the same length");
+  TORCH_CHECK_VALUE(x.dim() == nd + 1 || x.dim() == nd + 2, "SoftPool", nd, "d: expected a ", nd + 1, "D or ",
+                    nd + 2, "D input, got ", x.dim(), "D");
+  TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), "SoftPool: needs a floating-point input, got ",
+                   x.scalar_type());
+  TorchProblem p;
+  p.unbatched = x.dim() == nd + 1;
+  const int64_t lead = p.unbatched ? 0 : 1;
+  p.batch = p.unbatched ? 1 : x.size(0);
+  p.channels = x.size(lead);
+  p.x_stride[0] = p.unbatched ? 0 : x.stride(0);
+  p.x_stride[1] = x.stride(lead);
+  for (int i = 0; i < 3; ++i) {
+    const int64_t src = i - (3 - nd);  // index into the nd spatial dims, < 0 for padding dims
+    Geometry& g = p.g;
+    if (src < 0) {
+      g.in[i] = g.out[i] = g.kernel[i] = g.stride[i] = g.dilation[i] = 1;
+      g.pad[i] = 0;
+      p.x_stride[2 + i] = 0;
+      continue;
+    }
+    g.in[i] = x.size(lead + 1 + src);
+    g.kernel[i] = kernel[src];
+    g.stride[i] = stride[src];
+    g.pad[i] = padding[src];
+    g.dilation[i] = dilation[src];
+    TORCH_CHECK_VALUE(g.kernel[i] >= 1 && g.stride[i] >= 1 && g.dilation[i] >= 1 && g.pad[i] >= 0,
+                      "SoftPool: kernel, stride and dilation must be >= 1 and padding >= 0");
+    TORCH_CHECK_VALUE(2 * g.pad[i] <= g.kernel[i], "SoftPool: padding must be at most half the kernel");
+    g.out[i] = pooled_size(g.in[i], g.kernel[i], g.stride[i], g.pad[i], g.dilation[i], ceil_mode);
+    TORCH_CHECK_VALUE(g.out[i] >= 1, "SoftPool: the kernel is larger than the padded input in spatial dim ", src);
+    p.x_stride[2 + i] = x.stride(lead + 1 + src);
+  }
+  if (!p.unbatched) p.out_shape.push_back(p.batch);
+  p.out_shape.push_back(p.channels);
+  for (int64_t i = 3 - nd; i < 3; ++i) p.out_shape.push_back(p.g.out[i]);
+  return p;
+}
+
+// Strides (n, c, d, h, w) of a tensor shaped like the problem's input or output.
+inline void plane_strides(const at::Tensor& t, const TorchProblem& p, int64_t out[5]) {
+  const int64_t nd = t.dim() - (p.unbatched ? 1 : 2);
+  const int64_t lead = p.unbatched ? 0 : 1;
+  out[0] = p.unbatched ? 0 : t.stride(0);
+  out[1] = t.stride(lead);
+  for (int i = 0; i < 3; ++i) {
+    const int64_t src = i - (3 - nd);
+    out[2 + i] = src < 0 ? 0 : t.stride(lead + 1 + src);
+  }
+}
+
+// Per-plane temperatures: `beta` alone, or the values of beta_tensor (one, or one per channel).
+inline at::Tensor beta_values(const c10::optional<at::Tensor>& beta_tensor, double beta, int64_t channels,
+                              at::ScalarType acc_type, const at::Device& device) {
+  if (!beta_tensor.has_value() || !beta_tensor->defined()) {
+    return at::full({1}, beta, at::TensorOptions().dtype(acc_type).device(device));
+  }
+  const int64_t n = beta_tensor->numel();
+  TORCH_CHECK_VALUE(n == 1 || n == channels, "SoftPool: beta must hold one value or one per channel (", channels,
+                    "), got ", n);
+  return beta_tensor->detach().reshape({n}).to(device, acc_type).contiguous();
+}
+
+}  // namespace poolswap

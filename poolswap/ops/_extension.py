@@ -1,0 +1,171 @@
+"""Build and load the fused SoftPool kernels of ``poolswap/csrc``.
+
+The kernels are compiled once per machine, poolswap source and torch version
+into a cache (``$POOLSWAP_CACHE``, default ``~/.cache/poolswap``) and loaded on
+first use of the op. ``poolswap build`` compiles them ahead of time. Where they
+cannot be built (no compiler, ``POOLSWAP_DISABLE_EXTENSION=1``), the op runs the
+pure-PyTorch reference and says so once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import sys
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+CSRC_DIR = Path(__file__).resolve().parent.parent / "csrc"
+CPU_SOURCES = ("softpool_torch_cpu.cpp",)
+CPU_HEADERS = ("softpool_kernel.h", "torch_problem.h")
+CPU_CFLAGS = ("-O3", "-march=native", "-fno-math-errno")
+
+__all__ = ["KernelStatus", "cache_dir", "ensure_loaded", "kernel_status", "build_cpu"]
+
+
+@dataclass
+class KernelStatus:
+    """Whether a fused kernel is active, and where it came from or why not."""
+
+    name: str
+    active: bool
+    detail: str
+
+
+_lock = threading.Lock()
+_loaded = False
+_status: dict[str, KernelStatus] = {}
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels live: ``$POOLSWAP_CACHE`` or ``$XDG_CACHE_HOME/poolswap``."""
+    root = os.environ.get("POOLSWAP_CACHE")
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "poolswap"
+
+
+def _cpu_signature() -> str:
+    """Identifies the instruction set the kernels are tuned for (-march=native)."""
+    flags = platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags += line
+                    break
+    except OSError:
+        flags += platform.processor()
+    return flags
+
+
+def _build_tag(files: tuple[str, ...], flags: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update((CSRC_DIR / name).read_bytes())
+    for part in (torch.__version__, sys.version, " ".join(flags), _cpu_signature()):
+        digest.update(part.encode())
+    return digest.hexdigest()[:16]
+
+
+def _ensure_ninja_on_path() -> None:
+    """torch's builder runs ``ninja``; a venv's ninja may not be on PATH when the venv is not activated."""
+    dirs = [os.path.dirname(sys.executable)]
+    try:
+        import ninja  # type: ignore
+
+        dirs.append(getattr(ninja, "BIN_DIR", ""))
+    except ImportError:
+        pass
+    path = os.environ.get("PATH", "")
+    for d in dirs:
+        if d and d not in path.split(os.pathsep):
+            path = d + os.pathsep + path
+    os.environ["PATH"] = path
+
+
+def build_cpu(verbose: bool = False) -> Path:
+    """Compile (if needed) and load the fused CPU kernel; returns the shared library's path."""
+    # torch's builder warns on import that a CPU-only machine has no CUDA runtime: true and irrelevant here.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import cpp_extension
+
+    tag = _build_tag(CPU_SOURCES + CPU_HEADERS, CPU_CFLAGS)
+    name = f"poolswap_cpu_{tag}"
+    build_dir = cache_dir() / name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    library = build_dir / f"{name}.so"
+    if not library.exists():
+        logger.info("compiling poolswap's fused CPU kernel into %s (once per machine and version)", build_dir)
+    _ensure_ninja_on_path()
+    cpp_extension.load(
+        name=name,
+        sources=[str(CSRC_DIR / s) for s in CPU_SOURCES],
+        extra_cflags=list(CPU_CFLAGS),
+        extra_include_paths=[str(CSRC_DIR)],
+        build_directory=str(build_dir),
+        is_python_module=False,
+        with_cuda=False,
+        verbose=verbose,
+    )
+    return library
+
+
+def _first_error_line(exc: BaseException) -> str:
+    """The compiler's first error, not ninja's closing line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "error" in line.lower() and "ninja" not in line.lower():
+            return line[:300]
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+def ensure_loaded() -> None:
+    """Load the fused kernels once; on failure keep the reference and warn once."""
+    global _loaded
+    if _loaded:
+        return
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True
+        if os.environ.get("POOLSWAP_DISABLE_EXTENSION") == "1":
+            _status["cpu"] = KernelStatus("cpu", False, "disabled by POOLSWAP_DISABLE_EXTENSION=1")
+            return
+        try:
+            path = build_cpu()
+            _status["cpu"] = KernelStatus("cpu", True, str(path))
+        except Exception as exc:  # a compiler error, no compiler, no ninja, ...
+            reason = _first_error_line(exc)
+            _status["cpu"] = KernelStatus("cpu", False, f"build failed: {reason}")
+            message = (
+                f"poolswap: the fused CPU SoftPool kernel could not be built ({reason}); "
+                "using the pure-PyTorch reference, which is slower. Run `poolswap doctor` for details."
+            )
+            logger.warning(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def kernel_status() -> dict[str, KernelStatus]:
+    """The state of every kernel, loading them first."""
+    ensure_loaded()
+    status = dict(_status)
+    status.setdefault("cuda", KernelStatus("cuda", False, "no CUDA kernel in this build"))
+    return status
+
+
+def active_backend(device: Optional[torch.device] = None) -> str:
+    """``"fused"`` or ``"reference"``: what the op runs on ``device`` (default CPU)."""
+    kind = torch.device(device).type if device is not None else "cpu"
+    status = kernel_status().get(kind)
+    return "fused" if status is not None and status.active else "reference"

@@ -1,0 +1,81 @@
+"""Functional SoftPool: ``soft_pool1d``, ``soft_pool2d``, ``soft_pool3d``.
+
+Arguments mean what they mean for ``torch.nn.functional.max_pool{1,2,3}d``;
+``beta`` is the temperature (a float > 0, or a tensor of one value or one per
+channel, e.g. a learnable parameter).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import torch
+
+from . import _extension
+from ._geometry import IntOrTuple, PoolGeometry
+from ._library import soft_pool_op
+
+__all__ = ["soft_pool1d", "soft_pool2d", "soft_pool3d", "soft_pool"]
+
+Beta = Union[float, torch.Tensor]
+
+
+def check_beta(beta: float) -> float:
+    """Validate a fixed temperature; returns it as a float."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+        raise TypeError(f"beta must be a positive float or a tensor, got {type(beta).__name__}")
+    beta = float(beta)
+    if not (beta > 0 and math.isfinite(beta)):
+        raise ValueError(f"beta must be a finite number > 0 (1.0 is the paper's SoftPool), got {beta}")
+    return beta
+
+
+def _split_beta(beta: Beta, channels: Optional[int]) -> tuple[float, Optional[torch.Tensor]]:
+    """A float beta goes to the op as a float; a tensor beta (one value or one per channel) as a tensor."""
+    if not isinstance(beta, torch.Tensor):
+        return check_beta(beta), None
+    if channels is not None:
+        if not beta.is_floating_point():
+            raise TypeError(f"a beta tensor must be floating point, got {beta.dtype}")
+        if beta.dim() > 1 or beta.numel() not in (1, channels):
+            raise ValueError(
+                f"beta must hold one value or one per channel ({channels}), got shape {tuple(beta.shape)}"
+            )
+    return 1.0, beta
+
+
+def soft_pool(
+    input: torch.Tensor,
+    ndim: int,
+    kernel_size: IntOrTuple,
+    stride: Optional[IntOrTuple] = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    beta: Beta = 1.0,
+) -> torch.Tensor:
+    """SoftPool over ``ndim`` spatial dims of a (N, C, *S) or (C, *S) input."""
+    geometry = PoolGeometry.create(ndim, kernel_size, stride, padding, dilation, ceil_mode)
+    _extension.ensure_loaded()
+    channels = None
+    if isinstance(input, torch.Tensor):  # not a torch.fx Proxy: validate now
+        geometry.check_input(input)
+        channels = input.shape[-ndim - 1]
+    beta_value, beta_tensor = _split_beta(beta, channels)
+    return soft_pool_op(input, geometry, beta_value, beta_tensor)
+
+
+def soft_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, beta: Beta = 1.0):
+    """1-d SoftPool of a (N, C, L) or (C, L) input."""
+    return soft_pool(input, 1, kernel_size, stride, padding, dilation, ceil_mode, beta)
+
+
+def soft_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, beta: Beta = 1.0):
+    """2-d SoftPool of a (N, C, H, W) or (C, H, W) input."""
+    return soft_pool(input, 2, kernel_size, stride, padding, dilation, ceil_mode, beta)
+
+
+def soft_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, beta: Beta = 1.0):
+    """3-d SoftPool of a (N, C, D, H, W) or (C, D, H, W) input."""
+    return soft_pool(input, 3, kernel_size, stride, padding, dilation, ceil_mode, beta)

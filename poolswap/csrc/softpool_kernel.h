@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define POOLSWAP_HD __host__ __device__ __forceinline__
@@ -138,26 +139,224 @@ POOLSWAP_HD void window_element_grad(const WindowAccumulator<acc_t>& acc, acc_t 
 // CPU: one (n, c) plane at a time. Strides are in elements, for (D, H, W).
 // ---------------------------------------------------------------------------
 
+// ---- float lanes: 8 adjacent outputs per vector, the arithmetic of
+// WindowAccumulator::push with selects instead of branches -----------------
+#if defined(__GNUC__) || defined(__clang__)
+#define POOLSWAP_HAS_LANES 1
+typedef float lanes_f __attribute__((vector_size(32)));
+typedef int32_t lanes_i __attribute__((vector_size(32)));
+constexpr int kWidth = 8;
+
+inline lanes_f splat(float v) { return lanes_f{} + v; }
+
+inline lanes_f exp_nonpositive(lanes_f a) {  // the scalar exp_nonpositive, lane-wise
+  const lanes_f lowest = splat(-87.3f);
+  const lanes_f c = a < lowest ? lowest : a;
+  const lanes_f shifter = splat(12582912.0f);
+  const lanes_f z = c * 1.44269504088896341f + shifter;
+  const lanes_f n = z - shifter;
+  const lanes_f r = (c - n * 0.693359375f) - n * -2.12194440e-4f;
+  lanes_f p = splat(1.3981999507e-3f);
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const lanes_i scale_bits = (reinterpret_cast<const lanes_i&>(z) - 0x4B400000 + 127) << 23;
+  const lanes_f v = p * reinterpret_cast<const lanes_f&>(scale_bits);
+  return a < lowest ? splat(0.0f) : v;
+}
+
+inline void push_lanes(lanes_f x, lanes_f beta, lanes_f& m, lanes_f& s, lanes_f& t) {
+  const lanes_f zero = splat(0.0f);
+  const lanes_f d = x == m ? zero : x - m;
+  const lanes_i new_max = d > zero;
+  const lanes_f e = exp_nonpositive(-beta * (new_max ? d : -d));
+  const lanes_i vanished = e == zero;
+  const lanes_f t_max = vanished ? zero : e * (t - s * d);
+  const lanes_f t_keep = t + (vanished ? zero : e * d);
+  s = new_max ? e * s + 1.0f : s + e;
+  t = new_max ? t_max : t_keep;
+  m = new_max ? x : m;
+}
+
+template <typename scalar_t>
+inline lanes_f load_lanes(const scalar_t* base, int64_t step) {
+  lanes_f v;
+  for (int j = 0; j < kWidth; ++j) v[j] = static_cast<float>(base[j * step]);
+  return v;
+}
+
+inline lanes_f load_lanes_unit(const float* base) {
+  lanes_f v;
+  std::memcpy(&v, base, sizeof(v));
+  return v;
+}
+
+inline lanes_f load_lanes_even(const float* base) {  // base[0], base[2], ..., base[14]
+  lanes_f lo, hi;
+  std::memcpy(&lo, base, sizeof(lo));
+  std::memcpy(&hi, base + kWidth, sizeof(hi));
+  return __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+}
+
+// Loads kWidth inputs spaced `step` apart; kStride = 1 or 2 with unit input
+// stride uses vector loads (the caller guarantees they stay inside the row).
+template <int kStride, typename scalar_t>
+inline lanes_f load_window_lanes(const scalar_t* base, int64_t step) {
+  if constexpr (std::is_same<scalar_t, float>::value && kStride == 1) return load_lanes_unit(base);
+  if constexpr (std::is_same<scalar_t, float>::value && kStride == 2) return load_lanes_even(base);
+  return load_lanes(base, step);
+}
+
+// 2 * kWidth adjacent outputs of one row whose windows lie inside the input along W.
+constexpr int kLanes = 2 * kWidth;
+
+template <int kStride, typename scalar_t>
+inline void forward_lanes(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const WindowRange& rd,
+                          const WindowRange& rh, int64_t ow0, float beta, float* out) {
+  lanes_f m0 = splat(-std::numeric_limits<float>::infinity()), m1 = m0;
+  lanes_f s0 = splat(0.0f), s1 = s0, t0 = s0, t1 = s0;
+  const lanes_f b = splat(beta);
+  const int64_t step = g.stride[2] * x_stride[2];
+  const int64_t first = ow0 * g.stride[2] - g.pad[2];
+  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
+    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+      const scalar_t* row = x + (rd.start + kd * g.dilation[0]) * x_stride[0] +
+                            (rh.start + kh * g.dilation[1]) * x_stride[1] + first * x_stride[2];
+      for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+        const scalar_t* base = row + kw * g.dilation[2] * x_stride[2];
+        push_lanes(load_window_lanes<kStride>(base, step), b, m0, s0, t0);
+        push_lanes(load_window_lanes<kStride>(base + kWidth * step, step), b, m1, s1, t1);
+      }
+    }
+  }
+  const lanes_f y0 = m0 + t0 / s0, y1 = m1 + t1 / s1;
+  std::memcpy(out, &y0, sizeof(y0));
+  std::memcpy(out + kWidth, &y1, sizeof(y1));
+}
+
+// Backward of 2 * kWidth adjacent interior outputs: recompute each window's
+// statistics, then add every element's gradient in a fixed order.
+// grad_x is the plane's contiguous (D, H, W) float buffer.
+template <int kStride, typename scalar_t>
+inline void backward_lanes(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const WindowRange& rd,
+                           const WindowRange& rh, int64_t ow0, float beta, const float* grad, float* grad_x,
+                           lanes_f& grad_beta) {
+  lanes_f m[2], s[2], t[2];
+  for (int v = 0; v < 2; ++v) {
+    m[v] = splat(-std::numeric_limits<float>::infinity());
+    s[v] = splat(0.0f);
+    t[v] = splat(0.0f);
+  }
+  const lanes_f b = splat(beta);
+  const lanes_f zero = splat(0.0f);
+  const int64_t step = g.stride[2] * x_stride[2];
+  const int64_t first = ow0 * g.stride[2] - g.pad[2];
+  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
+    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+      const scalar_t* row = x + (rd.start + kd * g.dilation[0]) * x_stride[0] +
+                            (rh.start + kh * g.dilation[1]) * x_stride[1] + first * x_stride[2];
+      for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+        const scalar_t* base = row + kw * g.dilation[2] * x_stride[2];
+        for (int v = 0; v < 2; ++v) push_lanes(load_window_lanes<kStride>(base + v * kWidth * step, step), b, m[v], s[v], t[v]);
+      }
+    }
+  }
+  lanes_f y[2], inv_s[2], go[2];
+  for (int v = 0; v < 2; ++v) {
+    y[v] = m[v] + t[v] / s[v];
+    inv_s[v] = 1.0f / s[v];
+    std::memcpy(&go[v], grad + v * kWidth, sizeof(go[v]));
+  }
+  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
+    const int64_t id = rd.start + kd * g.dilation[0];
+    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+      const int64_t ih = rh.start + kh * g.dilation[1];
+      const scalar_t* row = x + id * x_stride[0] + ih * x_stride[1] + first * x_stride[2];
+      float* grow = grad_x + (id * g.in[1] + ih) * g.in[2] + first;
+      for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+        const int64_t offset = kw * g.dilation[2];
+        for (int v = 0; v < 2; ++v) {
+          const lanes_f xv = load_window_lanes<kStride>(row + offset * x_stride[2] + v * kWidth * step, step);
+          const lanes_f w = exp_nonpositive(b * (xv == m[v] ? zero : xv - m[v])) * inv_s[v];
+          const lanes_i live = w != zero;
+          const lanes_f dy = xv == y[v] ? zero : xv - y[v];
+          const lanes_f gw = go[v] * w;
+          const lanes_f dx = live ? gw * (1.0f + b * dy) : zero;
+          grad_beta += live ? gw * dy * dy : zero;
+          float* target = grow + offset + v * kWidth * g.stride[2];
+          for (int j = 0; j < kWidth; ++j) target[j * g.stride[2]] += dx[j];
+        }
+      }
+    }
+  }
+}
+#endif  // lanes
+
+template <typename scalar_t, typename acc_t>
+inline acc_t forward_window(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const WindowRange& rd,
+                            const WindowRange& rh, const WindowRange& rw, acc_t beta) {
+  WindowAccumulator<acc_t> acc;
+  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
+    const scalar_t* xd = x + (rd.start + kd * g.dilation[0]) * x_stride[0];
+    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+      const scalar_t* xh = xd + (rh.start + kh * g.dilation[1]) * x_stride[1];
+      for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
+        acc.push(static_cast<acc_t>(xh[(rw.start + kw * g.dilation[2]) * x_stride[2]]), beta);
+      }
+    }
+  }
+  return acc.value();
+}
+
+// Outputs [begin, end) of one row along W have windows fully inside the input.
+inline void interior_range(const Geometry& g, int64_t& begin, int64_t& end) {
+  const int64_t extent = g.dilation[2] * (g.kernel[2] - 1);
+  begin = (g.pad[2] + g.stride[2] - 1) / g.stride[2];
+  const int64_t last = g.in[2] - 1 - extent + g.pad[2];  // start <= in - 1 - extent
+  end = last < 0 ? 0 : last / g.stride[2] + 1;
+  if (end > g.out[2]) end = g.out[2];
+  if (end < begin) end = begin;
+}
+
 template <typename scalar_t, typename acc_t>
 void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
                    const Geometry& g, acc_t beta) {
+  int64_t inner_begin = 0, inner_end = 0;
+#if defined(POOLSWAP_HAS_LANES)
+  constexpr bool use_lanes = std::is_same<acc_t, float>::value;
+  if (use_lanes) interior_range(g, inner_begin, inner_end);
+  const bool unit_w = x_stride[2] == 1;
+  // The stride-2 vector load reads one element past the window's last: stay inside the row.
+  const int64_t even_end = (g.in[2] - 2 - g.dilation[2] * (g.kernel[2] - 1) + g.pad[2]) / 2 + 1 - (kLanes - 1);
+  float lanes[kLanes];
+#endif
   for (int64_t od = 0; od < g.out[0]; ++od) {
     const WindowRange rd = window_range(g, 0, od);
     for (int64_t oh = 0; oh < g.out[1]; ++oh) {
       const WindowRange rh = window_range(g, 1, oh);
-      for (int64_t ow = 0; ow < g.out[2]; ++ow) {
-        const WindowRange rw = window_range(g, 2, ow);
-        WindowAccumulator<acc_t> acc;
-        for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
-          const scalar_t* xd = x + (rd.start + kd * g.dilation[0]) * x_stride[0];
-          for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
-            const scalar_t* xh = xd + (rh.start + kh * g.dilation[1]) * x_stride[1];
-            for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
-              acc.push(static_cast<acc_t>(xh[(rw.start + kw * g.dilation[2]) * x_stride[2]]), beta);
-            }
-          }
+      scalar_t* yrow = y + od * y_stride[0] + oh * y_stride[1];
+      int64_t ow = 0;
+#if defined(POOLSWAP_HAS_LANES)
+      for (; ow < inner_begin; ++ow) {
+        yrow[ow * y_stride[2]] =
+            static_cast<scalar_t>(forward_window(x, x_stride, g, rd, rh, window_range(g, 2, ow), beta));
+      }
+      for (; ow + kLanes <= inner_end; ow += kLanes) {
+        if (unit_w && g.stride[2] == 1) {
+          forward_lanes<1>(x, x_stride, g, rd, rh, ow, static_cast<float>(beta), lanes);
+        } else if (unit_w && g.stride[2] == 2 && ow < even_end) {
+          forward_lanes<2>(x, x_stride, g, rd, rh, ow, static_cast<float>(beta), lanes);
+        } else {
+          forward_lanes<0>(x, x_stride, g, rd, rh, ow, static_cast<float>(beta), lanes);
         }
-        y[od * y_stride[0] + oh * y_stride[1] + ow * y_stride[2]] = static_cast<scalar_t>(acc.value());
+        for (int j = 0; j < kLanes; ++j) yrow[(ow + j) * y_stride[2]] = static_cast<scalar_t>(lanes[j]);
+      }
+#endif
+      for (; ow < g.out[2]; ++ow) {
+        yrow[ow * y_stride[2]] =
+            static_cast<scalar_t>(forward_window(x, x_stride, g, rd, rh, window_range(g, 2, ow), beta));
       }
     }
   }
@@ -167,44 +366,80 @@ void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, cons
 // acc_t; windows are visited in a fixed order, so the result is bitwise
 // deterministic. Returns this plane's share of dL/dbeta.
 template <typename scalar_t, typename acc_t>
+inline void backward_window(const scalar_t* grad_y_at, const scalar_t* x, const int64_t* x_stride, acc_t* grad_x,
+                            const Geometry& g, const WindowRange& rd, const WindowRange& rh, const WindowRange& rw,
+                            acc_t beta, acc_t& grad_beta) {
+  WindowAccumulator<acc_t> acc;
+  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
+    const scalar_t* xd = x + (rd.start + kd * g.dilation[0]) * x_stride[0];
+    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+      const scalar_t* xh = xd + (rh.start + kh * g.dilation[1]) * x_stride[1];
+      for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
+        acc.push(static_cast<acc_t>(xh[(rw.start + kw * g.dilation[2]) * x_stride[2]]), beta);
+      }
+    }
+  }
+  const acc_t y = acc.value();
+  const acc_t go = static_cast<acc_t>(*grad_y_at);
+  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
+    const int64_t id = rd.start + kd * g.dilation[0];
+    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+      const int64_t ih = rh.start + kh * g.dilation[1];
+      const scalar_t* xh = x + id * x_stride[0] + ih * x_stride[1];
+      acc_t* gxh = grad_x + (id * g.in[1] + ih) * g.in[2];
+      for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
+        const int64_t iw = rw.start + kw * g.dilation[2];
+        window_element_grad(acc, static_cast<acc_t>(xh[iw * x_stride[2]]), y, beta, go, gxh + iw, &grad_beta);
+      }
+    }
+  }
+}
+
+template <typename scalar_t, typename acc_t>
 double backward_plane(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x, const int64_t* x_stride,
                       acc_t* grad_x, const Geometry& g, acc_t beta) {
-  const int64_t gx_stride[3] = {g.in[1] * g.in[2], g.in[2], 1};
   double grad_beta = 0.0;
+  int64_t inner_begin = 0, inner_end = 0;
+#if defined(POOLSWAP_HAS_LANES)
+  constexpr bool use_lanes = std::is_same<acc_t, float>::value;
+  if (use_lanes) interior_range(g, inner_begin, inner_end);
+  const bool unit_w = x_stride[2] == 1;
+  const int64_t even_end = (g.in[2] - 2 - g.dilation[2] * (g.kernel[2] - 1) + g.pad[2]) / 2 + 1 - (kLanes - 1);
+  float grads[kLanes];
+#endif
   for (int64_t od = 0; od < g.out[0]; ++od) {
     const WindowRange rd = window_range(g, 0, od);
     for (int64_t oh = 0; oh < g.out[1]; ++oh) {
       const WindowRange rh = window_range(g, 1, oh);
-      for (int64_t ow = 0; ow < g.out[2]; ++ow) {
-        const WindowRange rw = window_range(g, 2, ow);
-        WindowAccumulator<acc_t> acc;
-        for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
-          const scalar_t* xd = x + (rd.start + kd * g.dilation[0]) * x_stride[0];
-          for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
-            const scalar_t* xh = xd + (rh.start + kh * g.dilation[1]) * x_stride[1];
-            for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
-              acc.push(static_cast<acc_t>(xh[(rw.start + kw * g.dilation[2]) * x_stride[2]]), beta);
-            }
-          }
-        }
-        const acc_t y = acc.value();
-        const acc_t go = static_cast<acc_t>(grad_y[od * gy_stride[0] + oh * gy_stride[1] + ow * gy_stride[2]]);
-        acc_t window_grad_beta = 0;
-        for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
-          const int64_t id = rd.start + kd * g.dilation[0];
-          for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
-            const int64_t ih = rh.start + kh * g.dilation[1];
-            const scalar_t* xh = x + id * x_stride[0] + ih * x_stride[1];
-            acc_t* gxh = grad_x + id * gx_stride[0] + ih * gx_stride[1];
-            for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
-              const int64_t iw = rw.start + kw * g.dilation[2];
-              window_element_grad(acc, static_cast<acc_t>(xh[iw * x_stride[2]]), y, beta, go, gxh + iw,
-                                  &window_grad_beta);
-            }
-          }
-        }
-        grad_beta += static_cast<double>(window_grad_beta);
+      const scalar_t* gyrow = grad_y + od * gy_stride[0] + oh * gy_stride[1];
+      acc_t row_beta = 0;
+      int64_t ow = 0;
+#if defined(POOLSWAP_HAS_LANES)
+      for (; ow < inner_begin; ++ow) {
+        backward_window(gyrow + ow * gy_stride[2], x, x_stride, grad_x, g, rd, rh, window_range(g, 2, ow), beta,
+                        row_beta);
       }
+      if constexpr (use_lanes) {
+        lanes_f lane_beta = splat(0.0f);
+        for (; ow + kLanes <= inner_end; ow += kLanes) {
+          for (int j = 0; j < kLanes; ++j) grads[j] = static_cast<float>(gyrow[(ow + j) * gy_stride[2]]);
+          float* gx = reinterpret_cast<float*>(grad_x);
+          if (unit_w && g.stride[2] == 1) {
+            backward_lanes<1>(x, x_stride, g, rd, rh, ow, beta, grads, gx, lane_beta);
+          } else if (unit_w && g.stride[2] == 2 && ow < even_end) {
+            backward_lanes<2>(x, x_stride, g, rd, rh, ow, beta, grads, gx, lane_beta);
+          } else {
+            backward_lanes<0>(x, x_stride, g, rd, rh, ow, beta, grads, gx, lane_beta);
+          }
+        }
+        for (int j = 0; j < kWidth; ++j) row_beta += lane_beta[j];
+      }
+#endif
+      for (; ow < g.out[2]; ++ow) {
+        backward_window(gyrow + ow * gy_stride[2], x, x_stride, grad_x, g, rd, rh, window_range(g, 2, ow), beta,
+                        row_beta);
+      }
+      grad_beta += static_cast<double>(row_beta);
     }
   }
   return grad_beta;

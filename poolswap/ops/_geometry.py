@@ -7,7 +7,6 @@ with the exact rules of ``torch.nn.MaxPoolNd``.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Sequence, Union
 
@@ -44,12 +43,17 @@ def pooled_size(size: int, kernel: int, stride: int, padding: int, dilation: int
     return out
 
 
-@functools.lru_cache(maxsize=4096)
 def _first_empty_window(size: int, kernel: int, stride: int, padding: int, dilation: int, out: int) -> int:
-    """Index of the first output window with no input position inside the input, or -1."""
-    for o in range(out):
+    """Index of the first output window with no position inside the input, or -1.
+
+    A window that starts inside the input holds its own start, so only the few
+    windows that start in the left padding need a look.
+    """
+    for o in range(min(out, padding // stride + 1)):
         start = o * stride - padding
-        k_lo = (-start + dilation - 1) // dilation if start < 0 else 0  # first k inside the input
+        if start >= 0:
+            break
+        k_lo = (-start + dilation - 1) // dilation  # first k inside the input
         if k_lo >= kernel or start + k_lo * dilation >= size:
             return o
     return -1

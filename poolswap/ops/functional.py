@@ -11,6 +11,7 @@ import math
 from typing import Optional, Union
 
 import torch
+import torch.fx
 
 from . import _extension
 from ._geometry import IntOrTuple, PoolGeometry
@@ -33,7 +34,7 @@ def check_beta(beta: float) -> float:
 
 def _split_beta(beta: Beta, channels: Optional[int]) -> tuple[float, Optional[torch.Tensor]]:
     """A float beta goes to the op as a float; a tensor beta (one value or one per channel) as a tensor."""
-    if not isinstance(beta, torch.Tensor):
+    if not isinstance(beta, (torch.Tensor, torch.fx.Proxy)):
         return check_beta(beta), None
     if channels is not None:
         if not beta.is_floating_point():

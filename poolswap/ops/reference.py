@@ -103,10 +103,11 @@ def soft_pool_reference(
     win = _windows(xb.to(acc), geom)
     b = _beta_view(beta, beta_tensor, xb.shape[1], geom.ndim, acc, x.device)
     _, _, y = _window_softmax(win, b)
-    y = y.squeeze(-1).to(x.dtype)
+    y = y.squeeze(-1)
     if unbatched:
-        return y.squeeze(0)
-    return y.contiguous(memory_format=output_memory_format(x))
+        return y.squeeze(0).to(x.dtype).contiguous()
+    out = torch.empty(y.shape, dtype=x.dtype, device=x.device, memory_format=output_memory_format(x))
+    return out.copy_(y)
 
 
 def soft_pool_backward_reference(

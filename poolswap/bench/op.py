@@ -1,0 +1,122 @@
+"""SoftPool op benchmark: fused kernel vs max pooling, the two-AvgPool decomposition and the reference."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch.utils.benchmark import Timer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["OpBenchConfig", "run_op_benchmark", "format_op_table"]
+
+
+@dataclass
+class OpBenchConfig:
+    batch: int = 8
+    channels: int = 64
+    size: int = 112
+    kernel: int = 3
+    stride: int = 2
+    padding: int = 1
+    dtype: str = "float32"
+    device: str = "cpu"
+    min_run_time: float = 1.0
+    include_reference: bool = True
+
+
+def _decomposition(x: torch.Tensor, k: int, s: int, p: int) -> torch.Tensor:
+    """The original SoftPool formulation: avg_pool(x * e^x) / avg_pool(e^x) (no shift: overflows past ~88)."""
+    e = torch.exp(x)
+    return F.avg_pool2d(x * e, k, s, p) / F.avg_pool2d(e, k, s, p)
+
+
+def _median_seconds(fn: Callable[[], object], min_run_time: float, device: str) -> float:
+    fn()  # warm-up: builds the kernel, fills caches
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    timer = Timer("fn()", globals={"fn": fn})
+    return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def _peak_memory(fn: Callable[[], object], device: str) -> Optional[int]:
+    if not device.startswith("cuda"):
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated()
+
+
+def run_op_benchmark(config: OpBenchConfig) -> dict:
+    """Time forward and forward+backward of every variant; returns rows with ratios to max_pool2d."""
+    import poolswap
+    from poolswap.ops import kernel_status, soft_pool_reference
+
+    dtype = getattr(torch, config.dtype)
+    k, s, p = config.kernel, config.stride, config.padding
+    x = torch.randn(config.batch, config.channels, config.size, config.size, device=config.device, dtype=dtype)
+    xg = x.detach().clone().requires_grad_(True)
+    variants: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "max_pool2d": lambda t: F.max_pool2d(t, k, s, p),
+        "avgpool_decomposition": lambda t: _decomposition(t, k, s, p),
+        "softpool_fused": lambda t: poolswap.soft_pool2d(t, k, s, p),
+    }
+    if config.include_reference:
+        variants["softpool_reference"] = lambda t: soft_pool_reference(t, [k, k], [s, s], [p, p], [1, 1], False)
+
+    def forward_backward(f):
+        def run():
+            xg.grad = None
+            f(xg).sum().backward()
+
+        return run
+
+    rows = []
+    for name, f in variants.items():
+        with torch.no_grad():
+            fwd = _median_seconds(lambda: f(x), config.min_run_time, config.device)
+        fwd_bwd = _median_seconds(forward_backward(f), config.min_run_time, config.device)
+        rows.append({"variant": name, "forward_ms": fwd * 1e3, "forward_backward_ms": fwd_bwd * 1e3,
+                     "peak_memory_bytes": _peak_memory(forward_backward(f), config.device)})
+        logger.info("%-22s forward %8.2f ms   forward+backward %8.2f ms", name, fwd * 1e3, fwd_bwd * 1e3)
+    base = {r["variant"]: r for r in rows}
+    for r in rows:
+        r["forward_vs_max"] = r["forward_ms"] / base["max_pool2d"]["forward_ms"]
+        r["forward_backward_vs_max"] = r["forward_backward_ms"] / base["max_pool2d"]["forward_backward_ms"]
+        r["decomposition_speedup_forward"] = base["avgpool_decomposition"]["forward_ms"] / r["forward_ms"]
+        r["decomposition_speedup_forward_backward"] = (
+            base["avgpool_decomposition"]["forward_backward_ms"] / r["forward_backward_ms"]
+        )
+    return {
+        "config": asdict(config),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device_name": torch.cuda.get_device_name(0) if config.device.startswith("cuda") else "cpu",
+        "kernels": {key: v.active for key, v in kernel_status().items()},
+        "rows": rows,
+    }
+
+
+def format_op_table(result: dict) -> str:
+    """A markdown table of one run."""
+    c = result["config"]
+    lines = [
+        f"SoftPool op, N={c['batch']} C={c['channels']} {c['size']}x{c['size']}, k{c['kernel']} s{c['stride']} "
+        f"p{c['padding']}, {c['dtype']}, {result['device_name']}, {result['threads']} threads",
+        "",
+        "| variant | forward ms | fwd+bwd ms | forward / max_pool2d | fwd+bwd / max_pool2d | decomposition / this (fwd) | decomposition / this (fwd+bwd) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['variant']} | {r['forward_ms']:.2f} | {r['forward_backward_ms']:.2f} | {r['forward_vs_max']:.2f}x | "
+            f"{r['forward_backward_vs_max']:.2f}x | {r['decomposition_speedup_forward']:.2f}x | "
+            f"{r['decomposition_speedup_forward_backward']:.2f}x |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""Every SoftPool implementation against the float64 brute force of the contract.
+
+Hypothesis draws random geometries (1-3 spatial dims, kernel != stride,
+padding, dilation, ceil_mode, odd sizes), layouts (unbatched, channels_last,
+non-contiguous), ties, and fixed, scalar-tensor and per-channel betas.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+
+from poolswap.ops import SOFT_POOL, soft_pool_backward_reference, soft_pool_reference
+from poolswap.ops._extension import ensure_loaded
+
+from .contract import soft_pool_brute_force, soft_pool_grad_brute_force
+from .strategies import Problem, problems
+
+ensure_loaded()
+
+
+def fused_forward(p: Problem, x: torch.Tensor, beta_tensor):
+    return SOFT_POOL(x, *p.args, p.beta, beta_tensor)
+
+
+def reference_forward(p: Problem, x: torch.Tensor, beta_tensor):
+    return soft_pool_reference(x, *p.args, p.beta, beta_tensor)
+
+
+IMPLEMENTATIONS = {"fused": fused_forward, "reference": reference_forward}
+
+
+def _expected(p: Problem, grad_seed: int):
+    xb = p.batched_x
+    y = soft_pool_brute_force(xb, p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode, p.effective_beta)
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(grad_seed), dtype=torch.float64)
+    gx, gbeta = soft_pool_grad_brute_force(xb, g, p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode, p.effective_beta)
+    return y, g, gx, gbeta
+
+
+def _reduce_beta_grad(gbeta: torch.Tensor, beta_tensor: torch.Tensor) -> torch.Tensor:
+    return gbeta.sum() if beta_tensor.numel() == 1 else gbeta.sum(0)
+
+
+def _check(p: Problem, name: str, atol: float, rtol: float) -> None:
+    y_ref, g, gx_ref, gbeta_ref = _expected(p, grad_seed=p.x.numel())
+    unbatched = p.x.dim() == len(p.kernel) + 1
+    x = p.x.detach().requires_grad_(True)  # a view: keeps the drawn layout
+    beta_tensor = None if p.beta_tensor is None else p.beta_tensor.detach().clone().requires_grad_(True)
+    grad_out = g[0] if unbatched else g
+    if name == "fused":
+        y = fused_forward(p, x, beta_tensor)
+        y.backward(grad_out.to(y.dtype))
+        grad_x, grad_beta = x.grad, (None if beta_tensor is None else beta_tensor.grad)
+    else:
+        y = reference_forward(p, x, beta_tensor)
+        grad_x, grad_beta = soft_pool_backward_reference(grad_out.to(x.dtype), x, *p.args, p.beta, beta_tensor)
+    y_b = y.unsqueeze(0) if unbatched else y
+    assert y.dtype == p.x.dtype
+    torch.testing.assert_close(y_b.double(), y_ref, atol=atol, rtol=rtol)
+    grad_x_b = grad_x.unsqueeze(0) if unbatched else grad_x
+    assert grad_x.shape == p.x.shape
+    torch.testing.assert_close(grad_x_b.double(), gx_ref, atol=atol, rtol=rtol)
+    if beta_tensor is not None:
+        expected = _reduce_beta_grad(gbeta_ref, beta_tensor).reshape(beta_tensor.shape)
+        torch.testing.assert_close(grad_beta.double(), expected, atol=atol * 10, rtol=rtol * 10)
+
+
+@pytest.mark.parametrize("name", ["fused", "reference"])
+@settings(max_examples=300)
+@given(p=problems(dtype=torch.float64))
+def test_float64_matches_contract(name, p):
+    _check(p, name, atol=1e-10, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["fused", "reference"])
+@settings(max_examples=100)
+@given(p=problems(dtype=torch.float32))
+def test_float32_matches_contract(name, p):
+    _check(p, name, atol=2e-5, rtol=2e-5)
+
+
+@settings(max_examples=100)
+@given(p=problems(dtype=torch.float32))
+def test_fused_and_reference_agree_on_values_and_strides(p):
+    y = SOFT_POOL(p.x, *p.args, p.beta, p.beta_tensor)
+    expected = soft_pool_reference(p.x, *p.args, p.beta, p.beta_tensor)
+    meaningful = [i for i, size in enumerate(y.shape) if size > 1]
+    assert [y.stride(i) for i in meaningful] == [expected.stride(i) for i in meaningful]
+    torch.testing.assert_close(y, expected, atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("memory_format,shape", [(torch.channels_last, (2, 5, 8, 7)), (torch.channels_last_3d, (2, 5, 4, 8, 7))])
+def test_channels_last_in_channels_last_out(memory_format, shape):
+    x = torch.randn(shape).contiguous(memory_format=memory_format)
+    nd = len(shape) - 2
+    y = SOFT_POOL(x, [3] * nd, [2] * nd, [1] * nd, [1] * nd, False, 1.0, None)
+    assert y.is_contiguous(memory_format=memory_format) and not y.is_contiguous()
+    torch.testing.assert_close(y, SOFT_POOL(x.contiguous(), [3] * nd, [2] * nd, [1] * nd, [1] * nd, False, 1.0, None))

@@ -15,16 +15,37 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--verbose-build", action="store_true", help="show the compiler's output")
+    parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA kernels even where nvcc exists")
+    parser.add_argument("--verbose-build", action="store_true", help="show the compilers' output")
+
+
+def _build_ort_library(verbose: bool) -> None:
+    try:
+        from ..deploy import build_ort_library
+    except ImportError:  # the ONNX Runtime stage is not installed in this build
+        return
+    path = build_ort_library(verbose=verbose)
+    logger.info("%-12s %-10s %s", "onnxruntime", "fused", path)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..ops import _extension
 
-    _extension.ensure_loaded()
-    status = _extension.kernel_status()
-    for name, info in status.items():
-        logger.info("%-12s %-10s %s", name, "fused" if info.active else "reference", info.detail)
-    if not status["cpu"].active:
-        raise PoolswapError(f"the fused CPU kernel did not build: {status['cpu'].detail}; install a C++20 compiler (g++ >= 10)")
+    try:
+        path = _extension.build_cpu(verbose=args.verbose_build)
+    except Exception as exc:
+        raise PoolswapError(
+            f"the fused CPU kernel did not build ({_extension._first_error_line(exc)}); "
+            "install a C++20 compiler (g++ >= 10) or run `poolswap build --verbose-build` to see why"
+        ) from exc
+    logger.info("%-12s %-10s %s", "cpu", "fused", path)
+    if not args.no_cuda and torch.version.cuda is not None and _extension.nvcc_path() is not None:
+        path = _extension.build_cuda(verbose=args.verbose_build)
+        gpu = "loaded" if torch.cuda.is_available() else "compiled and linked (no GPU here)"
+        logger.info("%-12s %-10s %s (%s)", "cuda", "fused", path, gpu)
+    elif not args.no_cuda:
+        logger.info("%-12s %-10s %s", "cuda", "skipped", "no nvcc or a CPU-only torch")
+    _build_ort_library(args.verbose_build)
     return 0

@@ -77,11 +77,19 @@ POOLSWAP_HD float exp_nonpositive(float a) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
+#if defined(__CUDA_ARCH__)
+  const uint32_t zi = __float_as_uint(z);
+#else
   uint32_t zi;
   std::memcpy(&zi, &z, sizeof(zi));
+#endif
   const uint32_t scale_bits = (zi - 0x4B400000u + 127u) << 23;  // 2^n (z's low mantissa bits hold n)
+#if defined(__CUDA_ARCH__)
+  const float scale = __uint_as_float(scale_bits);
+#else
   float scale;
   std::memcpy(&scale, &scale_bits, sizeof(scale));
+#endif
   const float v = p * scale;
   return a < lowest ? 0.0f : v;
 }
@@ -131,6 +139,24 @@ POOLSWAP_HD void window_element_grad(const WindowAccumulator<acc_t>& acc, acc_t 
     *grad_x += grad * w * (acc_t(1) + beta * dy);
     *grad_beta += grad * w * dy * dy;
   }
+}
+
+// One window, scalar: the accumulator after every valid position was pushed.
+template <typename scalar_t, typename acc_t>
+POOLSWAP_HD WindowAccumulator<acc_t> accumulate_window(const scalar_t* x, const int64_t* x_stride, const Geometry& g,
+                                                   const WindowRange& rd, const WindowRange& rh, const WindowRange& rw,
+                                                   acc_t beta) {
+  WindowAccumulator<acc_t> acc;
+  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
+    const scalar_t* xd = x + (rd.start + kd * g.dilation[0]) * x_stride[0];
+    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+      const scalar_t* xh = xd + (rh.start + kh * g.dilation[1]) * x_stride[1];
+      for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
+        acc.push(static_cast<acc_t>(xh[(rw.start + kw * g.dilation[2]) * x_stride[2]]), beta);
+      }
+    }
+  }
+  return acc;
 }
 
 #if !defined(__CUDACC__) && !defined(__HIPCC__)
@@ -294,22 +320,6 @@ inline void backward_lanes(const scalar_t* x, const int64_t* x_stride, const Geo
 }
 #endif  // lanes
 
-template <typename scalar_t, typename acc_t>
-inline acc_t forward_window(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const WindowRange& rd,
-                            const WindowRange& rh, const WindowRange& rw, acc_t beta) {
-  WindowAccumulator<acc_t> acc;
-  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
-    const scalar_t* xd = x + (rd.start + kd * g.dilation[0]) * x_stride[0];
-    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
-      const scalar_t* xh = xd + (rh.start + kh * g.dilation[1]) * x_stride[1];
-      for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
-        acc.push(static_cast<acc_t>(xh[(rw.start + kw * g.dilation[2]) * x_stride[2]]), beta);
-      }
-    }
-  }
-  return acc.value();
-}
-
 // Outputs [begin, end) of one row along W have windows fully inside the input.
 inline void interior_range(const Geometry& g, int64_t& begin, int64_t& end) {
   const int64_t extent = g.dilation[2] * (g.kernel[2] - 1);
@@ -341,7 +351,7 @@ void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, cons
 #if defined(POOLSWAP_HAS_LANES)
       for (; ow < inner_begin; ++ow) {
         yrow[ow * y_stride[2]] =
-            static_cast<scalar_t>(forward_window(x, x_stride, g, rd, rh, window_range(g, 2, ow), beta));
+            static_cast<scalar_t>(accumulate_window(x, x_stride, g, rd, rh, window_range(g, 2, ow), beta).value());
       }
       for (; ow + kLanes <= inner_end; ow += kLanes) {
         if (unit_w && g.stride[2] == 1) {
@@ -356,7 +366,7 @@ void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, cons
 #endif
       for (; ow < g.out[2]; ++ow) {
         yrow[ow * y_stride[2]] =
-            static_cast<scalar_t>(forward_window(x, x_stride, g, rd, rh, window_range(g, 2, ow), beta));
+            static_cast<scalar_t>(accumulate_window(x, x_stride, g, rd, rh, window_range(g, 2, ow), beta).value());
       }
     }
   }
@@ -369,16 +379,7 @@ template <typename scalar_t, typename acc_t>
 inline void backward_window(const scalar_t* grad_y_at, const scalar_t* x, const int64_t* x_stride, acc_t* grad_x,
                             const Geometry& g, const WindowRange& rd, const WindowRange& rh, const WindowRange& rw,
                             acc_t beta, acc_t& grad_beta) {
-  WindowAccumulator<acc_t> acc;
-  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
-    const scalar_t* xd = x + (rd.start + kd * g.dilation[0]) * x_stride[0];
-    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
-      const scalar_t* xh = xd + (rh.start + kh * g.dilation[1]) * x_stride[1];
-      for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
-        acc.push(static_cast<acc_t>(xh[(rw.start + kw * g.dilation[2]) * x_stride[2]]), beta);
-      }
-    }
-  }
+  const WindowAccumulator<acc_t> acc = accumulate_window(x, x_stride, g, rd, rh, rw, beta);
   const acc_t y = acc.value();
   const acc_t go = static_cast<acc_t>(*grad_y_at);
   for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {

@@ -28,8 +28,12 @@ CSRC_DIR = Path(__file__).resolve().parent.parent / "csrc"
 CPU_SOURCES = ("softpool_torch_cpu.cpp",)
 CPU_HEADERS = ("softpool_kernel.h", "torch_problem.h")
 CPU_CFLAGS = ("-O3", "-march=native", "-fno-math-errno")
+CUDA_SOURCES = ("softpool_torch_cuda.cu",)
+CUDA_HEADERS = ("softpool_kernel.h", "softpool_cuda.cuh", "torch_problem.h")
+# Ampere and Hopper machine code plus PTX that newer GPUs compile at load time.
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
 
-__all__ = ["KernelStatus", "cache_dir", "ensure_loaded", "kernel_status", "build_cpu"]
+__all__ = ["KernelStatus", "cache_dir", "ensure_loaded", "kernel_status", "build_cpu", "build_cuda", "nvcc_path"]
 
 
 @dataclass
@@ -121,6 +125,81 @@ def build_cpu(verbose: bool = False) -> Path:
     return library
 
 
+def nvcc_path() -> Optional[str]:
+    """The CUDA compiler poolswap would use: $CUDA_HOME/bin/nvcc, else nvcc on PATH."""
+    import shutil
+
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if home and Path(home, "bin", "nvcc").exists():
+        return str(Path(home, "bin", "nvcc"))
+    return shutil.which("nvcc")
+
+
+def _cuda_home(nvcc: str) -> str:
+    """CUDA_HOME for torch's builder: the toolkit that holds nvcc's headers."""
+    for candidate in (Path(nvcc).resolve().parent.parent, Path("/usr/local/cuda")):
+        if (candidate / "include" / "cuda_runtime.h").exists():
+            return str(candidate)
+    return str(Path(nvcc).resolve().parent.parent)
+
+
+def _cuda_library_includes() -> list[str]:
+    """Header folders of the CUDA math libraries (cuSPARSE, cuBLAS, ...) that ATen's CUDA headers include.
+
+    A bare toolkit may lack them; torch's own CUDA wheels ship them. They go after
+    the toolkit's include folder, so the toolkit's headers win where both exist.
+    """
+    try:
+        import nvidia  # the namespace package of torch's CUDA wheels
+    except ImportError:
+        return []
+    found = []
+    for root in getattr(nvidia, "__path__", []):
+        for header in sorted(Path(root).glob("*/include/cusparse.h")):
+            found += ["-isystem", str(header.parent)]
+    return found
+
+
+def build_cuda(verbose: bool = False) -> Path:
+    """Compile (if needed) and load the CUDA kernels; works without a GPU (compile and link only)."""
+    if torch.version.cuda is None:
+        raise RuntimeError("this torch build has no CUDA support")
+    nvcc = nvcc_path()
+    if nvcc is None:
+        raise RuntimeError("nvcc not found (set CUDA_HOME or put nvcc on PATH)")
+    os.environ.setdefault("CUDA_HOME", _cuda_home(nvcc))
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import cpp_extension
+
+    # The builder reads CUDA_HOME once, at its import (maybe before this call): give it ours.
+    cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"]
+
+    flags = ("-O3", os.environ["TORCH_CUDA_ARCH_LIST"], str(torch.version.cuda))
+    tag = _build_tag(CUDA_SOURCES + CUDA_HEADERS, flags)
+    name = f"poolswap_cuda_{tag}"
+    build_dir = cache_dir() / name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    library = build_dir / f"{name}.so"
+    if not library.exists():
+        logger.info("compiling poolswap's CUDA kernels (%s) into %s (once per machine and version)",
+                    os.environ["TORCH_CUDA_ARCH_LIST"], build_dir)
+    _ensure_ninja_on_path()
+    cpp_extension.load(
+        name=name,
+        sources=[str(CSRC_DIR / s) for s in CUDA_SOURCES],
+        extra_cflags=["-O3", *_cuda_library_includes()],
+        extra_cuda_cflags=["-O3", "-lineinfo", *_cuda_library_includes()],
+        extra_include_paths=[str(CSRC_DIR)],
+        build_directory=str(build_dir),
+        is_python_module=False,
+        with_cuda=True,
+        verbose=verbose,
+    )
+    _status["cuda"] = KernelStatus("cuda", True, str(library))
+    return library
+
+
 def _first_error_line(exc: BaseException) -> str:
     """The compiler's first error, not ninja's closing line."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -154,13 +233,25 @@ def ensure_loaded() -> None:
             )
             logger.warning(message)
             warnings.warn(message, RuntimeWarning, stacklevel=3)
+        if torch.cuda.is_available():
+            try:
+                build_cuda()
+            except Exception as exc:
+                reason = _first_error_line(exc)
+                _status["cuda"] = KernelStatus("cuda", False, f"build failed: {reason}")
+                message = (
+                    f"poolswap: the CUDA SoftPool kernel could not be built ({reason}); CUDA tensors use the "
+                    "pure-PyTorch reference, which is slower and uses more memory. Run `poolswap doctor`."
+                )
+                logger.warning(message)
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def kernel_status() -> dict[str, KernelStatus]:
     """The state of every kernel, loading them first."""
     ensure_loaded()
     status = dict(_status)
-    status.setdefault("cuda", KernelStatus("cuda", False, "no CUDA kernel in this build"))
+    status.setdefault("cuda", KernelStatus("cuda", False, "not loaded (no GPU here; `poolswap build` compiles it)"))
     return status
 
 

@@ -67,9 +67,15 @@ __device__ __forceinline__ int64_t offset(const Strides& s, const int64_t* at) {
   return at[0] * s.n + at[1] * s.c + at[2] * s.s[0] + at[3] * s.s[1] + at[4] * s.s[2];
 }
 
+// The temperature of channel c: betas[c] (per channel), betas[0], or `beta` when betas is null.
+template <typename acc_t>
+__device__ __forceinline__ acc_t temperature(const acc_t* betas, bool per_channel, acc_t beta, int64_t c) {
+  return betas == nullptr ? beta : betas[per_channel ? c : 0];
+}
+
 template <typename scalar_t, typename acc_t>
 __global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, Problem p,
-                               const acc_t* __restrict__ beta, bool per_channel, int64_t total) {
+                               const acc_t* __restrict__ betas, bool per_channel, acc_t beta, int64_t total) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     int64_t at[5];
@@ -77,7 +83,7 @@ __global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restr
     const WindowRange rd = window_range(p.g, 0, at[2]);
     const WindowRange rh = window_range(p.g, 1, at[3]);
     const WindowRange rw = window_range(p.g, 2, at[4]);
-    const acc_t b = beta[per_channel ? at[1] : 0];
+    const acc_t b = temperature(betas, per_channel, beta, at[1]);
     const WindowAccumulator<acc_t> acc =
         accumulate_window<scalar_t, acc_t>(x + at[0] * p.x.n + at[1] * p.x.c, p.x.s, p.g, rd, rh, rw, b);
     y[offset(p.y, at)] = static_cast<scalar_t>(acc.value());
@@ -167,12 +173,14 @@ __global__ void input_grad_kernel(const scalar_t* __restrict__ grad_y, Strides g
   }
 }
 
+// betas: device memory (one value or one per channel), or null to use `beta` for every channel.
 template <typename scalar_t, typename acc_t>
-void launch_forward(const scalar_t* x, scalar_t* y, const Problem& p, const acc_t* beta, bool per_channel,
-                    cudaStream_t stream) {
+void launch_forward(const scalar_t* x, scalar_t* y, const Problem& p, const acc_t* betas, bool per_channel,
+                    acc_t beta, cudaStream_t stream) {
   const int64_t total = p.batch * p.channels * p.g.out[0] * p.g.out[1] * p.g.out[2];
   if (total == 0) return;
-  forward_kernel<scalar_t, acc_t><<<grid_for(total), kThreads, 0, stream>>>(x, y, p, beta, per_channel, total);
+  forward_kernel<scalar_t, acc_t>
+      <<<grid_for(total), kThreads, 0, stream>>>(x, y, p, betas, per_channel, beta, total);
 }
 
 template <typename scalar_t, typename acc_t>

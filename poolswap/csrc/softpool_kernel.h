@@ -167,7 +167,7 @@ POOLSWAP_HD WindowAccumulator<acc_t> accumulate_window(const scalar_t* x, const 
 
 // ---- float lanes: 8 adjacent outputs per vector, the arithmetic of
 // WindowAccumulator::push with selects instead of branches -----------------
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(POOLSWAP_NO_LANES)
 #define POOLSWAP_HAS_LANES 1
 typedef float lanes_f __attribute__((vector_size(32)));
 typedef int32_t lanes_i __attribute__((vector_size(32)));
@@ -262,61 +262,78 @@ inline void forward_lanes(const scalar_t* x, const int64_t* x_stride, const Geom
   std::memcpy(out + kWidth, &y1, sizeof(y1));
 }
 
-// Backward of 2 * kWidth adjacent interior outputs: recompute each window's
-// statistics, then add every element's gradient in a fixed order.
-// grad_x is the plane's contiguous (D, H, W) float buffer.
+// Backward of 2 * kWidth adjacent interior outputs, in three passes over the
+// window: its max, its weights (stored: each exp is computed once), then every
+// element's gradient, added in a fixed order. grad_x is the plane's
+// contiguous (D, H, W) float buffer. Windows of more than kMaxTaps positions
+// recompute the weights instead of storing them.
+constexpr int kMaxTaps = 64;
+
 template <int kStride, typename scalar_t>
 inline void backward_lanes(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const WindowRange& rd,
                            const WindowRange& rh, int64_t ow0, float beta, const float* grad, float* grad_x,
                            lanes_f& grad_beta) {
-  lanes_f m[2], s[2], t[2];
-  for (int v = 0; v < 2; ++v) {
-    m[v] = splat(-std::numeric_limits<float>::infinity());
-    s[v] = splat(0.0f);
-    t[v] = splat(0.0f);
-  }
   const lanes_f b = splat(beta);
   const lanes_f zero = splat(0.0f);
   const int64_t step = g.stride[2] * x_stride[2];
   const int64_t first = ow0 * g.stride[2] - g.pad[2];
-  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
-    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
-      const scalar_t* row = x + (rd.start + kd * g.dilation[0]) * x_stride[0] +
-                            (rh.start + kh * g.dilation[1]) * x_stride[1] + first * x_stride[2];
-      for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
-        const scalar_t* base = row + kw * g.dilation[2] * x_stride[2];
-        for (int v = 0; v < 2; ++v) push_lanes(load_window_lanes<kStride>(base + v * kWidth * step, step), b, m[v], s[v], t[v]);
+  const int64_t taps = (rd.hi - rd.lo) * (rh.hi - rh.lo) * g.kernel[2];
+  const bool store = taps <= kMaxTaps;
+  lanes_f weights[2][kMaxTaps];
+  // A visitor over the window's positions in a fixed order: tap index, input row, column offset.
+  auto for_each_tap = [&](auto&& visit) {
+    int tap = 0;
+    for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
+      const int64_t id = rd.start + kd * g.dilation[0];
+      for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+        const int64_t ih = rh.start + kh * g.dilation[1];
+        const scalar_t* row = x + id * x_stride[0] + ih * x_stride[1] + first * x_stride[2];
+        for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++tap) visit(tap, id, ih, row, kw * g.dilation[2]);
       }
     }
-  }
+  };
+  // 1. the window max (NaN is caught by the sums below, as in the forward)
+  lanes_f m[2] = {splat(-std::numeric_limits<float>::infinity()), splat(-std::numeric_limits<float>::infinity())};
+  for_each_tap([&](int, int64_t, int64_t, const scalar_t* row, int64_t offset) {
+    for (int v = 0; v < 2; ++v) {
+      const lanes_f xv = load_window_lanes<kStride>(row + offset * x_stride[2] + v * kWidth * step, step);
+      m[v] = xv > m[v] ? xv : m[v];
+    }
+  });
+  // 2. exp(beta (x - m)), their sum s and t = sum e (x - m): y = m + t / s
+  lanes_f s[2] = {zero, zero}, t[2] = {zero, zero};
+  for_each_tap([&](int tap, int64_t, int64_t, const scalar_t* row, int64_t offset) {
+    for (int v = 0; v < 2; ++v) {
+      const lanes_f xv = load_window_lanes<kStride>(row + offset * x_stride[2] + v * kWidth * step, step);
+      const lanes_f d = xv == m[v] ? zero : xv - m[v];
+      const lanes_f e = exp_nonpositive(b * d);
+      s[v] += e;
+      t[v] += e == zero ? zero : e * d;
+      if (store) weights[v][tap] = e;
+    }
+  });
   lanes_f y[2], inv_s[2], go[2];
   for (int v = 0; v < 2; ++v) {
     y[v] = m[v] + t[v] / s[v];
     inv_s[v] = 1.0f / s[v];
     std::memcpy(&go[v], grad + v * kWidth, sizeof(go[v]));
   }
-  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
-    const int64_t id = rd.start + kd * g.dilation[0];
-    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
-      const int64_t ih = rh.start + kh * g.dilation[1];
-      const scalar_t* row = x + id * x_stride[0] + ih * x_stride[1] + first * x_stride[2];
-      float* grow = grad_x + (id * g.in[1] + ih) * g.in[2] + first;
-      for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
-        const int64_t offset = kw * g.dilation[2];
-        for (int v = 0; v < 2; ++v) {
-          const lanes_f xv = load_window_lanes<kStride>(row + offset * x_stride[2] + v * kWidth * step, step);
-          const lanes_f w = exp_nonpositive(b * (xv == m[v] ? zero : xv - m[v])) * inv_s[v];
-          const lanes_i live = w != zero;
-          const lanes_f dy = xv == y[v] ? zero : xv - y[v];
-          const lanes_f gw = go[v] * w;
-          const lanes_f dx = live ? gw * (1.0f + b * dy) : zero;
-          grad_beta += live ? gw * dy * dy : zero;
-          float* target = grow + offset + v * kWidth * g.stride[2];
-          for (int j = 0; j < kWidth; ++j) target[j * g.stride[2]] += dx[j];
-        }
-      }
+  // 3. dy/dx = w (1 + beta (x - y)), dy/dbeta = w (x - y)^2
+  for_each_tap([&](int tap, int64_t id, int64_t ih, const scalar_t* row, int64_t offset) {
+    float* grow = grad_x + (id * g.in[1] + ih) * g.in[2] + first + offset;
+    for (int v = 0; v < 2; ++v) {
+      const lanes_f xv = load_window_lanes<kStride>(row + offset * x_stride[2] + v * kWidth * step, step);
+      const lanes_f e = store ? weights[v][tap] : exp_nonpositive(b * (xv == m[v] ? zero : xv - m[v]));
+      const lanes_f w = e * inv_s[v];
+      const lanes_i live = w != zero;
+      const lanes_f dy = xv == y[v] ? zero : xv - y[v];
+      const lanes_f gw = go[v] * w;
+      const lanes_f dx = live ? gw * (1.0f + b * dy) : zero;
+      grad_beta += live ? gw * dy * dy : zero;
+      float* target = grow + v * kWidth * g.stride[2];
+      for (int j = 0; j < kWidth; ++j) target[j * g.stride[2]] += dx[j];
     }
-  }
+  });
 }
 #endif  // lanes
 

@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "softpool_kernel.h"
@@ -91,6 +92,13 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
                                                            b[per_channel ? c : 0]);
         scalar_t* gx_plane = gxp + n * gxs[0] + c * gxs[1];
         const acc_t* src = buffer.data();
+        const bool dense_plane = gxs[4] == 1 && gxs[3] == g.in[2] && gxs[2] == g.in[1] * g.in[2];
+        if constexpr (std::is_same<scalar_t, acc_t>::value) {
+          if (dense_plane) {
+            std::copy(src, src + plane_size, gx_plane);
+            continue;
+          }
+        }
         for (int64_t d = 0; d < g.in[0]; ++d)
           for (int64_t h = 0; h < g.in[1]; ++h)
             for (int64_t w = 0; w < g.in[2]; ++w)

@@ -47,7 +47,7 @@ at::Tensor soft_pool_cuda(const at::Tensor& x, at::IntArrayRef kernel, at::IntAr
     const at::Tensor betas =
         beta_values(beta_tensor, beta, tp.channels, c10::CppTypeToScalarType<acc_t>::value, x.device());
     cuda::launch_forward<scalar_t, acc_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), p,
-                                          betas.const_data_ptr<acc_t>(), betas.numel() > 1, stream);
+                                          betas.const_data_ptr<acc_t>(), betas.numel() > 1, acc_t(beta), stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return y;

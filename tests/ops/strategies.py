@@ -45,17 +45,19 @@ def _window_has_input(size, k, s, p, d, out) -> bool:
 
 
 @st.composite
-def problems(draw, dtype=torch.float64, max_spatial=None) -> Problem:
+def problems(draw, dtype=torch.float64, max_spatial=None, wide_rows=False) -> Problem:
+    """A random problem; ``wide_rows`` makes the last dim long enough for the kernels' vector path."""
     nd = draw(st.sampled_from([1, 2, 3]))
     limit = max_spatial or {1: 12, 2: 9, 3: 6}[nd]
     kernel, stride, padding, dilation, sizes = [], [], [], [], []
     ceil_mode = draw(st.booleans())
-    for _ in range(nd):
+    for dim in range(nd):
         k = draw(st.integers(1, 4))
         s = draw(st.integers(1, 3))
         d = draw(st.integers(1, 2))
         p = draw(st.integers(0, k // 2))
-        size = draw(st.integers(1, limit))
+        last = dim == nd - 1
+        size = draw(st.integers(16 * s + k * d, 24 * s + k * d) if (wide_rows and last) else st.integers(1, 3 if wide_rows else limit))
         out = output_length(size, k, s, p, d, ceil_mode)
         assume(out >= 1 and _window_has_input(size, k, s, p, d, out))
         kernel.append(k), stride.append(s), padding.append(p), dilation.append(d), sizes.append(size)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from poolswap.ops import SOFT_POOL, soft_pool_backward_reference, soft_pool_reference
 from poolswap.ops._extension import ensure_loaded
@@ -79,6 +80,14 @@ def test_float64_matches_contract(name, p):
 @given(p=problems(dtype=torch.float32))
 def test_float32_matches_contract(name, p):
     _check(p, name, atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float32, 2e-5), (torch.float64, 1e-10)])
+@settings(max_examples=60)
+@given(data=st.data())
+def test_wide_rows_take_the_vector_path_and_keep_the_contract(dtype, atol, data):
+    """Rows of 16+ interior outputs run the kernels' vector code (stride 1, 2 and others, any layout)."""
+    _check(data.draw(problems(dtype=dtype, wide_rows=True)), "fused", atol=atol, rtol=atol)
 
 
 @settings(max_examples=100)

@@ -9,16 +9,21 @@ from pathlib import Path
 from .._atomic import atomic_write_text
 
 NAME = "bench"
-HELP = "benchmark the SoftPool op (ratios against max_pool2d and the AvgPool decomposition)"
+HELP = "benchmark the SoftPool op or whole models (ratios against baselines measured in the same run)"
 ORDER = 70
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", nargs="?", default="op", choices=["op"], help="what to benchmark")
+    parser.add_argument("what", nargs="?", default="op", choices=["op", "model"],
+                        help="op: SoftPool vs max_pool2d, the AvgPool decomposition and the reference; "
+                        "model: a training step and inference, original vs converted")
+    models = parser.add_argument_group("model")
+    models.add_argument("--models", nargs="+", default=["torchvision:resnet50", "torchvision:googlenet"],
+                        help="model specs for `bench model`")
     shape = parser.add_argument_group("problem")
-    shape.add_argument("--batch", type=int, default=8, help="N")
+    shape.add_argument("--batch", type=int, default=8, help="N (op and model)")
     shape.add_argument("--channels", type=int, default=64, help="C")
-    shape.add_argument("--size", type=int, default=112, help="H = W")
+    shape.add_argument("--size", type=int, default=112, help="H = W (op and model)")
     shape.add_argument("--kernel", type=int, default=3, help="kernel size")
     shape.add_argument("--stride", type=int, default=2, help="stride")
     shape.add_argument("--padding", type=int, default=1, help="padding")
@@ -31,6 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.what == "model":
+        from ..bench.model import ModelBenchConfig, format_model_table, run_model_benchmark
+
+        result = run_model_benchmark(ModelBenchConfig(models=args.models, batch=args.batch, size=args.size,
+                                                      device=args.device, min_run_time=args.min_run_time))
+        print(format_model_table(result))
+        if args.json is not None:
+            atomic_write_text(args.json, json.dumps(result, indent=2))
+        return 0
     from ..bench.op import OpBenchConfig, format_op_table, run_op_benchmark
 
     config = OpBenchConfig(

@@ -1,0 +1,195 @@
+"""``export_onnx``: a converted model to ONNX, one ``poolswap::SoftPool`` node per SoftPool.
+
+How (facts in ``shared/design/ort-headers.md``): the dynamo exporter
+(``torch.onnx.export(..., dynamo=True)``) sees each SoftPool as a custom op; a
+``custom_translation_table`` entry turns it into a bare ``poolswap::SoftPool``
+node (its schema registered with ``onnx.defs`` in this process); the
+model-local function carrying the standard-ONNX body is attached afterwards,
+because the exporter's version conversion inlines local functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import onnx
+import torch
+from torch import nn
+
+from .. import __version__
+from .._atomic import atomic_path
+from ..errors import PoolswapError
+from . import _function
+from ._frozen import SOFT_POOL_FROZEN, freeze_softpools
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["export_onnx", "DEFAULT_OPSET"]
+
+#: The default-domain opset the export targets (the function bodies need >= 19).
+DEFAULT_OPSET = 20
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _attributes(kernel_size, stride, padding, dilation, ceil_mode, beta, betas=()) -> dict:
+    attrs = {
+        "kernel_shape": [int(v) for v in kernel_size],
+        "strides": [int(v) for v in stride],
+        "pads": [int(v) for v in padding] * 2,
+        "dilations": [int(v) for v in dilation],
+        "ceil_mode": int(bool(ceil_mode)),
+        "beta": float(beta),
+    }
+    if len(betas):
+        attrs["betas"] = [float(b) for b in betas]
+    return attrs
+
+
+def _translation_table() -> dict:
+    import onnxscript
+
+    poolswap_opset = onnxscript.values.Opset(_function.DOMAIN, _function.DOMAIN_VERSION)
+
+    def soft_pool_frozen(x, kernel_size, stride, padding, dilation, ceil_mode, beta, betas):
+        return poolswap_opset.SoftPool(x, **_attributes(kernel_size, stride, padding, dilation, ceil_mode, beta, betas))
+
+    def soft_pool(x, kernel_size, stride, padding, dilation, ceil_mode, beta, beta_tensor=None):
+        if beta_tensor is not None:
+            raise PoolswapError(
+                "a SoftPool called functionally with a tensor beta cannot be exported (ONNX attributes are "
+                "constants); use a SoftPool module (poolswap.SoftPool2d) or a float beta"
+            )
+        return poolswap_opset.SoftPool(x, **_attributes(kernel_size, stride, padding, dilation, ceil_mode, beta))
+
+    return {SOFT_POOL_FROZEN: soft_pool_frozen, torch.ops.poolswap.soft_pool.default: soft_pool}
+
+
+def _input_size(model: nn.Module, input_size: Optional[Sequence[int]]) -> tuple[int, ...]:
+    if input_size is not None:
+        return tuple(int(v) for v in input_size)
+    for attr in ("default_cfg", "pretrained_cfg"):  # timm models know theirs
+        cfg = getattr(model, attr, None)
+        if isinstance(cfg, dict) and cfg.get("input_size"):
+            return tuple(int(v) for v in cfg["input_size"])
+    return (3, 224, 224)
+
+
+def attach_function(model: onnx.ModelProto, body: str) -> onnx.ModelProto:
+    """Add (or replace) the model-local ``poolswap::SoftPool`` function and the domain's opset import."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), DEFAULT_OPSET)
+    has_double = any(
+        vi.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE for vi in list(model.graph.input)
+    )
+    function = _function.softpool_function(body, opset, "double" if has_double else "float")
+    kept = [f for f in model.functions if not (f.domain == _function.DOMAIN and f.name == _function.OP_NAME)]
+    del model.functions[:]
+    model.functions.extend(kept + [function])
+    if not any(o.domain == _function.DOMAIN for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid(_function.DOMAIN, _function.DOMAIN_VERSION))
+    return model
+
+
+def _set_metadata(model: onnx.ModelProto, values: dict) -> None:
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in values.items():
+        if key in existing:
+            existing[key].value = value
+        else:
+            model.metadata_props.add(key=key, value=value)
+
+
+def export_onnx(
+    model: nn.Module,
+    path: PathLike,
+    *,
+    input_size: Optional[Sequence[int]] = None,
+    example_input: Optional[torch.Tensor] = None,
+    opset: Optional[int] = None,
+    dynamic_batch: bool = True,
+    body: str = "fast",
+    class_names: Optional[Sequence[str]] = None,
+    input_name: str = "input",
+    output_name: str = "output",
+    check: bool = True,
+) -> Path:
+    """Export ``model`` to ONNX at ``path``; returns the path.
+
+    Every SoftPool module (and every functional ``poolswap`` SoftPool call with a
+    float beta) becomes one ``poolswap::SoftPool`` node; the model carries a
+    model-local function of that name with the ``body`` (``"fast"`` or
+    ``"exact"``, see :mod:`poolswap.export._function`) so plain ONNX Runtime
+    runs it. Learnt temperatures are frozen at their current values.
+
+    ``input_size`` is (C, H, W) without the batch (default: the model's own
+    ``default_cfg`` when it has one, else 3x224x224), or give ``example_input``.
+    ``dynamic_batch`` makes the batch dim symbolic (``batch``). ``class_names``
+    are stored in the model's metadata (``poolswap.class_names``, JSON) for
+    ``poolswap predict``. ``check`` runs ``onnx.checker.check_model(full_check=True)``.
+    """
+    if body not in _function.BODIES:
+        raise PoolswapError(f"--body must be one of {', '.join(_function.BODIES)}, got {body!r}")
+    opset = DEFAULT_OPSET if opset is None else int(opset)
+    if opset < _function.MIN_OPSET:
+        raise PoolswapError(f"SoftPool's ONNX function needs opset >= {_function.MIN_OPSET}, got {opset}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"export_onnx needs a torch.nn.Module, got {type(model).__name__}")
+    frozen, n_modules = freeze_softpools(model)
+    frozen = frozen.cpu()
+    if example_input is None:
+        size = _input_size(model, input_size)
+        example_input = torch.randn(2 if dynamic_batch else 1, *size)
+    example_input = example_input.detach().cpu()
+    dynamic_shapes = None
+    if dynamic_batch:
+        dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},)
+    with warnings.catch_warnings(), _function.schema_registered():
+        warnings.simplefilter("ignore", category=UserWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        try:
+            program = torch.onnx.export(
+                frozen,
+                (example_input,),
+                dynamo=True,
+                opset_version=opset,
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_shapes=dynamic_shapes,
+                custom_translation_table=_translation_table(),
+                optimize=True,
+                verbose=False,
+            )
+        except PoolswapError:
+            raise
+        except Exception as exc:  # torch.export / onnx conversion failure: keep the cause, one line first
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PoolswapError(f"the ONNX export failed: {first}") from exc
+    import onnx_ir
+
+    proto = onnx_ir.to_proto(program.model)
+    n_nodes = len(_function.softpool_nodes(proto))
+    if n_nodes:
+        attach_function(proto, body)
+    elif n_modules:
+        raise PoolswapError(
+            f"the model has {n_modules} SoftPool module(s) but the export holds no poolswap::SoftPool node"
+        )
+    metadata = {"poolswap.version": __version__, "poolswap.softpool_nodes": str(n_nodes)}
+    if n_nodes:
+        metadata["poolswap.body"] = body
+    metadata["poolswap.input_shape"] = json.dumps(["batch" if dynamic_batch else example_input.shape[0], *example_input.shape[1:]])
+    if class_names is not None:
+        metadata["poolswap.class_names"] = json.dumps(list(class_names))
+    _set_metadata(proto, metadata)
+    if check:
+        onnx.checker.check_model(proto, full_check=True)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+    logger.info("exported %s: %d SoftPool node(s), %s body, opset %d", path, n_nodes, body, opset)
+    return path

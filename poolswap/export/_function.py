@@ -1,0 +1,348 @@
+"""The ``poolswap::SoftPool`` operator in ONNX: its schema and its two standard-ONNX bodies.
+
+Every exported SoftPool is one node ``SoftPool`` of domain ``poolswap`` (version 1):
+
+========================  =========  ==================================================
+attribute                 type       meaning
+========================  =========  ==================================================
+``kernel_shape``          ints       window size per spatial dim (1, 2 or 3 values)
+``strides``               ints       as MaxPool
+``pads``                  ints       begins then ends, as MaxPool (padding is *absent*)
+``dilations``             ints       as MaxPool
+``ceil_mode``             int        0 or 1, ``torch.nn.MaxPoolNd``'s output-size rule
+``beta``                  float      the temperature (default 1.0)
+``betas``                 floats     optional: one temperature per channel; overrides
+                                     ``beta`` when present (learnt per-channel betas)
+========================  =========  ==================================================
+
+The input is ``(N, C, *spatial)`` (ONNX pools are batched), float32, float16 or
+float64; the output has the input's type.
+
+The model carries a model-local function of the same name, so every ONNX
+runtime runs it without poolswap. Two bodies are available:
+
+``fast``
+    ``y = m + AvgPool(e * (x - m)) / AvgPool(e)`` with ``e = exp(beta (x - m))`` and
+    ``m`` the per-(sample, channel) maximum (``GlobalMaxPool``): a few element-wise
+    ops and two ``AveragePool`` calls, which every runtime has fused. Its range:
+    finite inputs where no window's own maximum lies more than about ``80 / beta``
+    below its channel's maximum (beyond that float32 ``exp`` underflows and the
+    window gives ``0 / 0 = NaN``); ``inf`` or ``NaN`` anywhere in a channel makes
+    the whole channel NaN. Typical CNN activations (post-ReLU/BN, within tens of
+    each other at ``beta = 1``) are well inside it; ``poolswap validate`` tells.
+``exact``
+    The per-window softmax of the contract: windows gathered explicitly
+    (``Gather`` on a 3-d view), shifted by their own maximum. Stable for any
+    input, finite or not, with the contract's NaN/``inf`` rules; it needs
+    ``K`` times the output's memory (``K`` = window size) and is slower. ONNX shape
+    inference gives its output's rank only (the sizes are computed at run time);
+    the exporter records the full shapes in the model's ``value_info``.
+
+Both bodies accumulate in float32 and return the input's type; the exact body
+computes float64 models in float64 (ONNX Runtime's AveragePool has no float64
+kernel, so the fast body stays in float32).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Optional
+
+import onnx
+import onnx.defs
+import onnx.parser
+
+__all__ = [
+    "DOMAIN",
+    "OP_NAME",
+    "DOMAIN_VERSION",
+    "BODIES",
+    "MIN_OPSET",
+    "schema_registered",
+    "softpool_function",
+]
+
+DOMAIN = "poolswap"
+OP_NAME = "SoftPool"
+DOMAIN_VERSION = 1
+BODIES = ("fast", "exact")
+#: AveragePool's ``dilations`` and ReduceMax's ``axes`` input need opset 19.
+MIN_OPSET = 19
+
+# strides, pads and dilations are optional, as for MaxPool (1, 0, 1 per dim). The fast body passes
+# them on to AveragePool, which applies those defaults when they are absent; the exact body reads
+# them with Constant nodes, so it declares them empty by default and fills in the defaults itself.
+_SIGNATURE = {
+    "fast": (
+        "SoftPool <kernel_shape, strides, pads, dilations, ceil_mode: int = 0, beta: float = 1.0, "
+        "betas: floats = []> (X) => (Y)"
+    ),
+    "exact": (
+        "SoftPool <kernel_shape, strides: ints = [], pads: ints = [], dilations: ints = [], ceil_mode: int = 0, "
+        "beta: float = 1.0, betas: floats = []> (X) => (Y)"
+    ),
+}
+
+# Temperatures as a tensor that broadcasts against a rank-`rank` tensor whose dim 1 is the channel:
+# `betas` when given (C values), else `beta` (1 value).
+_BETA_BLOCK = """
+  beta_one = Constant <value_float: float = @beta> ()
+  beta_vec = Reshape (beta_one, one_shape)
+  betas_given = Constant <value_floats: floats = @betas> ()
+  beta_all = Concat <axis = 0> (betas_given, beta_vec)
+  beta_count = Size (beta_all)
+  beta_count_1 = Sub (beta_count, one_scalar)
+  beta_end_s = Max (beta_count_1, one_scalar)
+  beta_end = Reshape (beta_end_s, one_shape)
+  beta_list = Slice (beta_all, zero_1, beta_end)
+  beta_f = Cast <to = {acc}> (beta_list)
+"""
+
+_COMMON = """
+  one_shape = Constant <value_ints: ints = [1]> ()
+  one_scalar = Constant <value_int: int = 1> ()
+  zero_1 = Constant <value_ints: ints = [0]> ()
+"""
+
+_FAST = """
+{{
+{common}
+{beta}
+  xf = Cast <to = {acc}> (X)
+  x_shape = Shape (X)
+  kernel = Constant <value_ints: ints = @kernel_shape> ()
+  ones_nd = Div (kernel, kernel)
+  minus_one = Constant <value_ints: ints = [-1]> ()
+  beta_shape = Concat <axis = 0> (minus_one, ones_nd)
+  b = Reshape (beta_f, beta_shape)
+  m = GlobalMaxPool (xf)
+  d = Sub (xf, m)
+  bd = Mul (b, d)
+  e = Exp (bd)
+  ed = Mul (e, d)
+  num = AveragePool <kernel_shape: ints = @kernel_shape, strides: ints = @strides, pads: ints = @pads, dilations: ints = @dilations, ceil_mode: int = @ceil_mode, count_include_pad = 0> (ed)
+  den = AveragePool <kernel_shape: ints = @kernel_shape, strides: ints = @strides, pads: ints = @pads, dilations: ints = @dilations, ceil_mode: int = @ceil_mode, count_include_pad = 0> (e)
+  ratio = Div (num, den)
+  yf = Add (m, ratio)
+  Y = CastLike (yf, X)
+}}
+"""
+
+# The output size is computed with torch.nn.MaxPoolNd's rule (a ceil_mode window that
+# would start in the end padding is dropped), not taken from a runtime's MaxPool:
+# ONNX Runtime's MaxPool keeps that window.
+# Windows are gathered on a (N, C, D, H, W) view (1-d and 2-d problems get leading
+# dims of size 1), one Gather per dim, into (N, C, OD, KD, OH, KH, OW, KW); absent
+# positions become -inf, so they get weight exactly 0.
+_EXACT = """
+{{
+{common}
+{beta}
+  xf = Cast <to = {acc}> (X)
+  x_shape = Shape (X)
+  two_1 = Constant <value_ints: ints = [2]> ()
+  lead = Slice (x_shape, zero_1, two_1)
+  big_1 = Constant <value_ints: ints = [9223372036854775807]> ()
+  spatial = Slice (x_shape, two_1, big_1)
+  kernel = Constant <value_ints: ints = @kernel_shape> ()
+  ones_k = Div (kernel, kernel)
+  zeros_k = Sub (kernel, kernel)
+  zero_s = Constant <value_int: int = 0> ()
+  iota_k = CumSum <exclusive = 1> (ones_k, zero_s)
+  ones_2k = Concat <axis = 0> (ones_k, ones_k)
+  iota_2k = CumSum <exclusive = 1> (ones_2k, zero_s)
+  zeros_2k = Concat <axis = 0> (zeros_k, zeros_k)
+  stride_given = Constant <value_ints: ints = @strides> ()
+  stride_all = Concat <axis = 0> (stride_given, ones_k)
+  stride = Gather (stride_all, iota_k)
+  pads_given = Constant <value_ints: ints = @pads> ()
+  pads_all = Concat <axis = 0> (pads_given, zeros_2k)
+  pads = Gather (pads_all, iota_2k)
+  dil_given = Constant <value_ints: ints = @dilations> ()
+  dil_all = Concat <axis = 0> (dil_given, ones_k)
+  dil = Gather (dil_all, iota_k)
+  nd = Shape (kernel)
+  pad_begin, pad_end = Split <num_outputs = 2> (pads)
+  ceil = Constant <value_int: int = @ceil_mode> ()
+  kernel_m1 = Sub (kernel, one_scalar)
+  ext_0 = Mul (dil, kernel_m1)
+  ext = Add (ext_0, one_scalar)
+  stride_m1 = Sub (stride, one_scalar)
+  ceil_extra = Mul (ceil, stride_m1)
+  padded = Add (spatial, pad_begin)
+  padded2 = Add (padded, pad_end)
+  num_0 = Sub (padded2, ext)
+  num = Add (num_0, ceil_extra)
+  quot = Div (num, stride)
+  out_0 = Add (quot, one_scalar)
+  out_0m1 = Sub (out_0, one_scalar)
+  last_start = Mul (out_0m1, stride)
+  starts_in_pad = GreaterOrEqual (last_start, padded)
+  drop_b = Cast <to = 7> (starts_in_pad)
+  drop = Mul (drop_b, ceil)
+  out_nd = Sub (out_0, drop)
+  three_1 = Constant <value_ints: ints = [3]> ()
+  n_lift = Sub (three_1, nd)
+  ones_l = ConstantOfShape <value = int64[1] {{1}}> (n_lift)
+  zeros_l = ConstantOfShape <value = int64[1] {{0}}> (n_lift)
+  s3 = Concat <axis = 0> (ones_l, spatial)
+  k3 = Concat <axis = 0> (ones_l, kernel)
+  st3 = Concat <axis = 0> (ones_l, stride)
+  d3 = Concat <axis = 0> (ones_l, dil)
+  pb3 = Concat <axis = 0> (zeros_l, pad_begin)
+  out = Concat <axis = 0> (ones_l, out_nd)
+  x5_shape = Concat <axis = 0> (lead, s3)
+  x5 = Reshape (xf, x5_shape)
+  col = Constant <value_ints: ints = [-1, 1]> ()
+  minus_inf = Constant <value = {acc_name}[1] {{-inf}}> ()
+  zero_f = Constant <value = {acc_name}[1] {{0}}> ()
+{dims}
+  g0 = Gather <axis = 2> (x5, idx_0)
+  g1 = Gather <axis = 4> (g0, idx_1)
+  win_raw = Gather <axis = 6> (g1, idx_2)
+  axes_0 = Constant <value_ints: ints = [2, 3, 4, 5]> ()
+  v0u = Unsqueeze (valid_0, axes_0)
+  axes_1 = Constant <value_ints: ints = [2, 3]> ()
+  v1u = Unsqueeze (valid_1, axes_1)
+  v01 = And (v0u, v1u)
+  valid = And (v01, valid_2)
+  win = Where (valid, win_raw, minus_inf)
+  red = Constant <value_ints: ints = [3, 5, 7]> ()
+  m = ReduceMax <keepdims = 1> (win, red)
+  is_max = Equal (win, m)
+  diff = Sub (win, m)
+  d = Where (is_max, zero_f, diff)
+  beta_shape = Constant <value_ints: ints = [-1, 1, 1, 1, 1, 1, 1]> ()
+  b = Reshape (beta_f, beta_shape)
+  bd = Mul (b, d)
+  e = Exp (bd)
+  s = ReduceSum <keepdims = 1> (e, red)
+  ed = Mul (e, d)
+  e_zero = Equal (e, zero_f)
+  ed_safe = Where (e_zero, zero_f, ed)
+  t = ReduceSum <keepdims = 1> (ed_safe, red)
+  ratio = Div (t, s)
+  y8 = Add (m, ratio)
+  y_shape = Concat <axis = 0> (lead, out_nd)
+  yf = Reshape (y8, y_shape)
+  Y = CastLike (yf, X)
+}}
+"""
+
+# Indices of window positions along lifted dim {i}: o * stride - pad_begin + k * dilation,
+# clamped into the input for the Gather and flagged valid where they lie inside it.
+_DIM = """
+  sel_{i} = Constant <value_ints: ints = [{i}]> ()
+  out_{i}_v = Gather (out, sel_{i})
+  out_{i}_s = Squeeze (out_{i}_v)
+  k_{i}_v = Gather (k3, sel_{i})
+  k_{i}_s = Squeeze (k_{i}_v)
+  st_{i} = Gather (st3, sel_{i})
+  d_{i} = Gather (d3, sel_{i})
+  pb_{i} = Gather (pb3, sel_{i})
+  size_{i} = Gather (s3, sel_{i})
+  zero_s_{i} = Constant <value_int: int = 0> ()
+  o_{i} = Range (zero_s_{i}, out_{i}_s, one_scalar)
+  k_{i} = Range (zero_s_{i}, k_{i}_s, one_scalar)
+  o_col_{i} = Reshape (o_{i}, col)
+  start_0_{i} = Mul (o_col_{i}, st_{i})
+  start_{i} = Sub (start_0_{i}, pb_{i})
+  offset_{i} = Mul (k_{i}, d_{i})
+  pos_{i} = Add (start_{i}, offset_{i})
+  ge_{i} = GreaterOrEqual (pos_{i}, zero_1)
+  lt_{i} = Less (pos_{i}, size_{i})
+  valid_{i} = And (ge_{i}, lt_{i})
+  size_m1_{i} = Sub (size_{i}, one_scalar)
+  low_{i} = Max (pos_{i}, zero_1)
+  idx_{i} = Min (low_{i}, size_m1_{i})
+"""
+
+_ACC = {"float": (1, "float"), "double": (11, "double")}
+
+
+@contextlib.contextmanager
+def schema_registered() -> Iterator[None]:
+    """``poolswap::SoftPool`` known to ``onnx.defs`` (as onnxscript needs) for the duration of the block.
+
+    The schema is removed again afterwards: a registered schema has no shape
+    inference, and ONNX prefers it over the model-local function, whose body
+    infers the output shape.
+    """
+    if onnx.defs.has(OP_NAME, DOMAIN):
+        yield
+        return
+    onnx.defs.register_schema(_schema())
+    try:
+        yield
+    finally:
+        onnx.defs.deregister_schema(OP_NAME, DOMAIN_VERSION, DOMAIN)
+
+
+def _schema() -> onnx.defs.OpSchema:
+    schema = onnx.defs.OpSchema(
+        OP_NAME,
+        DOMAIN,
+        DOMAIN_VERSION,
+        doc="SoftPool: exponentially weighted pooling (poolswap); attributes as MaxPool's plus beta/betas.",
+        inputs=[onnx.defs.OpSchema.FormalParameter("X", "T")],
+        outputs=[onnx.defs.OpSchema.FormalParameter("Y", "T")],
+        type_constraints=[("T", ["tensor(float)", "tensor(float16)", "tensor(double)"], "float tensors")],
+        attributes=[
+            onnx.defs.OpSchema.Attribute("kernel_shape", onnx.defs.OpSchema.AttrType.INTS, "window size", required=True),
+            onnx.defs.OpSchema.Attribute("strides", onnx.defs.OpSchema.AttrType.INTS, "strides", required=False),
+            onnx.defs.OpSchema.Attribute("pads", onnx.defs.OpSchema.AttrType.INTS, "pads (begins, ends)", required=False),
+            onnx.defs.OpSchema.Attribute("dilations", onnx.defs.OpSchema.AttrType.INTS, "dilations", required=False),
+            onnx.defs.OpSchema.Attribute("ceil_mode", onnx.defs.OpSchema.AttrType.INT, "ceil mode", required=False),
+            onnx.defs.OpSchema.Attribute("beta", onnx.defs.OpSchema.AttrType.FLOAT, "temperature", required=False),
+            onnx.defs.OpSchema.Attribute("betas", onnx.defs.OpSchema.AttrType.FLOATS, "per-channel temperatures", required=False),
+        ],
+    )
+    return schema
+
+
+def function_text(body: str, opset: int, accumulate: str = "float") -> str:
+    """The ONNX textual form of the model-local function."""
+    if body not in BODIES:
+        raise ValueError(f"body must be one of {', '.join(BODIES)}, got {body!r}")
+    if opset < MIN_OPSET:
+        raise ValueError(f"the SoftPool function body needs opset >= {MIN_OPSET}, got {opset}")
+    if body == "fast":
+        accumulate = "float"  # ONNX Runtime's AveragePool has no float64 kernel
+    acc, acc_name = _ACC[accumulate]
+    beta = _BETA_BLOCK.format(acc=acc)
+    if body == "fast":
+        code = _FAST.format(common=_COMMON, beta=beta, acc=acc)
+    else:
+        dims = "".join(_DIM.format(i=i) for i in range(3))
+        code = _EXACT.format(common=_COMMON, beta=beta, acc=acc, acc_name=acc_name, dims=dims)
+    header = f'<domain: "{DOMAIN}", opset_import: ["" : {opset}, "{DOMAIN}" : {DOMAIN_VERSION}]>\n'
+    return header + _SIGNATURE[body] + "\n" + code
+
+
+def softpool_function(body: str = "fast", opset: int = 20, accumulate: str = "float") -> onnx.FunctionProto:
+    """The model-local ``poolswap::SoftPool`` function with the chosen body.
+
+    ``accumulate="double"`` gives a body that computes in float64 (for float64 models).
+    """
+    function = onnx.parser.parse_function(function_text(body, opset, accumulate))
+    function.doc_string = f"poolswap SoftPool, {body} body (see poolswap.export._function)"
+    return function
+
+
+def softpool_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Every ``poolswap::SoftPool`` node of the main graph."""
+    return [n for n in model.graph.node if n.domain == DOMAIN and n.op_type == OP_NAME]
+
+
+def node_attributes(node: onnx.NodeProto) -> dict:
+    """A SoftPool node's attributes as plain Python values."""
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def model_body(model: onnx.ModelProto) -> Optional[str]:
+    """Which body the model's SoftPool function carries (``fast``/``exact``), or None."""
+    for f in model.functions:
+        if f.domain == DOMAIN and f.name == OP_NAME:
+            ops = {n.op_type for n in f.node}
+            return "exact" if "Gather" in ops else "fast"
+    return None

@@ -1,0 +1,163 @@
+"""Validate an exported model: PyTorch vs ORT with the function body vs ORT with the custom-op library.
+
+Each pair of runs on the same inputs gets its max absolute difference, its max
+relative difference (the absolute one divided by the reference's largest
+magnitude, so near-zero logits do not blow it up) and, for (N, classes)
+outputs, top-1 and top-5 agreement. A pair fails when
+``max_abs > atol + rtol * max|reference|``, or when top-1 agreement falls
+below ``min_top1`` (if given).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import PoolswapError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PairResult", "ValidationReport", "compare_outputs", "validate"]
+
+
+@dataclass
+class PairResult:
+    """How two runs of the model agree."""
+
+    a: str
+    b: str
+    max_abs: float
+    max_rel: float
+    top1: Optional[float]
+    top5: Optional[float]
+    ok: bool
+
+    def line(self) -> str:
+        top = "" if self.top1 is None else f"  top-1 {self.top1:6.1%}  top-5 {self.top5:6.1%}"
+        verdict = "ok" if self.ok else "FAIL"
+        return f"{self.a:>9} vs {self.b:<9} max abs {self.max_abs:.3e}  max rel {self.max_rel:.3e}{top}  {verdict}"
+
+
+@dataclass
+class ValidationReport:
+    """All pairs, what was skipped and why, and the verdict."""
+
+    pairs: list[PairResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    n_inputs: int = 0
+    atol: float = 1e-4
+    rtol: float = 1e-4
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.pairs) and all(p.ok for p in self.pairs)
+
+    def format(self) -> str:
+        lines = [f"{self.n_inputs} input(s); tolerance max abs <= {self.atol:g} + {self.rtol:g} * max|reference|"]
+        lines += [p.line() for p in self.pairs]
+        lines += [f"skipped: {s}" for s in self.skipped]
+        lines.append("PASS" if self.ok else "FAIL")
+        return "\n".join(lines)
+
+
+def _topk_agreement(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """Fraction of rows whose top-1 of ``a`` is in the top-k of ``b`` (k=1: same argmax)."""
+    k = min(k, b.shape[1])
+    top_b = np.argsort(-b, axis=1)[:, :k]
+    return float(np.mean([a_row in b_row for a_row, b_row in zip(np.argmax(a, axis=1), top_b)]))
+
+
+def compare_outputs(
+    name_a: str,
+    a: np.ndarray,
+    name_b: str,
+    b: np.ndarray,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+    min_top1: Optional[float] = None,
+) -> PairResult:
+    """Compare two outputs; ``a`` is the reference for the relative difference."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return PairResult(name_a, name_b, float("inf"), float("inf"), None, None, False)
+    diff = np.abs(a - b)
+    finite = np.isfinite(a) & np.isfinite(b)
+    same_nonfinite = ~finite & ((a == b) | (np.isnan(a) & np.isnan(b)))
+    max_abs = float(np.max(np.where(same_nonfinite, 0.0, diff))) if diff.size else 0.0
+    if np.isnan(max_abs):
+        max_abs = float("inf")
+    scale = float(np.max(np.abs(a[finite]))) if finite.any() else 0.0
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    top1 = top5 = None
+    if a.ndim == 2 and a.shape[1] > 1:
+        top1 = _topk_agreement(a, b, 1)
+        top5 = _topk_agreement(a, b, 5)
+    ok = max_abs <= atol + rtol * scale
+    if min_top1 is not None and top1 is not None and top1 < min_top1:
+        ok = False
+    return PairResult(name_a, name_b, max_abs, max_rel, top1, top5, ok)
+
+
+def validate(
+    onnx_path: Union[str, Path],
+    model=None,
+    inputs: Optional[np.ndarray] = None,
+    *,
+    n: int = 8,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+    min_top1: Optional[float] = None,
+    providers="cpu",
+    strict: bool = False,
+    seed: int = 0,
+) -> ValidationReport:
+    """Run ``model`` (PyTorch, optional), ORT with the function body and ORT with the library on ``inputs``.
+
+    Without ``inputs``, ``n`` standard-normal inputs shaped like the model's input
+    (a symbolic batch becomes ``n``). Without the library, its pairs are skipped
+    with the reason (``strict`` makes that an error).
+    """
+    from ..deploy import check_library, ort_library_path, session
+
+    body_session = session(onnx_path, providers, library=False)
+    spec = body_session.get_inputs()[0]
+    if inputs is None:
+        shape = [n if not isinstance(d, int) or d <= 0 else d for d in spec.shape]
+        if isinstance(spec.shape[0], int) and spec.shape[0] > 0:
+            shape[0] = spec.shape[0]
+        inputs = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+    outputs: dict[str, np.ndarray] = {}
+    report = ValidationReport(n_inputs=int(inputs.shape[0]), atol=atol, rtol=rtol)
+    if model is not None:
+        import torch
+
+        with torch.no_grad():
+            result = model.eval()(torch.from_numpy(inputs))
+        if isinstance(result, (tuple, list)):
+            result = result[0]
+        elif hasattr(result, "logits"):  # torchvision's GoogLeNet/Inception named tuples in eval return tensors
+            result = result.logits
+        outputs["pytorch"] = result.detach().float().cpu().numpy()
+    else:
+        report.skipped.append("pytorch: no checkpoint given")
+    outputs["ort-body"] = body_session.run(None, {spec.name: inputs})[0]
+    library = ort_library_path()
+    usable, detail = check_library(library)
+    if usable:
+        library_session = session(onnx_path, providers, library=library, strict=True)
+        outputs["ort-lib"] = library_session.run(None, {spec.name: inputs})[0]
+    elif strict:
+        raise PoolswapError(f"the ONNX Runtime library is unusable: {detail}")
+    else:
+        report.skipped.append(f"ort-lib: {detail}")
+    names = list(outputs)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            report.pairs.append(compare_outputs(a, outputs[a], b, outputs[b], atol, rtol, min_top1))
+    return report

@@ -1,0 +1,111 @@
+"""The export, validate and predict commands (poolswap.load is stubbed with a hand-built model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import poolswap.export
+from poolswap.cli import main
+from poolswap.export import softpool_nodes
+
+from .helpers import small_cnn
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    model = small_cnn()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 16, 16))
+    return model
+
+
+@pytest.fixture
+def checkpoint(tmp_path, monkeypatch, cnn):
+    path = tmp_path / "model.poolswap"
+    path.write_bytes(b"stub")
+    monkeypatch.setattr(poolswap.export, "load_checkpoint", lambda p: cnn)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, cnn):
+    folder = tmp_path_factory.mktemp("cli")
+    names = folder / "names.txt"
+    names.write_text("\n".join(f"label_{i}" for i in range(10)))
+    path = folder / "m.onnx"
+    poolswap.export.export_onnx(cnn, path, input_size=(3, 16, 16), class_names=names.read_text().splitlines())
+    return path
+
+
+def test_export_command_with_validation(checkpoint, tmp_path, capsys):
+    out = tmp_path / "out.onnx"
+    code = main(["export", str(checkpoint), "-o", str(out), "--input-size", "3,16,16", "--body", "exact", "--validate", "--n", "3"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert len(softpool_nodes(onnx.load(str(out)))) == 2
+    assert "pytorch vs ort-body" in text and "PASS" in text
+
+
+def test_export_command_missing_checkpoint(tmp_path, capsys):
+    code = main(["export", str(tmp_path / "nope.pt"), "-o", str(tmp_path / "o.onnx")])
+    assert code == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_export_command_bad_input_size(checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["export", str(checkpoint), "-o", str(tmp_path / "o.onnx"), "--input-size", "3,a,16"])
+
+
+def test_validate_passes(exported, checkpoint, capsys):
+    code = main(["validate", str(exported), "--against", str(checkpoint), "--n", "4"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "top-1" in text and "PASS" in text
+
+
+def test_validate_fails_beyond_tolerance(exported, checkpoint, tmp_path, capsys):
+    model = onnx.load(str(exported))
+    for attr in softpool_nodes(model)[1].attribute:
+        if attr.name == "beta":
+            attr.f = 6.0  # the ONNX model no longer matches the checkpoint
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    code = main(["validate", str(broken), "--against", str(checkpoint), "--n", "4"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "FAIL" in captured.out and "disagree beyond the tolerance" in captured.err
+
+
+def test_validate_ort_only(exported, capsys):
+    assert main(["validate", str(exported), "--n", "2"]) == 0
+    assert "skipped: pytorch" in capsys.readouterr().out
+
+
+def _image(path, seed=0):
+    from PIL import Image
+
+    array = (np.random.default_rng(seed).random((40, 50, 3)) * 255).astype(np.uint8)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def test_predict_prints_top5_with_names(exported, tmp_path, capsys):
+    images = [_image(tmp_path / "a.png"), _image(tmp_path / "b.jpg", 1)]
+    code = main(["predict", str(exported), *map(str, images), "--size", "16", "16", "--providers", "cpu"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert text.count("label_") == 10 and "a.png" in text
+
+
+def test_predict_wrong_size_is_one_line(exported, tmp_path, capsys):
+    image = _image(tmp_path / "a.png")
+    code = main(["predict", str(exported), str(image), "--size", "20", "20", "--providers", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "expects input 'input' float32 ['batch', 3, 16, 16]" in err

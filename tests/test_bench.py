@@ -1,0 +1,39 @@
+"""The benchmarks run end to end and report ratios against baselines of the same run (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from poolswap.bench.model import ModelBenchConfig, format_model_table, run_model_benchmark
+from poolswap.bench.op import OpBenchConfig, format_op_table, run_op_benchmark
+from poolswap.cli import main
+
+
+def test_op_benchmark_reports_every_variant_with_ratios():
+    result = run_op_benchmark(OpBenchConfig(batch=1, channels=2, size=16, min_run_time=0.01))
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert set(rows) == {"max_pool2d", "avgpool_decomposition", "softpool_fused", "softpool_reference"}
+    assert rows["max_pool2d"]["forward_vs_max"] == pytest.approx(1.0)
+    for r in rows.values():
+        assert r["forward_ms"] > 0 and r["forward_backward_ms"] > 0
+        assert r["forward_vs_max"] == pytest.approx(r["forward_ms"] / rows["max_pool2d"]["forward_ms"])
+    assert "| softpool_fused |" in format_op_table(result)
+
+
+@pytest.mark.slow
+def test_model_benchmark_compares_original_and_converted():
+    result = run_model_benchmark(ModelBenchConfig(models=["torchvision:resnet18"], batch=2, size=64, min_run_time=0.01))
+    (row,) = result["rows"]
+    assert row["train_step_ratio"] == pytest.approx(row["converted"]["train_step_ms"] / row["original"]["train_step_ms"])
+    assert "torchvision:resnet18" in format_model_table(result)
+
+
+def test_bench_command_writes_json(tmp_path, capsys):
+    out = tmp_path / "op.json"
+    assert main(["bench", "op", "--batch", "1", "--channels", "2", "--size", "12", "--min-run-time", "0.01",
+                 "--no-reference", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [r["variant"] for r in data["rows"]] == ["max_pool2d", "avgpool_decomposition", "softpool_fused"]
+    assert "forward / max_pool2d" in capsys.readouterr().out

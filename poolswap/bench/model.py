@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
-from torch.utils.benchmark import Timer
+
+from ._timing import median_seconds, peak_memory
 
 logger = logging.getLogger(__name__)
 
@@ -29,23 +30,6 @@ def _logits(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _seconds(fn: Callable[[], object], min_run_time: float, device: str) -> float:
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
-
-
-def _peak(fn: Callable[[], object], device: str) -> Optional[int]:
-    if not device.startswith("cuda"):
-        return None
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated()
-
-
 def _measure(model: torch.nn.Module, x: torch.Tensor, config: ModelBenchConfig) -> dict:
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     target = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
@@ -61,10 +45,10 @@ def _measure(model: torch.nn.Module, x: torch.Tensor, config: ModelBenchConfig) 
             model(x)
 
     model.train()
-    train = _seconds(train_step, config.min_run_time, config.device)
-    train_peak = _peak(train_step, config.device)
+    train = median_seconds(train_step, config.min_run_time, config.device)
+    train_peak = peak_memory(train_step, config.device)
     model.eval()
-    inference = _seconds(infer, config.min_run_time, config.device)
+    inference = median_seconds(infer, config.min_run_time, config.device)
     return {"train_step_ms": train * 1e3, "train_peak_bytes": train_peak, "inference_ms": inference * 1e3}
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.benchmark import Timer
+
+from ._timing import median_seconds, peak_memory
 
 logger = logging.getLogger(__name__)
 
@@ -33,24 +34,6 @@ def _decomposition(x: torch.Tensor, k: int, s: int, p: int) -> torch.Tensor:
     """The original SoftPool formulation: avg_pool(x * e^x) / avg_pool(e^x) (no shift: overflows past ~88)."""
     e = torch.exp(x)
     return F.avg_pool2d(x * e, k, s, p) / F.avg_pool2d(e, k, s, p)
-
-
-def _median_seconds(fn: Callable[[], object], min_run_time: float, device: str) -> float:
-    fn()  # warm-up: builds the kernel, fills caches
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    timer = Timer("fn()", globals={"fn": fn})
-    return timer.blocked_autorange(min_run_time=min_run_time).median
-
-
-def _peak_memory(fn: Callable[[], object], device: str) -> Optional[int]:
-    if not device.startswith("cuda"):
-        return None
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated()
 
 
 def run_op_benchmark(config: OpBenchConfig) -> dict:
@@ -80,10 +63,10 @@ def run_op_benchmark(config: OpBenchConfig) -> dict:
     rows = []
     for name, f in variants.items():
         with torch.no_grad():
-            fwd = _median_seconds(lambda: f(x), config.min_run_time, config.device)
-        fwd_bwd = _median_seconds(forward_backward(f), config.min_run_time, config.device)
+            fwd = median_seconds(lambda: f(x), config.min_run_time, config.device)
+        fwd_bwd = median_seconds(forward_backward(f), config.min_run_time, config.device)
         rows.append({"variant": name, "forward_ms": fwd * 1e3, "forward_backward_ms": fwd_bwd * 1e3,
-                     "peak_memory_bytes": _peak_memory(forward_backward(f), config.device)})
+                     "peak_memory_bytes": peak_memory(forward_backward(f), config.device)})
         logger.info("%-22s forward %8.2f ms   forward+backward %8.2f ms", name, fwd * 1e3, fwd_bwd * 1e3)
     base = {r["variant"]: r for r in rows}
     for r in rows:

@@ -209,6 +209,18 @@ def _first_error_line(exc: BaseException) -> str:
     return lines[0][:300] if lines else type(exc).__name__
 
 
+def _fall_back(kind: str, what: str, exc: BaseException) -> None:
+    """Record why a kernel is missing and say once that the reference runs instead."""
+    reason = _first_error_line(exc)
+    _status[kind] = KernelStatus(kind, False, f"build failed: {reason}")
+    message = (
+        f"poolswap: the {what} SoftPool kernel could not be built ({reason}); "
+        "using the pure-PyTorch reference, which is slower. Run `poolswap doctor` for details."
+    )
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
 def ensure_loaded() -> None:
     """Load the fused kernels once; on failure keep the reference and warn once."""
     global _loaded
@@ -225,26 +237,12 @@ def ensure_loaded() -> None:
             path = build_cpu()
             _status["cpu"] = KernelStatus("cpu", True, str(path))
         except Exception as exc:  # a compiler error, no compiler, no ninja, ...
-            reason = _first_error_line(exc)
-            _status["cpu"] = KernelStatus("cpu", False, f"build failed: {reason}")
-            message = (
-                f"poolswap: the fused CPU SoftPool kernel could not be built ({reason}); "
-                "using the pure-PyTorch reference, which is slower. Run `poolswap doctor` for details."
-            )
-            logger.warning(message)
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            _fall_back("cpu", "fused CPU", exc)
         if torch.cuda.is_available():
             try:
                 build_cuda()
             except Exception as exc:
-                reason = _first_error_line(exc)
-                _status["cuda"] = KernelStatus("cuda", False, f"build failed: {reason}")
-                message = (
-                    f"poolswap: the CUDA SoftPool kernel could not be built ({reason}); CUDA tensors use the "
-                    "pure-PyTorch reference, which is slower and uses more memory. Run `poolswap doctor`."
-                )
-                logger.warning(message)
-                warnings.warn(message, RuntimeWarning, stacklevel=3)
+                _fall_back("cuda", "CUDA", exc)
 
 
 def kernel_status() -> dict[str, KernelStatus]:

@@ -27,6 +27,7 @@
 #include <exception>
 #include <mutex>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -189,6 +190,22 @@ Problem make_problem(const SoftPoolAttributes& a, const std::vector<int64_t>& sh
   return p;
 }
 
+// A kernel's Compute with its exceptions turned into ORT statuses: bad shapes
+// and attributes are the caller's (INVALID_ARGUMENT), anything else a failure.
+template <typename Kernel>
+OrtStatusPtr compute_with_status(const Kernel& kernel, OrtKernelContext* context) {
+  try {
+    kernel.Compute(context);
+    return nullptr;
+  } catch (const Ort::Exception& e) {
+    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
+  } catch (const std::invalid_argument& e) {
+    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+  } catch (const std::exception& e) {
+    return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
+  }
+}
+
 // ---------------------------------------------------------------------------
 // CPU kernel
 // ---------------------------------------------------------------------------
@@ -246,17 +263,9 @@ struct SoftPoolCpuKernel {
     context.ParallelFor(&run_plane<scalar_t>, static_cast<size_t>(planes), 0, &job);
   }
 
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) const {
-    try {
-      Compute(context);
-      return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
-    } catch (const std::exception& e) {
-      return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-    }
-  }
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) const { return compute_with_status(*this, context); }
 
+  static constexpr const char* kProvider = "CPUExecutionProvider";
   SoftPoolAttributes attributes;
 };
 
@@ -267,11 +276,13 @@ constexpr ONNXTensorElementDataType element_type<float>() { return ONNX_TENSOR_E
 template <>
 constexpr ONNXTensorElementDataType element_type<Ort::Float16_t>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16; }
 
-template <typename scalar_t>
-struct SoftPoolCpuOp : Ort::CustomOpBase<SoftPoolCpuOp<scalar_t>, SoftPoolCpuKernel<scalar_t>, /*WithStatus=*/true> {
+// The op ORT sees, for one kernel type (CPU or CUDA) and element type: the
+// kernel's constructor errors become statuses, the provider is the kernel's.
+template <typename Kernel, typename scalar_t>
+struct SoftPoolOp : Ort::CustomOpBase<SoftPoolOp<Kernel, scalar_t>, Kernel, /*WithStatus=*/true> {
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
     try {
-      *kernel = new SoftPoolCpuKernel<scalar_t>(info);
+      *kernel = new Kernel(info);
       return nullptr;
     } catch (const Ort::Exception& e) {
       return api.CreateStatus(e.GetOrtErrorCode(), e.what());
@@ -280,7 +291,7 @@ struct SoftPoolCpuOp : Ort::CustomOpBase<SoftPoolCpuOp<scalar_t>, SoftPoolCpuKer
     }
   }
   const char* GetName() const { return kOpName; }
-  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  const char* GetExecutionProviderType() const { return Kernel::kProvider; }
   size_t GetInputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetInputType(size_t) const { return element_type<scalar_t>(); }
   size_t GetOutputTypeCount() const { return 1; }
@@ -346,47 +357,16 @@ struct SoftPoolCudaKernel {
     check(status);
   }
 
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) const {
-    try {
-      Compute(context);
-      return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
-    } catch (const std::invalid_argument& e) {
-      return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-    } catch (const std::exception& e) {
-      return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
-    }
-  }
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) const { return compute_with_status(*this, context); }
 
+  static constexpr const char* kProvider = "CUDAExecutionProvider";
   SoftPoolAttributes attributes;
   mutable std::mutex mutex;
   mutable std::vector<std::pair<int, float*>> device_betas;
 };
 
-template <typename scalar_t>
-struct SoftPoolCudaOp
-    : Ort::CustomOpBase<SoftPoolCudaOp<scalar_t>, SoftPoolCudaKernel<scalar_t>, /*WithStatus=*/true> {
-  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
-    try {
-      *kernel = new SoftPoolCudaKernel<scalar_t>(info);
-      return nullptr;
-    } catch (const Ort::Exception& e) {
-      return api.CreateStatus(e.GetOrtErrorCode(), e.what());
-    } catch (const std::exception& e) {
-      return api.CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-    }
-  }
-  const char* GetName() const { return kOpName; }
-  const char* GetExecutionProviderType() const { return "CUDAExecutionProvider"; }
-  size_t GetInputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetInputType(size_t) const { return element_type<scalar_t>(); }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return element_type<scalar_t>(); }
-};
-
-SoftPoolCudaOp<float> g_cuda_float;
-SoftPoolCudaOp<Ort::Float16_t> g_cuda_half;
+SoftPoolOp<SoftPoolCudaKernel<float>, float> g_cuda_float;
+SoftPoolOp<SoftPoolCudaKernel<Ort::Float16_t>, Ort::Float16_t> g_cuda_half;
 
 void register_cuda_kernels(Ort::CustomOpDomain& domain) {
   domain.Add(&g_cuda_float);
@@ -402,8 +382,8 @@ constexpr const char* kKernels = "cpu";
 #endif  // POOLSWAP_ORT_WITH_CUDA
 
 // The ops and the domain must outlive every session that uses them.
-SoftPoolCpuOp<float> g_cpu_float;
-SoftPoolCpuOp<Ort::Float16_t> g_cpu_half;
+SoftPoolOp<SoftPoolCpuKernel<float>, float> g_cpu_float;
+SoftPoolOp<SoftPoolCpuKernel<Ort::Float16_t>, Ort::Float16_t> g_cpu_half;
 std::mutex g_mutex;
 std::vector<Ort::CustomOpDomain> g_domains;
 

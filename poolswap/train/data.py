@@ -1,0 +1,279 @@
+"""Training and evaluation data: ImageFolder trees, the model's own preprocessing, label maps, samplers.
+
+* :func:`resolve_data_config` takes the preprocessing from the model (timm's
+  ``pretrained_cfg``, or torchvision's weights transforms for a
+  ``torchvision:NAME`` spec), with user overrides on top.
+* :func:`image_dataset` reads ``DIR`` as an ImageFolder (one folder per class)
+  or, with no class folders, as unlabelled images (label -1: pure distillation).
+* :func:`label_map` maps folder classes to the model's output indices: the
+  identity when the counts match, ImageNet WordNet ids to ImageNet-1k indices
+  when the head has 1000 outputs.
+* :class:`EpochSampler` gives each epoch a permutation that depends only on
+  (seed, epoch), shards it over ranks and can start mid-epoch, which is what
+  exact resume and DistributedDataParallel need.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..errors import PoolswapError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "EpochSampler",
+    "SeededTransformDataset",
+    "UnlabeledImages",
+    "build_transform",
+    "image_dataset",
+    "imagenet_synsets",
+    "label_map",
+    "resolve_data_config",
+    "split_dir",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+_OVERRIDABLE = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+
+
+def _torchvision_data_config(spec: Optional[str]) -> dict:
+    """The preprocessing of a torchvision model's default weights, as a timm data config."""
+    if not spec or not spec.startswith("torchvision:"):
+        return {}
+    name = spec.split(":", 1)[1].split("(")[0].strip()
+    try:
+        import torchvision
+
+        weights = torchvision.models.get_model_weights(name)
+        preset = list(weights)[0].transforms()
+    except Exception:  # an unknown name or a model without weights: fall back to timm's defaults
+        return {}
+    crop = int(preset.crop_size[0])
+    resize = int(preset.resize_size[0]) if getattr(preset, "resize_size", None) else crop
+    return {
+        "input_size": (3, crop, crop),
+        "interpolation": str(preset.interpolation.value),
+        "mean": tuple(float(v) for v in preset.mean),
+        "std": tuple(float(v) for v in preset.std),
+        "crop_pct": crop / resize,
+    }
+
+
+def resolve_data_config(model: Optional[torch.nn.Module] = None, *, spec: Optional[str] = None,
+                        overrides: Optional[dict] = None) -> dict:
+    """The model's preprocessing (timm data config keys), with ``overrides`` applied last."""
+    from timm.data import resolve_data_config as timm_resolve
+
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(_OVERRIDABLE))
+    if unknown:
+        raise PoolswapError(f"unknown data-config keys: {', '.join(unknown)} (known: {', '.join(_OVERRIDABLE)})")
+    base = _torchvision_data_config(spec)
+    args = {**base, **{k: v for k, v in overrides.items() if v is not None}}
+    if isinstance(args.get("input_size"), int):
+        args["input_size"] = (3, args["input_size"], args["input_size"])
+    config = timm_resolve(args, model=model if not base else None)
+    config.update({k: v for k, v in args.items() if k in _OVERRIDABLE})
+    return config
+
+
+def build_transform(data_config: dict, *, train: bool = False, hflip: bool = False):
+    """Evaluation preprocessing of ``data_config``; training adds an optional horizontal flip only.
+
+    Distillation wants the teacher and the student to see the same pixels, and a
+    resumable run wants the data to be a function of (seed, epoch, index): so
+    training uses the evaluation transform, flips drawn per sample (see
+    :class:`SeededTransformDataset`).
+    """
+    from timm.data import create_transform
+    from torchvision import transforms
+
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    transform = create_transform(**{k: data_config[k] for k in keys if k in data_config}, is_training=False)
+    if train and hflip:
+        transform = transforms.Compose([transforms.RandomHorizontalFlip(), transform])
+    return transform
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+class UnlabeledImages(Dataset):
+    """Images straight under a folder, without class folders; every label is -1."""
+
+    def __init__(self, root: os.PathLike, transform=None) -> None:
+        self.root = Path(root)
+        self.files = sorted(p for p in self.root.iterdir() if _is_image(p))
+        self.transform = transform
+        self.classes: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        with Image.open(self.files[index]) as image:
+            image = image.convert("RGB")
+        return (self.transform(image) if self.transform else image), -1
+
+
+def split_dir(root: os.PathLike, split: str, *, required: bool = True) -> Optional[Path]:
+    """``root/split`` when it exists; ``root`` itself for ``train`` when it holds no split folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise PoolswapError(f"data folder {root} does not exist")
+    path = root / split
+    if path.is_dir():
+        return path
+    has_splits = (root / "train").is_dir() or (root / "val").is_dir()
+    if not has_splits and required:
+        return root
+    if required:
+        raise PoolswapError(f"data folder {root} has no {split}/ folder")
+    return None
+
+
+def image_dataset(root: os.PathLike, transform=None) -> Dataset:
+    """An ImageFolder of ``root`` (class folders), or :class:`UnlabeledImages` where it has none."""
+    from torchvision.datasets import ImageFolder
+
+    root = Path(root)
+    if not root.is_dir():
+        raise PoolswapError(f"data folder {root} does not exist")
+    class_dirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if class_dirs:
+        try:
+            dataset = ImageFolder(str(root), transform=transform)
+        except FileNotFoundError as exc:
+            raise PoolswapError(f"data folder {root} holds no images ({str(exc).splitlines()[0]})") from None
+    else:
+        dataset = UnlabeledImages(root, transform)
+    if len(dataset) == 0:
+        raise PoolswapError(f"data folder {root} holds no images (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    return dataset
+
+
+def imagenet_synsets() -> list[str]:
+    """ImageNet-1k WordNet ids in class-index order (the list timm ships)."""
+    import timm
+
+    path = Path(timm.__file__).resolve().parent / "data" / "_info" / "imagenet_synsets.txt"
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def label_map(classes: Sequence[str], num_outputs: int) -> Optional[list[int]]:
+    """For each folder class, the model output it means; ``None`` for the identity.
+
+    Matching counts give the identity; WordNet-id folder names with a 1000-way head
+    map onto ImageNet-1k indices. Anything else is an error naming both counts.
+    """
+    classes = list(classes)
+    if not classes:
+        return None
+    if num_outputs == 1000 and all(c.startswith("n") and c[1:].isdigit() for c in classes):
+        index = {wnid: i for i, wnid in enumerate(imagenet_synsets())}
+        missing = [c for c in classes if c not in index]
+        if missing:
+            raise PoolswapError(f"class folders {', '.join(missing[:3])} are not ImageNet-1k WordNet ids")
+        mapped = [index[c] for c in classes]
+        return None if mapped == list(range(num_outputs)) else mapped
+    if len(classes) == num_outputs:
+        return None
+    raise PoolswapError(
+        f"the data has {len(classes)} classes but the model's head has {num_outputs} outputs; "
+        "use class folders named by ImageNet WordNet ids for a 1000-way head, or a matching head"
+    )
+
+
+def dataset_classes(dataset: Dataset) -> list[str]:
+    """The class names of a dataset (``[]`` when it is unlabelled or does not say)."""
+    return list(getattr(dataset, "classes", []) or [])
+
+
+def _sample_seed(*parts: int) -> int:
+    return zlib.crc32(",".join(str(p) for p in parts).encode())
+
+
+class SeededTransformDataset(Dataset):
+    """Applies random transforms with an RNG seeded by (seed, epoch, index).
+
+    The data of a step is then a function of where the step is, not of what ran
+    before it: a resumed run reads the same pixels, on any number of workers, and
+    the global RNG (dropout's) is left untouched.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int = 0) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_sample_seed(self.seed, self.epoch, index))
+            return self.dataset[index]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("dataset", "seed", "epoch"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+class EpochSampler(Sampler[int]):
+    """Indices of one epoch: a (seed, epoch) permutation, sharded by rank, optionally started at a step.
+
+    Like ``DistributedSampler``: every rank gets ``ceil(n / world)`` indices
+    (padded by wrapping round); ``start_step`` skips whole batches, so a resumed
+    epoch sees exactly the batches it had left.
+    """
+
+    def __init__(self, size: int, *, batch_size: int, shuffle: bool = True, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if size < 1:
+            raise PoolswapError("the dataset is empty")
+        self.size = size
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.start_step = 0
+        self.per_rank = math.ceil(size / world_size)
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        self.epoch = epoch
+        self.start_step = start_step
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.per_rank / self.batch_size)
+
+    def epoch_indices(self) -> list[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(_sample_seed(self.seed, self.epoch, 7919))
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        total = self.per_rank * self.world_size
+        order = (order * math.ceil(total / self.size))[:total]
+        return order[self.rank:total:self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_indices()[self.start_step * self.batch_size:])
+
+    def __len__(self) -> int:
+        return max(0, self.per_rank - self.start_step * self.batch_size)

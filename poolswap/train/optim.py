@@ -1,0 +1,103 @@
+"""Optimiser and schedule: SGD/AdamW with clean parameter groups, warmup + cosine, frozen BN stats."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from .config import FinetuneConfig
+
+__all__ = [
+    "WarmupCosine", "build_optimizer", "build_scheduler", "freeze_bn_stats", "is_softpool", "param_groups",
+    "softpool_modules",
+]
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+def is_softpool(module: nn.Module) -> bool:
+    """A SoftPool layer: ``SoftPool1d/2d/3d``, or one of the swap's variants ('same' padding, global),
+    which all hold a fixed ``initial_beta`` and an optional learnt ``log_beta``."""
+    from ..ops.modules import _SoftPoolNd
+
+    if isinstance(module, _SoftPoolNd):
+        return True
+    return hasattr(module, "initial_beta") and hasattr(module, "log_beta") and callable(getattr(module, "temperature", None))
+
+
+def softpool_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every SoftPool site of ``model`` as (qualified name, module), in module order."""
+    return [(name, m) for name, m in model.named_modules() if is_softpool(m)]
+
+
+def param_groups(model: nn.Module, *, lr: float, beta_lr: float, weight_decay: float) -> list[dict]:
+    """Three groups: decayed weights; norms and biases (no decay); SoftPool log-betas (own lr, no decay)."""
+    decay, no_decay, betas = [], [], []
+    seen: set[int] = set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            if is_softpool(module):
+                betas.append(param)
+            elif isinstance(module, _NORMS) or name.endswith("bias") or param.ndim <= 1:
+                no_decay.append(param)
+            else:
+                decay.append(param)
+    groups = [
+        {"params": decay, "lr": lr, "weight_decay": weight_decay, "name": "decay"},
+        {"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": "no_decay"},
+        {"params": betas, "lr": beta_lr, "weight_decay": 0.0, "name": "beta"},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, config: FinetuneConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, lr=config.lr, beta_lr=config.effective_beta_lr, weight_decay=config.weight_decay)
+    if not groups:
+        from ..errors import PoolswapError
+
+        raise PoolswapError("the model has no trainable parameters")
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+class WarmupCosine:
+    """LR factor at a step: linear warmup from ~0 to 1, then cosine from 1 to ``min_ratio``.
+
+    A plain callable object, so ``LambdaLR.state_dict()`` carries it and a resumed
+    run continues the same curve.
+    """
+
+    def __init__(self, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> None:
+        self.total_steps = max(1, int(total_steps))
+        self.warmup_steps = max(0, min(int(warmup_steps), self.total_steps - 1))
+        self.min_ratio = float(min_ratio)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / (self.warmup_steps + 1)
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, *, total_steps: int, config: FinetuneConfig):
+    """A per-step ``LambdaLR`` following :class:`WarmupCosine`."""
+    factor = WarmupCosine(total_steps, config.warmup_steps, config.min_lr_ratio)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
+
+
+def freeze_bn_stats(modules: Iterable[nn.Module]) -> int:
+    """Put every BatchNorm in eval mode (running statistics frozen, affine still learnt); returns the count."""
+    count = 0
+    for module in modules:
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+            count += 1
+    return count

@@ -335,28 +335,54 @@ inline void backward_lanes(const scalar_t* x, const int64_t* x_stride, const Geo
     }
   });
 }
-#endif  // lanes
+// Which outputs of a row take the vector path, and with which loads.
+struct LanePlan {
+  int64_t begin = 0;     // outputs [begin, end) of a row have windows fully inside the input along W
+  int64_t end = 0;
+  bool unit_w = false;   // the input is contiguous along W
+  int64_t even_end = 0;  // the stride-2 vector load reads one element past a window: blocks below this stay in the row
 
-// Outputs [begin, end) of one row along W have windows fully inside the input.
-inline void interior_range(const Geometry& g, int64_t& begin, int64_t& end) {
+  // The W stride of the vector loads for the block starting at `ow` (1 or 2), or 0 for element-wise loads.
+  int load_stride(const Geometry& g, int64_t ow) const {
+    if (unit_w && g.stride[2] == 1) return 1;
+    if (unit_w && g.stride[2] == 2 && ow < even_end) return 2;
+    return 0;
+  }
+};
+
+inline LanePlan plan_lanes(const Geometry& g, const int64_t* x_stride) {
+  LanePlan plan;
   const int64_t extent = g.dilation[2] * (g.kernel[2] - 1);
-  begin = (g.pad[2] + g.stride[2] - 1) / g.stride[2];
+  plan.begin = (g.pad[2] + g.stride[2] - 1) / g.stride[2];
   const int64_t last = g.in[2] - 1 - extent + g.pad[2];  // start <= in - 1 - extent
-  end = last < 0 ? 0 : last / g.stride[2] + 1;
-  if (end > g.out[2]) end = g.out[2];
-  if (end < begin) end = begin;
+  plan.end = last < 0 ? 0 : last / g.stride[2] + 1;
+  if (plan.end > g.out[2]) plan.end = g.out[2];
+  if (plan.end < plan.begin) plan.end = plan.begin;
+  plan.unit_w = x_stride[2] == 1;
+  plan.even_end = (g.in[2] - 2 - extent + g.pad[2]) / 2 + 1 - (kLanes - 1);
+  return plan;
 }
+
+// Calls f(std::integral_constant<int, S>) with S the block's load stride: vector loads are compile-time.
+template <typename F>
+inline void with_load_stride(int stride, F&& f) {
+  if (stride == 1) {
+    f(std::integral_constant<int, 1>{});
+  } else if (stride == 2) {
+    f(std::integral_constant<int, 2>{});
+  } else {
+    f(std::integral_constant<int, 0>{});
+  }
+}
+
+#endif  // lanes
 
 template <typename scalar_t, typename acc_t>
 void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
                    const Geometry& g, acc_t beta) {
-  int64_t inner_begin = 0, inner_end = 0;
 #if defined(POOLSWAP_HAS_LANES)
   constexpr bool use_lanes = std::is_same<acc_t, float>::value;
-  if (use_lanes) interior_range(g, inner_begin, inner_end);
-  const bool unit_w = x_stride[2] == 1;
-  // The stride-2 vector load reads one element past the window's last: stay inside the row.
-  const int64_t even_end = (g.in[2] - 2 - g.dilation[2] * (g.kernel[2] - 1) + g.pad[2]) / 2 + 1 - (kLanes - 1);
+  const LanePlan plan = use_lanes ? plan_lanes(g, x_stride) : LanePlan{};
   float lanes[kLanes];
 #endif
   for (int64_t od = 0; od < g.out[0]; ++od) {
@@ -366,18 +392,14 @@ void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, cons
       scalar_t* yrow = y + od * y_stride[0] + oh * y_stride[1];
       int64_t ow = 0;
 #if defined(POOLSWAP_HAS_LANES)
-      for (; ow < inner_begin; ++ow) {
+      for (; ow < plan.begin; ++ow) {
         yrow[ow * y_stride[2]] =
             static_cast<scalar_t>(accumulate_window(x, x_stride, g, rd, rh, window_range(g, 2, ow), beta).value());
       }
-      for (; ow + kLanes <= inner_end; ow += kLanes) {
-        if (unit_w && g.stride[2] == 1) {
-          forward_lanes<1>(x, x_stride, g, rd, rh, ow, static_cast<float>(beta), lanes);
-        } else if (unit_w && g.stride[2] == 2 && ow < even_end) {
-          forward_lanes<2>(x, x_stride, g, rd, rh, ow, static_cast<float>(beta), lanes);
-        } else {
-          forward_lanes<0>(x, x_stride, g, rd, rh, ow, static_cast<float>(beta), lanes);
-        }
+      for (; ow + kLanes <= plan.end; ow += kLanes) {
+        with_load_stride(plan.load_stride(g, ow), [&](auto stride) {
+          forward_lanes<decltype(stride)::value>(x, x_stride, g, rd, rh, ow, static_cast<float>(beta), lanes);
+        });
         for (int j = 0; j < kLanes; ++j) yrow[(ow + j) * y_stride[2]] = static_cast<scalar_t>(lanes[j]);
       }
 #endif
@@ -417,12 +439,9 @@ template <typename scalar_t, typename acc_t>
 double backward_plane(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x, const int64_t* x_stride,
                       acc_t* grad_x, const Geometry& g, acc_t beta) {
   double grad_beta = 0.0;
-  int64_t inner_begin = 0, inner_end = 0;
 #if defined(POOLSWAP_HAS_LANES)
   constexpr bool use_lanes = std::is_same<acc_t, float>::value;
-  if (use_lanes) interior_range(g, inner_begin, inner_end);
-  const bool unit_w = x_stride[2] == 1;
-  const int64_t even_end = (g.in[2] - 2 - g.dilation[2] * (g.kernel[2] - 1) + g.pad[2]) / 2 + 1 - (kLanes - 1);
+  const LanePlan plan = use_lanes ? plan_lanes(g, x_stride) : LanePlan{};
   float grads[kLanes];
 #endif
   for (int64_t od = 0; od < g.out[0]; ++od) {
@@ -433,22 +452,18 @@ double backward_plane(const scalar_t* grad_y, const int64_t* gy_stride, const sc
       acc_t row_beta = 0;
       int64_t ow = 0;
 #if defined(POOLSWAP_HAS_LANES)
-      for (; ow < inner_begin; ++ow) {
+      for (; ow < plan.begin; ++ow) {
         backward_window(gyrow + ow * gy_stride[2], x, x_stride, grad_x, g, rd, rh, window_range(g, 2, ow), beta,
                         row_beta);
       }
       if constexpr (use_lanes) {
         lanes_f lane_beta = splat(0.0f);
-        for (; ow + kLanes <= inner_end; ow += kLanes) {
+        for (; ow + kLanes <= plan.end; ow += kLanes) {
           for (int j = 0; j < kLanes; ++j) grads[j] = static_cast<float>(gyrow[(ow + j) * gy_stride[2]]);
           float* gx = reinterpret_cast<float*>(grad_x);
-          if (unit_w && g.stride[2] == 1) {
-            backward_lanes<1>(x, x_stride, g, rd, rh, ow, beta, grads, gx, lane_beta);
-          } else if (unit_w && g.stride[2] == 2 && ow < even_end) {
-            backward_lanes<2>(x, x_stride, g, rd, rh, ow, beta, grads, gx, lane_beta);
-          } else {
-            backward_lanes<0>(x, x_stride, g, rd, rh, ow, beta, grads, gx, lane_beta);
-          }
+          with_load_stride(plan.load_stride(g, ow), [&](auto stride) {
+            backward_lanes<decltype(stride)::value>(x, x_stride, g, rd, rh, ow, beta, grads, gx, lane_beta);
+          });
         }
         for (int j = 0; j < kWidth; ++j) row_beta += lane_beta[j];
       }

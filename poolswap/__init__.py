@@ -4,8 +4,8 @@ The public API, imported lazily so that ``import poolswap`` (and the CLI's
 ``--help``) stays instant until torch is needed:
 
 * the op: ``soft_pool1d/2d/3d``, ``SoftPool1d/2d/3d``, ``kernel_status``
-* find and swap: ``inspect``, ``convert``, ``save``, ``load``
-* fine-tune: ``finetune``, ``FinetuneConfig``, ``evaluate``
+* find and swap: ``inspect``, ``convert``, ``save``, ``load``, ``manifest``, ``softpool_modules``
+* fine-tune: ``finetune``, ``FinetuneConfig``, ``calibrate``, ``evaluate``
 * export and deploy: ``export_onnx``, ``ort_library_path``
 """
 
@@ -28,9 +28,12 @@ _LAZY = {
     "convert": "poolswap.surgery",
     "save": "poolswap.surgery",
     "load": "poolswap.surgery",
+    "manifest": "poolswap.surgery",
+    "softpool_modules": "poolswap.surgery",
     "finetune": "poolswap.train",
     "FinetuneConfig": "poolswap.train",
     "evaluate": "poolswap.train",
+    "calibrate": "poolswap.train",
     "export_onnx": "poolswap.export",
     "ort_library_path": "poolswap.deploy",
     "PoolswapError": "poolswap.errors",

@@ -13,6 +13,12 @@ __all__ = ["atomic_path", "atomic_write_text"]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces ``target``.
@@ -27,6 +33,8 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file private (0600); the result gets the permissions of any new file.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

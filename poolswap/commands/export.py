@@ -37,9 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     batch.add_argument("--static", dest="dynamic_batch", action="store_false", default=argparse.SUPPRESS,
                        help="batch fixed at 1")
     out.add_argument("--input-size", type=parse_input_size, default="3,224,224", help="input C,H,W")
-    out.add_argument("--body", choices=("fast", "exact"), default="fast",
-                     help="the function body plain ONNX runtimes run: fast (AvgPool ratio, per-channel shift) "
-                          "or exact (per-window softmax, stable for any input)")
+    out.add_argument("--body", choices=("fast", "exact"), default="exact",
+                     help="the function body plain ONNX runtimes run (the custom-op library replaces it): exact "
+                          "(per-window softmax, stable for any input) or fast (AvgPool ratio with a per-channel "
+                          "shift: NaN where a window lies more than ~80/beta below its channel's max)")
     out.add_argument("--class-names", type=Path, default=None,
                      help="a text file with one class name per line, stored in the model for `poolswap predict`")
     check = parser.add_argument_group("validation")

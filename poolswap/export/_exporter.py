@@ -112,7 +112,7 @@ def export_onnx(
     example_input: Optional[torch.Tensor] = None,
     opset: Optional[int] = None,
     dynamic_batch: bool = True,
-    body: str = "fast",
+    body: str = "exact",
     class_names: Optional[Sequence[str]] = None,
     input_name: str = "input",
     output_name: str = "output",
@@ -122,9 +122,10 @@ def export_onnx(
 
     Every SoftPool module (and every functional ``poolswap`` SoftPool call with a
     float beta) becomes one ``poolswap::SoftPool`` node; the model carries a
-    model-local function of that name with the ``body`` (``"fast"`` or
-    ``"exact"``, see :mod:`poolswap.export._function`) so plain ONNX Runtime
-    runs it. Learnt temperatures are frozen at their current values.
+    model-local function of that name with the ``body`` (``"exact"``, stable
+    for any input, or ``"fast"``, which turns NaN where a window lies more than
+    ~80/beta below its channel's max; see :mod:`poolswap.export._function`) so
+    plain ONNX Runtime runs it. Learnt temperatures are frozen at their current values.
 
     ``input_size`` is (C, H, W) without the batch (default: the model's own
     ``default_cfg`` when it has one, else 3x224x224), or give ``example_input``.

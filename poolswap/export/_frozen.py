@@ -18,7 +18,9 @@ from torch import nn
 
 from ..ops import SOFT_POOL
 from ..ops._library import _soft_pool_fake
+from ..errors import PoolswapError
 from ..ops.modules import _SoftPoolNd
+from ..ops.temperature import SoftPoolBase
 
 __all__ = ["FrozenSoftPool", "SOFT_POOL_FROZEN", "freeze_softpools"]
 
@@ -81,6 +83,18 @@ def _parent(root: nn.Module, qualname: str) -> tuple[nn.Module, str]:
 def freeze_softpools(model: nn.Module) -> tuple[nn.Module, int]:
     """A deep copy of ``model`` in eval mode with every SoftPool module frozen; and how many there were."""
     frozen = copy.deepcopy(model).eval()
+    for name, m in frozen.named_modules():
+        # 'Same'-padded and global SoftPools export through the functional op: a learnt scalar
+        # temperature becomes their fixed float; a per-channel one has no float form there.
+        if isinstance(m, SoftPoolBase) and not isinstance(m, _SoftPoolNd) and m.log_beta is not None:
+            if m.log_beta.numel() != 1:
+                raise PoolswapError(
+                    f"{name or 'the model'}: a per-channel learnt beta on a {type(m).__name__} cannot be exported; "
+                    "convert that site with learn_beta='scalar' or exclude it"
+                )
+            m.initial_beta = float(m.log_beta.detach().exp())
+            m.learn_beta = None
+            m.log_beta = None
     sites: Sequence[str] = [name for name, m in frozen.named_modules() if isinstance(m, _SoftPoolNd)]
     for name in sites:
         if not name:  # the model is itself a SoftPool

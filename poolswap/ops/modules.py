@@ -8,31 +8,17 @@ empty); ``learn_beta="scalar"`` or ``"channel"`` adds one parameter, ``log_beta`
 
 from __future__ import annotations
 
-import math
-from typing import Literal, Optional, Union
+from typing import Optional
 
 import torch
-from torch import nn
 
 from ._geometry import IntOrTuple, PoolGeometry
-from .functional import check_beta, soft_pool
+from .functional import soft_pool
+from .temperature import LearnBeta, SoftPoolBase
 
-__all__ = ["SoftPool1d", "SoftPool2d", "SoftPool3d", "LearnBeta"]
+__all__ = ["SoftPool1d", "SoftPool2d", "SoftPool3d", "LearnBeta", "SoftPoolBase"]
 
-LearnBeta = Union[bool, Literal["scalar", "channel"], None]
-
-
-def _learn_beta_mode(learn_beta: LearnBeta) -> Optional[str]:
-    if learn_beta in (False, None):
-        return None
-    if learn_beta is True or learn_beta == "scalar":
-        return "scalar"
-    if learn_beta == "channel":
-        return "channel"
-    raise ValueError(f"learn_beta must be False, True, 'scalar' or 'channel', got {learn_beta!r}")
-
-
-class _SoftPoolNd(nn.Module):
+class _SoftPoolNd(SoftPoolBase):
     ndim: int = 0
 
     def __init__(
@@ -59,33 +45,11 @@ class _SoftPoolNd(nn.Module):
         self.padding = geometry.padding
         self.dilation = geometry.dilation
         self.ceil_mode = geometry.ceil_mode
-        self.initial_beta = check_beta(beta)
-        self.learn_beta = _learn_beta_mode(learn_beta)
-        if self.learn_beta == "channel":
-            if not isinstance(num_channels, int) or num_channels < 1:
-                raise ValueError("learn_beta='channel' needs num_channels (the number of input channels)")
-            shape: tuple[int, ...] = (num_channels,)
-        else:
-            shape = ()
-        if self.learn_beta is None:
-            self.register_parameter("log_beta", None)
-        else:
-            self.log_beta = nn.Parameter(torch.full(shape, math.log(self.initial_beta)))
+        self._init_temperature(beta, learn_beta, num_channels)
 
     @property
     def geometry(self) -> PoolGeometry:
         return PoolGeometry(self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
-
-    @property
-    def beta(self) -> Union[float, torch.Tensor]:
-        """The current temperature: a float, or a (detached) tensor when it is learnt."""
-        if self.log_beta is None:
-            return self.initial_beta
-        return self.log_beta.detach().exp()
-
-    def temperature(self) -> Union[float, torch.Tensor]:
-        """What the op receives: the fixed float, or ``exp(log_beta)`` with its gradient."""
-        return self.initial_beta if self.log_beta is None else self.log_beta.exp()
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return soft_pool(
@@ -94,10 +58,7 @@ class _SoftPoolNd(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        text = f"{self.geometry}"
-        if self.learn_beta is None:
-            return f"{text}, beta={self.initial_beta:g}"
-        return f"{text}, beta={self.initial_beta:g}, learn_beta={self.learn_beta!r}"
+        return f"{self.geometry}, {self._beta_repr()}"
 
 
 class SoftPool1d(_SoftPoolNd):

@@ -224,7 +224,9 @@ class SeededTransformDataset(Dataset):
 
     def __getitem__(self, index: int):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_sample_seed(self.seed, self.epoch, index))
+            # The CPU generator alone: transforms run on the CPU, and torch.manual_seed would also
+            # seed every accelerator, which costs more than decoding the image.
+            torch.default_generator.manual_seed(_sample_seed(self.seed, self.epoch, index))
             return self.dataset[index]
 
     def __getattr__(self, name: str) -> Any:

@@ -19,13 +19,10 @@ _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalRe
 
 
 def is_softpool(module: nn.Module) -> bool:
-    """A SoftPool layer: ``SoftPool1d/2d/3d``, or one of the swap's variants ('same' padding, global),
-    which all hold a fixed ``initial_beta`` and an optional learnt ``log_beta``."""
-    from ..ops.modules import _SoftPoolNd
+    """A SoftPool layer: ``SoftPool1d/2d/3d`` or one of the swap's variants ('same' padding, global)."""
+    from ..ops.temperature import SoftPoolBase
 
-    if isinstance(module, _SoftPoolNd):
-        return True
-    return hasattr(module, "initial_beta") and hasattr(module, "log_beta") and callable(getattr(module, "temperature", None))
+    return isinstance(module, SoftPoolBase)
 
 
 def softpool_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:

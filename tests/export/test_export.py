@@ -74,7 +74,7 @@ class TestGraph:
     def test_metadata(self, cnn, tmp_path):
         path = export_onnx(cnn, tmp_path / "m.onnx", input_size=(3, 16, 16), class_names=[f"c{i}" for i in range(10)])
         meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-        assert meta["poolswap.body"] == "fast" and meta["poolswap.softpool_nodes"] == "2"
+        assert meta["poolswap.body"] == "exact" and meta["poolswap.softpool_nodes"] == "2"
         assert json.loads(meta["poolswap.class_names"])[3] == "c3"
         assert json.loads(meta["poolswap.input_shape"]) == ["batch", 3, 16, 16]
 

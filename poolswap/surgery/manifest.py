@@ -1,0 +1,68 @@
+"""The swap manifest: what was swapped, with which geometry and temperature.
+
+A converted model carries it as ``model.poolswap_manifest`` (a JSON-able dict);
+:func:`manifest` returns it with every site's current temperature read from its
+module (calibration or learning may have changed it). The fine-tune and export
+stages read it; :func:`softpool_modules` gives the swapped modules by site name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from .sites import Site
+
+__all__ = ["MANIFEST_ATTR", "FORMAT", "build_manifest", "manifest", "softpool_modules", "site_beta"]
+
+MANIFEST_ATTR = "poolswap_manifest"
+FORMAT = "poolswap.manifest/1"
+
+
+def site_beta(module: nn.Module) -> Any:
+    """A module's current temperature as JSON: a float, or a list (per channel)."""
+    beta = getattr(module, "beta", None)
+    if isinstance(beta, torch.Tensor):
+        return beta.detach().cpu().double().tolist()
+    return float(beta) if beta is not None else None
+
+
+def build_manifest(model: nn.Module, sites: list[Site], config: dict, untraced: Optional[list] = None) -> dict:
+    entries = []
+    for site in sites:
+        entry = site.to_dict()
+        if site.action == "swap":
+            module = model.get_submodule(site.name)
+            entry["module"] = site.name
+            entry["softpool"] = type(module).__name__
+            entry["beta"] = site_beta(module)
+            entry["learn_beta"] = getattr(module, "learn_beta", None) or False
+        entries.append(entry)
+    return {"format": FORMAT, "config": dict(config), "sites": entries, "untraced": list(untraced or [])}
+
+
+def softpool_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The SoftPool module of every swapped site, by site name."""
+    data = getattr(model, MANIFEST_ATTR, None)
+    if not data:
+        return {}
+    return {s["name"]: model.get_submodule(s["name"]) for s in data["sites"] if s.get("action") == "swap"}
+
+
+def manifest(model: nn.Module) -> Optional[dict]:
+    """The model's swap manifest, each swapped site's ``beta`` as its module has it now (None if not converted)."""
+    data = getattr(model, MANIFEST_ATTR, None)
+    if data is None:
+        return None
+    out = dict(data)
+    out["sites"] = []
+    for entry in data["sites"]:
+        entry = dict(entry)
+        if entry.get("action") == "swap":
+            module = model.get_submodule(entry["name"])
+            entry["beta"] = site_beta(module)
+            entry["learn_beta"] = getattr(module, "learn_beta", None) or False
+        out["sites"].append(entry)
+    return out

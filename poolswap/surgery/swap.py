@@ -1,0 +1,229 @@
+"""The swap pass: ``convert(model, ...)`` replaces the selected sites by SoftPool modules.
+
+Module sites are replaced in place in the model's own module tree (its class,
+methods and attributes survive). A function or method site lives in some
+module's own ``forward`` code (its owner): that owner alone is traced
+shallowly (its children stay modules) into a GraphModule whose pooling call
+becomes a ``call_module`` to a SoftPool inserted under the owner, named after
+the fx node (``Mixed_5b.avg_pool2d``); the GraphModule keeps the owner's
+children, parameters, buffers and public attributes, so the state_dict keys do
+not change. Every swapped site is a SoftPool module afterwards, so setting a
+site's temperature (calibration) or learning it works the same everywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import types
+from collections import OrderedDict
+from typing import Any, Iterable, Optional, Union
+
+from torch import fx, nn
+
+from ..errors import PoolswapError
+from ..ops.global_pool import GlobalSoftPool
+from ..ops.modules import SoftPool1d, SoftPool2d, SoftPool3d
+from .find import find_sites
+from .manifest import MANIFEST_ATTR, build_manifest
+from .patterns import classify_node
+from .report import Report
+from .rules import apply_rules
+from .same_pool import SoftPool2dSame
+from .sites import Site
+from .tracer import trace_shallow
+
+__all__ = ["convert", "apply_manifest", "make_softpool", "parent_name"]
+
+logger = logging.getLogger(__name__)
+
+_SOFTPOOL_ND = {1: SoftPool1d, 2: SoftPool2d, 3: SoftPool3d}
+
+
+def parent_name(target: str) -> tuple[str, str]:
+    """'a.b.c' -> ('a.b', 'c')."""
+    *parent, name = target.rsplit(".", 1)
+    return (parent[0] if parent else ""), name
+
+
+def make_softpool(site: Site, *, beta: float = 1.0, learn_beta: Union[bool, str] = False) -> nn.Module:
+    """The SoftPool module that replaces ``site`` (same geometry, same output shape)."""
+    channels = site.num_channels
+    if learn_beta == "channel" and not channels:
+        raise PoolswapError(
+            f"learn_beta='channel' needs the channel count of site {site.name}; pass an example input "
+            f"(--input-size) so shapes can be measured, or use learn_beta='scalar'"
+        )
+    kwargs: dict[str, Any] = {"beta": beta, "learn_beta": learn_beta, "num_channels": channels}
+    g = site.geometry
+    if site.kind in ("max", "avg"):
+        if g.get("same"):
+            return SoftPool2dSame(g["kernel_size"], g["stride"], g.get("dilation", 1), **kwargs)
+        return _SOFTPOOL_ND[site.ndim](g["kernel_size"], g["stride"], g["padding"], g.get("dilation", 1),
+                                       ceil_mode=bool(g.get("ceil_mode")), **kwargs)
+    keepdim = True if site.kind.startswith("adaptive") else bool(g.get("keepdim", False))
+    return GlobalSoftPool(site.ndim, keepdim, **kwargs)
+
+
+def _set_module(model: nn.Module, path: str, new: nn.Module) -> None:
+    parent_path, name = parent_name(path)
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, name, new)
+
+
+def _graph_owner(owner: nn.Module, gm: fx.GraphModule, inserted: dict[str, nn.Module], is_root: bool) -> fx.GraphModule:
+    """Make ``gm`` carry exactly the owner's state (same objects, same order) plus the inserted pools."""
+    gm._modules = OrderedDict(owner._modules)
+    for name, module in inserted.items():
+        gm._modules[name] = module
+    gm._parameters = OrderedDict(owner._parameters)
+    gm._buffers = OrderedDict(owner._buffers)
+    gm._non_persistent_buffers_set = set(owner._non_persistent_buffers_set)
+    gm.training = owner.training
+    preserved = {}
+    for key, value in owner.__dict__.items():
+        if key.startswith("_") or key in gm.__dict__ or key == "training":
+            continue
+        setattr(gm, key, value)
+        preserved[key] = value
+    # GraphModule's deepcopy (EMA copies, for one) keeps these attributes too.
+    gm.meta.setdefault("_user_preserved_attributes", {}).update(preserved)
+    if is_root:
+        # Methods of the user's class (forward_features, reset_classifier...), bound to the GraphModule.
+        for cls in type(owner).__mro__:
+            if cls in (nn.Module, object) or cls.__module__.startswith("torch."):
+                continue
+            for key, value in vars(cls).items():
+                if key in ("forward", "__init__") or key.startswith("__") or hasattr(fx.GraphModule, key) or key in gm.__dict__:
+                    continue
+                if isinstance(value, types.FunctionType):
+                    bound = types.MethodType(value, gm)
+                    gm.__dict__[key] = bound
+        gm.meta["poolswap_original_class"] = f"{type(owner).__module__}.{type(owner).__qualname__}"
+    return gm
+
+
+def _rewrite_owner(model: nn.Module, path: str, sites: list[Site], beta_of, learn_of) -> nn.Module:
+    owner = model.get_submodule(path) if path else model
+    gm, error = trace_shallow(owner, training=False)
+    if gm is None:
+        raise PoolswapError(f"cannot rewrite {path or 'the model'}: its forward cannot be traced ({error})")
+    by_node = {s.node: s for s in sites}
+    inserted: dict[str, nn.Module] = {}
+    graph = gm.graph
+    for node in list(graph.nodes):
+        site = by_node.get(node.name)
+        if site is None:
+            continue
+        call = classify_node(node)
+        if call is None or call.op != site.op:
+            raise PoolswapError(f"site {site.name} is no longer where inspect found it; re-run inspect")
+        attr = parent_name(site.name)[1]
+        module = make_softpool(site, beta=beta_of(site), learn_beta=learn_of(site))
+        inserted[attr] = module
+        gm.add_submodule(attr, module)
+        source = node.args[0] if node.args else node.kwargs.get("input")
+        with graph.inserting_before(node):
+            new = graph.call_module(attr, (source,))
+        new.meta = dict(node.meta)
+        node.replace_all_uses_with(new)
+        graph.erase_node(node)
+    missing = set(by_node) - set(inserted and [s.node for s in sites if parent_name(s.name)[1] in inserted])
+    if missing:
+        raise PoolswapError(f"sites {sorted(missing)} of {path or 'the model'} were not found in its graph")
+    graph.lint()
+    gm.recompile()
+    new_owner = _graph_owner(owner, gm, inserted, is_root=not path)
+    if path:
+        _set_module(model, path, new_owner)
+        return model
+    return new_owner
+
+
+def _swap(model: nn.Module, chosen: list[Site], beta_of, learn_of) -> nn.Module:
+    for site in chosen:
+        if site.source == "module":
+            _set_module(model, site.name, make_softpool(site, beta=beta_of(site), learn_beta=learn_of(site)))
+    by_owner: dict[str, list[Site]] = {}
+    for site in chosen:
+        if site.source != "module":
+            by_owner.setdefault(site.owner, []).append(site)
+    # Innermost owners first, the model itself last.
+    for path in sorted(by_owner, key=lambda p: (p == "", -p.count("."))):
+        model = _rewrite_owner(model, path, by_owner[path], beta_of, learn_of)
+    return model
+
+
+def apply_manifest(model: nn.Module, data: dict) -> nn.Module:
+    """Swap exactly the sites a manifest lists as swapped (``load`` rebuilds a model with it).
+
+    No discovery pass is needed: module sites are checked against the module found at
+    their path, function sites against their owner's graph.
+    """
+    from .patterns import classify_module
+
+    wanted = [Site.from_dict(e) for e in data.get("sites", []) if e.get("action") == "swap"]
+    by_name = {e["name"]: e for e in data.get("sites", []) if e.get("action") == "swap"}
+    config = data.get("config") or {}
+    for site in wanted:
+        if site.source != "module":
+            continue
+        try:
+            found = classify_module(model.get_submodule(site.name))
+        except AttributeError:
+            found = None
+        if found is None or found.kind != site.kind:
+            raise PoolswapError(f"the manifest swaps {site.name} ({site.kind}), which this architecture does not have")
+
+    def beta_of(site: Site) -> float:
+        value = by_name[site.name].get("beta")
+        return float(value) if isinstance(value, (int, float)) else float(config.get("beta", 1.0))
+
+    return _swap(model, wanted, beta_of, lambda s: by_name[s.name].get("learn_beta") or False)
+
+
+def convert(
+    model: nn.Module,
+    *,
+    kinds: Optional[Iterable[str]] = None,
+    include: Optional[Iterable[str]] = None,
+    exclude: Optional[Iterable[str]] = None,
+    beta: float = 1.0,
+    learn_beta: Union[bool, str] = False,
+    strict: bool = False,
+    example_input: Any = None,
+    inplace: bool = False,
+    report: Optional[Report] = None,
+) -> nn.Module:
+    """Replace ``model``'s pooling sites by SoftPool; returns the converted model.
+
+    kinds: site kinds to swap (default: ``max`` and ``avg``); include / exclude:
+    name globs, kinds or roles (see :mod:`.rules`); beta: the temperature of every
+    new SoftPool; learn_beta: False, True / 'scalar' or 'channel' (adds one
+    ``<site>.log_beta`` parameter per site); strict: a rule that matches no site
+    is an error. The model is copied first unless ``inplace``. The result carries
+    its swap manifest as ``model.poolswap_manifest`` (see :func:`manifest`).
+    """
+    if learn_beta not in (False, True, None, "scalar", "channel"):
+        raise PoolswapError(f"learn_beta must be False, True, 'scalar' or 'channel', got {learn_beta!r}")
+    learn = "scalar" if learn_beta is True else (learn_beta or False)
+    if not inplace:
+        model = copy.deepcopy(model)
+    sites = list(report) if report is not None else list(find_sites(model, example_input))
+    untraced = report.untraced if report is not None else []
+    if report is None:
+        report = Report(sites)
+    apply_rules(sites, kinds=kinds, include=include, exclude=exclude, strict=strict)
+    chosen = [s for s in sites if s.action == "swap"]
+    model = _swap(model, chosen, lambda s: beta, lambda s: learn)
+    config = {
+        "kinds": list(kinds) if kinds is not None and not isinstance(kinds, str) else kinds,
+        "include": [include] if isinstance(include, str) else list(include or []),
+        "exclude": [exclude] if isinstance(exclude, str) else list(exclude or []),
+        "beta": float(beta), "learn_beta": learn or False, "strict": bool(strict),
+    }
+    setattr(model, MANIFEST_ATTR, build_manifest(model, sites, config, getattr(report, "untraced", untraced)))
+    if isinstance(model, fx.GraphModule):
+        model.meta.setdefault("_user_preserved_attributes", {})[MANIFEST_ATTR] = getattr(model, MANIFEST_ATTR)
+    logger.info("swapped %d of %d pooling sites", len(chosen), len(sites))
+    return model

@@ -1,15 +1,15 @@
 """Child process of the kill-and-resume test: ``python resume_child.py CONVERTED DATA RUN_DIR [--resume] [--block]``.
 
 With ``--block`` it stops fetching data (and waits to be killed) once the run's
-resume state says it is past step 2 of the second epoch, after writing
-``RUN_DIR/blocked``: the parent kills it with SIGKILL then, mid-epoch, between
-two checkpoints.
+resume state says it is past step 2 of the second epoch, after printing the
+line ``BLOCKED_MARKER``: the parent kills it with SIGKILL then, mid-epoch,
+between two checkpoints.
 """
 
 from __future__ import annotations
 
 import sys
-import time
+import threading
 from pathlib import Path
 
 import torch
@@ -19,6 +19,8 @@ from tests.train import helpers
 import poolswap
 from poolswap.train import FinetuneConfig, finetune
 from poolswap.train.data import build_transform, image_dataset, resolve_data_config
+
+BLOCKED_MARKER = "POOLSWAP_TEST_BLOCKED"
 
 CONFIG = FinetuneConfig(epochs=3, batch_size=4, lr=0.05, beta_lr=0.1, checkpoint_every=2, calibrate=1, seed=7,
                         warmup_steps=2, data_config=helpers.DATA_CONFIG, hflip=True)
@@ -39,9 +41,8 @@ class BlockPastCheckpoint(Dataset):
         if state_file.is_file():
             state = torch.load(state_file, weights_only=True)
             if state["epoch"] == 1 and state["step"] >= 2:
-                (self.run_dir / "blocked").write_text(f"{state['epoch']} {state['step']}")
-                while True:  # wait for SIGKILL
-                    time.sleep(0.05)
+                print(f"{BLOCKED_MARKER} {state['epoch']} {state['step']}", flush=True)
+                threading.Event().wait()  # blocks until SIGKILL
         return self.dataset[index]
 
 

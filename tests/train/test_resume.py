@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ import torch
 from poolswap.train.resume import load_resume_state
 
 CHILD = Path(__file__).resolve().parent / "resume_child.py"
+BLOCKED_MARKER = "POOLSWAP_TEST_BLOCKED"  # as printed by resume_child.py
 
 
 def _run(args, env, **kw):
@@ -21,19 +22,28 @@ def _run(args, env, **kw):
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, limit_s: float = 300.0) -> None:
-    """Poll for ``path``; fail (not hang) if the child exits first or never gets there."""
-    deadline = time.monotonic() + limit_s
-    while not path.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"the child exited ({proc.returncode}) before {path.name}:\n{proc.stdout.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the child never wrote {path.name}")
-        time.sleep(0.05)
+def _wait_for_line(proc: subprocess.Popen, marker: str, limit_s: float = 600.0) -> str:
+    """Read the child's output until ``marker``; fail (not hang) if it exits first or never gets there."""
+    found: list[str] = []
+    seen: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            if line.startswith(marker):
+                found.append(line)
+                return
+            seen.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(limit_s)
+    if not found:
+        proc.kill()
+        pytest.fail(f"the child never printed {marker} (exit {proc.poll()}):\n{''.join(seen[-40:])}")
+    return found[0]
 
 
-@pytest.mark.slow  # about 50 s on 2 cores: three training processes
+# About 50 s on 2 cores (three training processes): not marked slow, CI runs it.
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(converted, data_dir, tmp_path, subprocess_env):
     path, _, _ = converted
@@ -42,7 +52,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(converted, data_dir
     uninterrupted = _run([path, data_dir, reference], subprocess_env)
 
     victim = _run([path, data_dir, killed, "--block"], subprocess_env)
-    _wait_for(killed / "blocked", victim)
+    _wait_for_line(victim, BLOCKED_MARKER)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert victim.returncode == -signal.SIGKILL

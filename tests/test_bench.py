@@ -30,10 +30,11 @@ def test_model_benchmark_compares_original_and_converted():
     assert "torchvision:resnet18" in format_model_table(result)
 
 
-def test_bench_command_writes_json(tmp_path, capsys):
-    out = tmp_path / "op.json"
+def test_bench_command_writes_json_and_a_png_chart(tmp_path, capsys):
+    out, chart = tmp_path / "op.json", tmp_path / "op.png"
     assert main(["bench", "op", "--batch", "1", "--channels", "2", "--size", "12", "--min-run-time", "0.01",
-                 "--no-reference", "--json", str(out)]) == 0
+                 "--no-reference", "--json", str(out), "--plot", str(chart)]) == 0
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(out.read_text())
     assert [r["variant"] for r in data["rows"]] == ["max_pool2d", "avgpool_decomposition", "softpool_fused"]
     assert "forward / max_pool2d" in capsys.readouterr().out

@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timing per measurement")
     run.add_argument("--no-reference", action="store_true", help="skip the slow pure-PyTorch reference")
     run.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    run.add_argument("--plot", type=Path, default=None, help="also draw the ratios as a PNG chart here")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_model_benchmark(ModelBenchConfig(models=args.models, batch=args.batch, size=args.size,
                                                       device=args.device, min_run_time=args.min_run_time))
         print(format_model_table(result))
-        if args.json is not None:
-            atomic_write_text(args.json, json.dumps(result, indent=2))
+        _write_outputs(result, args)
         return 0
     from ..bench.op import OpBenchConfig, format_op_table, run_op_benchmark
 
@@ -54,6 +54,14 @@ def run(args: argparse.Namespace) -> int:
     )
     result = run_op_benchmark(config)
     print(format_op_table(result))
+    _write_outputs(result, args)
+    return 0
+
+
+def _write_outputs(result: dict, args: argparse.Namespace) -> None:
     if args.json is not None:
         atomic_write_text(args.json, json.dumps(result, indent=2))
-    return 0
+    if args.plot is not None:
+        from ..bench.plot import plot_result
+
+        plot_result(result, args.plot)

@@ -33,6 +33,7 @@ from typing import Optional
 
 from .. import __version__
 from .._atomic import atomic_path
+from .._cache import cache_dir, cpu_signature
 from ..errors import PoolswapError
 
 logger = logging.getLogger(__name__)
@@ -67,29 +68,6 @@ DEBIAN_PACKAGE = "libonnxruntime-dev"
 _lock = threading.Lock()
 
 
-def _cache_dir() -> Path:
-    """``$POOLSWAP_CACHE`` or ``$XDG_CACHE_HOME/poolswap``: the rule of ``poolswap.ops._extension.cache_dir``,
-    repeated here so that deploying (onnxruntime and numpy only) does not import torch."""
-    root = os.environ.get("POOLSWAP_CACHE")
-    if root:
-        return Path(root).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "poolswap"
-
-
-def _cpu_signature() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return line
-    except OSError:
-        pass
-    import platform
-
-    return platform.machine() + platform.processor()
-
-
 def cuda_toolkit() -> Optional[tuple[str, Path]]:
     """(nvcc, the folder holding libcudart_static.a) where the CUDA kernel can be built, else None.
 
@@ -114,14 +92,14 @@ def _tag() -> str:
     sources = ORT_SOURCES + ORT_SHARED_HEADERS + ((ORT_CUDA_SOURCES + ORT_CUDA_HEADERS) if toolkit else ())
     for name in sources:
         digest.update((CSRC_DIR / name).read_bytes())
-    for part in (__version__, " ".join(ORT_CFLAGS), _cpu_signature(), " ".join(ORT_CUDA_FLAGS) if toolkit else "cpu"):
+    for part in (__version__, " ".join(ORT_CFLAGS), cpu_signature(), " ".join(ORT_CUDA_FLAGS) if toolkit else "cpu"):
         digest.update(part.encode())
     return digest.hexdigest()[:16]
 
 
 def library_file() -> Path:
     """Where this machine's library for this poolswap source lives (built or not)."""
-    return _cache_dir() / "ort" / f"libpoolswap_ort_{_tag()}.so"
+    return cache_dir() / "ort" / f"libpoolswap_ort_{_tag()}.so"
 
 
 def _has_header(folder: Path) -> Optional[Path]:
@@ -139,7 +117,7 @@ def find_ort_include_dir() -> Optional[Path]:
         if found is None:
             raise PoolswapError(f"ORT_INCLUDE_DIR={env} holds no {HEADER}; point it at ONNX Runtime's include folder")
         return found
-    return _has_header(_cache_dir() / "ort-headers" / "usr" / "include")
+    return _has_header(cache_dir() / "ort-headers" / "usr" / "include")
 
 
 def _debian_source_stanza() -> str:
@@ -158,7 +136,7 @@ def _debian_source_stanza() -> str:
 
 def fetch_ort_headers(dest: Optional[Path] = None) -> Path:
     """Download Debian's ``libonnxruntime-dev`` with a private apt state and unpack it; returns the include dir."""
-    dest = dest or (_cache_dir() / "ort-headers")
+    dest = dest or (cache_dir() / "ort-headers")
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
             raise PoolswapError(f"{tool} is not available to fetch ORT headers; set ORT_INCLUDE_DIR instead")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import platform
 import sys
 import threading
 import warnings
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+
+from .._cache import cache_dir, cpu_signature
 
 logger = logging.getLogger(__name__)
 
@@ -50,36 +51,24 @@ _loaded = False
 _status: dict[str, KernelStatus] = {}
 
 
-def cache_dir() -> Path:
-    """Where compiled kernels live: ``$POOLSWAP_CACHE`` or ``$XDG_CACHE_HOME/poolswap``."""
-    root = os.environ.get("POOLSWAP_CACHE")
-    if root:
-        return Path(root).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "poolswap"
-
-
-def _cpu_signature() -> str:
-    """Identifies the instruction set the kernels are tuned for (-march=native)."""
-    flags = platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    flags += line
-                    break
-    except OSError:
-        flags += platform.processor()
-    return flags
-
-
 def _build_tag(files: tuple[str, ...], flags: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
     for name in files:
         digest.update((CSRC_DIR / name).read_bytes())
-    for part in (torch.__version__, sys.version, " ".join(flags), _cpu_signature()):
+    for part in (torch.__version__, sys.version, " ".join(flags), cpu_signature()):
         digest.update(part.encode())
     return digest.hexdigest()[:16]
+
+
+def _build_location(kind: str, files: tuple[str, ...], flags: tuple[str, ...], what: str) -> tuple[str, Path, Path]:
+    """The extension's name, build folder and library for these sources and flags; logs a first build."""
+    name = f"poolswap_{kind}_{_build_tag(files, flags)}"
+    build_dir = cache_dir() / name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    library = build_dir / f"{name}.so"
+    if not library.exists():
+        logger.info("compiling poolswap's %s into %s (once per machine and version)", what, build_dir)
+    return name, build_dir, library
 
 
 def _ensure_ninja_on_path() -> None:
@@ -104,13 +93,7 @@ def build_cpu(verbose: bool = False) -> Path:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils import cpp_extension
 
-    tag = _build_tag(CPU_SOURCES + CPU_HEADERS, CPU_CFLAGS)
-    name = f"poolswap_cpu_{tag}"
-    build_dir = cache_dir() / name
-    build_dir.mkdir(parents=True, exist_ok=True)
-    library = build_dir / f"{name}.so"
-    if not library.exists():
-        logger.info("compiling poolswap's fused CPU kernel into %s (once per machine and version)", build_dir)
+    name, build_dir, library = _build_location("cpu", CPU_SOURCES + CPU_HEADERS, CPU_CFLAGS, "fused CPU kernel")
     _ensure_ninja_on_path()
     cpp_extension.load(
         name=name,
@@ -176,14 +159,9 @@ def build_cuda(verbose: bool = False) -> Path:
     cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"]
 
     flags = ("-O3", os.environ["TORCH_CUDA_ARCH_LIST"], str(torch.version.cuda))
-    tag = _build_tag(CUDA_SOURCES + CUDA_HEADERS, flags)
-    name = f"poolswap_cuda_{tag}"
-    build_dir = cache_dir() / name
-    build_dir.mkdir(parents=True, exist_ok=True)
-    library = build_dir / f"{name}.so"
-    if not library.exists():
-        logger.info("compiling poolswap's CUDA kernels (%s) into %s (once per machine and version)",
-                    os.environ["TORCH_CUDA_ARCH_LIST"], build_dir)
+    name, build_dir, library = _build_location(
+        "cuda", CUDA_SOURCES + CUDA_HEADERS, flags, f"CUDA kernels ({os.environ['TORCH_CUDA_ARCH_LIST']})"
+    )
     _ensure_ninja_on_path()
     cpp_extension.load(
         name=name,

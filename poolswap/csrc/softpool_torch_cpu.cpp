@@ -1,5 +1,5 @@
 // PyTorch CPU front-end of SoftPool: registers the fused kernels of
-// softpool_kernel.h for the CPU dispatch key of the poolswap::soft_pool and
+// softpool_cpu.h for the CPU dispatch key of the poolswap::soft_pool and
 // poolswap::soft_pool_backward ops (declared in poolswap/ops/_library.py).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -10,7 +10,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "softpool_kernel.h"
+#include "softpool_cpu.h"
 #include "torch_problem.h"
 
 namespace poolswap {

@@ -49,7 +49,7 @@ __all__ = [
 
 CSRC_DIR = Path(__file__).resolve().parent.parent / "csrc"
 ORT_SOURCES = ("ort/softpool_ort.cpp",)
-ORT_SHARED_HEADERS = ("softpool_kernel.h",)
+ORT_SHARED_HEADERS = ("softpool_kernel.h", "softpool_cpu.h")
 ORT_CFLAGS = ("-std=c++17", "-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared", "-fvisibility=hidden")
 # The CUDA kernel (where nvcc exists): the PyTorch CUDA op's forward kernel, linked with a
 # static cudart so that the library still loads where no CUDA runtime is installed.

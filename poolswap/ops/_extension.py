@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 CSRC_DIR = Path(__file__).resolve().parent.parent / "csrc"
 CPU_SOURCES = ("softpool_torch_cpu.cpp",)
-CPU_HEADERS = ("softpool_kernel.h", "torch_problem.h")
+CPU_HEADERS = ("softpool_kernel.h", "softpool_cpu.h", "torch_problem.h")
 CPU_CFLAGS = ("-O3", "-march=native", "-fno-math-errno")
 CUDA_SOURCES = ("softpool_torch_cuda.cu",)
 CUDA_HEADERS = ("softpool_kernel.h", "softpool_cuda.cuh", "torch_problem.h")

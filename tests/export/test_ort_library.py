@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from poolswap.errors import PoolswapError
+
+CSRC = Path(__file__).resolve().parents[2] / "poolswap" / "csrc"
 from poolswap.ops import soft_pool_reference
 
 from .helpers import geometry_attributes, softpool_model
@@ -173,7 +175,8 @@ class TestBuild:
         assert f"-I{tmp_path}" in command
         assert not any("onnxruntime" in part and part.startswith("-l") for part in command)
         source = (Path(command[-3]).read_text())
-        assert '#include "../softpool_kernel.h"' in source and "ParallelFor" in source
+        assert '#include "../softpool_cpu.h"' in source and "ParallelFor" in source
+        assert '#include "softpool_kernel.h"' in (CSRC / "softpool_cpu.h").read_text()
 
     def test_bad_include_dir_is_named(self, tmp_path, monkeypatch):
         from poolswap.deploy import find_ort_include_dir

@@ -1,7 +1,7 @@
 // ONNX Runtime front-end of SoftPool: a custom-op library registering the
 // operator poolswap::SoftPool (domain "poolswap", version 1) for ORT sessions.
 //
-// The window math is softpool_kernel.h, the same header the PyTorch CPU op
+// The plane loops are softpool_cpu.h, the same header the PyTorch CPU op
 // compiles: one kernel source, two front-ends. This file only reads the node's
 // attributes, checks shapes and walks the (n, c) planes on ORT's thread pool.
 //
@@ -31,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include "../softpool_kernel.h"
+#include "../softpool_cpu.h"
 #if defined(POOLSWAP_ORT_WITH_CUDA)
 #include <stdexcept>
 #include <type_traits>

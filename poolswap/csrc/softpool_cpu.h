@@ -1,0 +1,586 @@
+// SoftPool on the CPU: the plane loops shared by the PyTorch CPU op and the
+// ONNX Runtime CPU kernel, built on the window math of softpool_kernel.h.
+//
+// One (n, c) plane at a time; strides are in elements, for (D, H, W). Three
+// paths, all keeping the contract bit for bit with the scalar window math:
+//
+// - Padded planes (stride 1, and short rows at any stride): the plane is copied
+//   into a float buffer whose padding holds -inf, and 16 consecutive positions
+//   of the buffer's flattened (H, W) grid form one vector block. Lanes that
+//   land on padding columns are computed and thrown away.
+// - Row blocks (long rows at stride 2 and more): 16 adjacent outputs of a row
+//   whose windows lie inside the input; the last block of a row is moved back
+//   to end at the last such output, so that only true border windows are left.
+// - Scalar windows: the borders of row blocks, double precision, and compilers
+//   without vector extensions.
+//
+// A -inf from the padding is exactly as absent as a skipped position (its
+// weight is 0 and it adds 0), except in a window whose valid inputs are all
+// -inf: such blocks are detected in the backward and redone window by window.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "softpool_kernel.h"
+
+namespace poolswap {
+
+// Backward of one window, scalar: adds each element's dy/dx * grad to grad_x
+// (the plane's contiguous (D, H, W) buffer) and the beta gradient to grad_beta.
+template <typename scalar_t, typename acc_t>
+inline void backward_window(const scalar_t* grad_y_at, const scalar_t* x, const int64_t* x_stride, acc_t* grad_x,
+                            const Geometry& g, const WindowRange& rd, const WindowRange& rh, const WindowRange& rw,
+                            acc_t beta, acc_t& grad_beta) {
+  const WindowAccumulator<acc_t> acc = accumulate_window(x, x_stride, g, rd, rh, rw, beta);
+  const acc_t y = acc.value();
+  const acc_t go = static_cast<acc_t>(*grad_y_at);
+  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
+    const int64_t id = rd.start + kd * g.dilation[0];
+    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+      const int64_t ih = rh.start + kh * g.dilation[1];
+      const scalar_t* xh = x + id * x_stride[0] + ih * x_stride[1];
+      acc_t* gxh = grad_x + (id * g.in[1] + ih) * g.in[2];
+      for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
+        const int64_t iw = rw.start + kw * g.dilation[2];
+        window_element_grad(acc, static_cast<acc_t>(xh[iw * x_stride[2]]), y, beta, go, gxh + iw, &grad_beta);
+      }
+    }
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+inline acc_t window_value(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const WindowRange& rd,
+                          const WindowRange& rh, int64_t ow, acc_t beta) {
+  return accumulate_window(x, x_stride, g, rd, rh, window_range(g, 2, ow), beta).value();
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(POOLSWAP_NO_LANES)
+#define POOLSWAP_HAS_LANES 1
+
+// ---- float lanes: 8 outputs per vector, the arithmetic of
+// WindowAccumulator::push with selects instead of branches -----------------
+typedef float lanes_f __attribute__((vector_size(32)));
+typedef int32_t lanes_i __attribute__((vector_size(32)));
+constexpr int kWidth = 8;
+constexpr int kLanes = 2 * kWidth;  // outputs per block: two vectors
+
+inline lanes_f splat(float v) { return lanes_f{} + v; }
+
+inline bool any_lane(lanes_i v) {
+  for (int j = 0; j < kWidth; ++j)
+    if (v[j]) return true;
+  return false;
+}
+
+inline lanes_f exp_nonpositive(lanes_f a) {  // the scalar exp_nonpositive, lane-wise
+  const lanes_f lowest = splat(-87.3f);
+  const lanes_f c = a < lowest ? lowest : a;
+  const lanes_f shifter = splat(12582912.0f);
+  const lanes_f z = c * 1.44269504088896341f + shifter;
+  const lanes_f n = z - shifter;
+  const lanes_f r = (c - n * 0.693359375f) - n * -2.12194440e-4f;
+  lanes_f p = splat(1.3981999507e-3f);
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const lanes_i scale_bits = (reinterpret_cast<const lanes_i&>(z) - 0x4B400000 + 127) << 23;
+  const lanes_f v = p * reinterpret_cast<const lanes_f&>(scale_bits);
+  return a < lowest ? splat(0.0f) : v;
+}
+
+inline void push_lanes(lanes_f x, lanes_f beta, lanes_f& m, lanes_f& s, lanes_f& t) {
+  const lanes_f zero = splat(0.0f);
+  const lanes_f d = x == m ? zero : x - m;
+  const lanes_i new_max = d > zero;
+  const lanes_f e = exp_nonpositive(-beta * (new_max ? d : -d));
+  const lanes_i vanished = e == zero;
+  const lanes_f t_max = vanished ? zero : e * (t - s * d);
+  const lanes_f t_keep = t + (vanished ? zero : e * d);
+  s = new_max ? e * s + 1.0f : s + e;
+  t = new_max ? t_max : t_keep;
+  m = new_max ? x : m;
+}
+
+// How a block reads its inputs (and, in the backward, adds to grad_x, always a
+// contiguous float buffer): kGather element by element at any stride;
+// kUnit stride 1, one vector load; kEven stride 2, reading base[0, 16);
+// kOdd stride 2, reading base[-1, 15), for blocks at the end of a row where
+// kEven would read one element past it.
+enum LoadMode : int { kGather = 0, kUnit = 1, kEven = 2, kOdd = 3 };
+
+template <typename scalar_t>
+inline lanes_f load_lanes(const scalar_t* base, int64_t step) {
+  lanes_f v;
+  for (int j = 0; j < kWidth; ++j) v[j] = static_cast<float>(base[j * step]);
+  return v;
+}
+
+inline void load_pair(const float* base, lanes_f& lo, lanes_f& hi) {
+  std::memcpy(&lo, base, sizeof(lo));
+  std::memcpy(&hi, base + kWidth, sizeof(hi));
+}
+
+// kWidth inputs spaced `step` apart; vector loads where the input is float and
+// contiguous along W (kUnitX).
+template <int kMode, bool kUnitX, typename scalar_t>
+inline lanes_f load_window_lanes(const scalar_t* base, int64_t step) {
+  if constexpr (std::is_same<scalar_t, float>::value && kUnitX && kMode == kUnit) {
+    lanes_f v;
+    std::memcpy(&v, base, sizeof(v));
+    return v;
+  } else if constexpr (std::is_same<scalar_t, float>::value && kUnitX && kMode == kEven) {
+    lanes_f lo, hi;
+    load_pair(base, lo, hi);
+    return __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+  } else if constexpr (std::is_same<scalar_t, float>::value && kUnitX && kMode == kOdd) {
+    lanes_f lo, hi;
+    load_pair(base - 1, lo, hi);
+    return __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+  } else {
+    return load_lanes(base, step);
+  }
+}
+
+// target[j * stride] += dx[j]: vector read-modify-writes at stride 1 and 2
+// (the same positions the loads read, so they stay inside the buffer).
+template <int kMode>
+inline void add_lanes(float* target, lanes_f dx, int64_t stride) {
+  if constexpr (kMode == kUnit) {
+    lanes_f t;
+    std::memcpy(&t, target, sizeof(t));
+    t += dx;
+    std::memcpy(target, &t, sizeof(t));
+  } else if constexpr (kMode == kEven || kMode == kOdd) {
+    float* base = kMode == kEven ? target : target - 1;
+    const lanes_i even = {-1, 0, -1, 0, -1, 0, -1, 0};
+    const lanes_i mine = kMode == kEven ? even : ~even;
+    lanes_f lo, hi;
+    load_pair(base, lo, hi);
+    lo = mine ? lo + __builtin_shufflevector(dx, dx, 0, 0, 1, 1, 2, 2, 3, 3) : lo;
+    hi = mine ? hi + __builtin_shufflevector(dx, dx, 4, 4, 5, 5, 6, 6, 7, 7) : hi;
+    std::memcpy(base, &lo, sizeof(lo));
+    std::memcpy(base + kWidth, &hi, sizeof(hi));
+  } else {
+    for (int j = 0; j < kWidth; ++j) target[j * stride] += dx[j];
+  }
+}
+
+// Calls f(std::integral_constant<int, M>{}) with M the block's load mode: the loads are compile-time.
+template <typename F>
+inline void with_mode(int mode, F&& f) {
+  switch (mode) {
+    case kUnit: return f(std::integral_constant<int, kUnit>{});
+    case kEven: return f(std::integral_constant<int, kEven>{});
+    case kOdd: return f(std::integral_constant<int, kOdd>{});
+    default: return f(std::integral_constant<int, kGather>{});
+  }
+}
+
+// The kLanes outputs ow0 + j of one row (row `rh` of slice `rd`), every window inside the input along W.
+template <int kMode, bool kUnitX, typename scalar_t>
+inline void forward_lanes(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const WindowRange& rd,
+                          const WindowRange& rh, int64_t ow0, float beta, float* out) {
+  lanes_f m0 = splat(-std::numeric_limits<float>::infinity()), m1 = m0;
+  lanes_f s0 = splat(0.0f), s1 = s0, t0 = s0, t1 = s0;
+  const lanes_f b = splat(beta);
+  const int64_t step = g.stride[2] * x_stride[2];
+  const int64_t first = ow0 * g.stride[2] - g.pad[2];
+  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
+    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+      const scalar_t* row = x + (rd.start + kd * g.dilation[0]) * x_stride[0] +
+                            (rh.start + kh * g.dilation[1]) * x_stride[1] + first * x_stride[2];
+      for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+        const scalar_t* base = row + kw * g.dilation[2] * x_stride[2];
+        push_lanes(load_window_lanes<kMode, kUnitX>(base, step), b, m0, s0, t0);
+        push_lanes(load_window_lanes<kMode, kUnitX>(base + kWidth * step, step), b, m1, s1, t1);
+      }
+    }
+  }
+  const lanes_f y0 = m0 + t0 / s0, y1 = m1 + t1 / s1;
+  std::memcpy(out, &y0, sizeof(y0));
+  std::memcpy(out + kWidth, &y1, sizeof(y1));
+}
+
+// Backward of the kLanes outputs ow0 + j whose `active` lanes are set, in three
+// passes over the window: its max, its weights (stored: each exp is computed
+// once), then every element's gradient, added to grad_x (the contiguous float
+// buffer of the plane described by g) in a fixed order. Windows of more than
+// kMaxTaps positions recompute the weights instead of storing them. Returns
+// false, having changed nothing, when an active window's max is -inf: padding
+// would then take a share of the weight, so the caller redoes those windows.
+constexpr int kMaxTaps = 64;
+
+template <int kMode, bool kUnitX, typename scalar_t>
+inline bool backward_lanes(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const WindowRange& rd,
+                           const WindowRange& rh, int64_t ow0, float beta, const float* grad, const lanes_i* active,
+                           float* grad_x, lanes_f& grad_beta) {
+  const lanes_f b = splat(beta);
+  const lanes_f zero = splat(0.0f);
+  const lanes_f minus_inf = splat(-std::numeric_limits<float>::infinity());
+  const int64_t step = g.stride[2] * x_stride[2];
+  const int64_t first = ow0 * g.stride[2] - g.pad[2];
+  const int64_t taps = (rd.hi - rd.lo) * (rh.hi - rh.lo) * g.kernel[2];
+  const bool store = taps <= kMaxTaps;
+  lanes_f weights[2][kMaxTaps];
+  // A visitor over the window's positions in a fixed order: tap index, input row, column offset.
+  auto for_each_tap = [&](auto&& visit) {
+    int tap = 0;
+    for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
+      const int64_t id = rd.start + kd * g.dilation[0];
+      for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+        const int64_t ih = rh.start + kh * g.dilation[1];
+        const scalar_t* row = x + id * x_stride[0] + ih * x_stride[1] + first * x_stride[2];
+        for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++tap) visit(tap, id, ih, row, kw * g.dilation[2]);
+      }
+    }
+  };
+  // 1. the window max (NaN is caught by the sums below, as in the forward)
+  lanes_f m[2] = {minus_inf, minus_inf};
+  for_each_tap([&](int, int64_t, int64_t, const scalar_t* row, int64_t offset) {
+    for (int v = 0; v < 2; ++v) {
+      const lanes_f xv = load_window_lanes<kMode, kUnitX>(row + offset * x_stride[2] + v * kWidth * step, step);
+      m[v] = xv > m[v] ? xv : m[v];
+    }
+  });
+  if (any_lane(active[0] & (m[0] == minus_inf)) || any_lane(active[1] & (m[1] == minus_inf))) return false;
+  // 2. exp(beta (x - m)), their sum s and t = sum e (x - m): y = m + t / s
+  lanes_f s[2] = {zero, zero}, t[2] = {zero, zero};
+  for_each_tap([&](int tap, int64_t, int64_t, const scalar_t* row, int64_t offset) {
+    for (int v = 0; v < 2; ++v) {
+      const lanes_f xv = load_window_lanes<kMode, kUnitX>(row + offset * x_stride[2] + v * kWidth * step, step);
+      const lanes_f d = xv == m[v] ? zero : xv - m[v];
+      const lanes_f e = exp_nonpositive(b * d);
+      s[v] += e;
+      t[v] += e == zero ? zero : e * d;
+      if (store) weights[v][tap] = e;
+    }
+  });
+  lanes_f y[2], inv_s[2], go[2];
+  for (int v = 0; v < 2; ++v) {
+    y[v] = m[v] + t[v] / s[v];
+    inv_s[v] = 1.0f / s[v];
+    std::memcpy(&go[v], grad + v * kWidth, sizeof(go[v]));
+  }
+  // 3. dy/dx = w (1 + beta (x - y)), dy/dbeta = w (x - y)^2
+  for_each_tap([&](int tap, int64_t id, int64_t ih, const scalar_t* row, int64_t offset) {
+    float* grow = grad_x + (id * g.in[1] + ih) * g.in[2] + first + offset;
+    for (int v = 0; v < 2; ++v) {
+      const lanes_f xv = load_window_lanes<kMode, kUnitX>(row + offset * x_stride[2] + v * kWidth * step, step);
+      const lanes_f e = store ? weights[v][tap] : exp_nonpositive(b * (xv == m[v] ? zero : xv - m[v]));
+      const lanes_f w = e * inv_s[v];
+      const lanes_i live = active[v] & (w != zero);
+      const lanes_f dy = xv == y[v] ? zero : xv - y[v];
+      const lanes_f gw = go[v] * w;
+      const lanes_f dx = live ? gw * (1.0f + b * dy) : zero;
+      grad_beta += live ? gw * dy * dy : zero;
+      add_lanes<kMode>(grow + v * kWidth * g.stride[2], dx, g.stride[2]);
+    }
+  });
+  return true;
+}
+
+// Lanes [lo, hi) of a block set, as the two masks of backward_lanes.
+inline void lane_masks(int lo, int hi, lanes_i active[2]) {
+  for (int j = 0; j < kLanes; ++j) active[j / kWidth][j % kWidth] = (j >= lo && j < hi) ? -1 : 0;
+}
+
+// ---- row blocks -------------------------------------------------------------
+
+// Which outputs of a row take vector blocks, and with which loads.
+struct RowPlan {
+  int64_t begin = 0;     // outputs [begin, end) of a row have windows fully inside the input along W
+  int64_t end = 0;
+  bool unit_w = false;   // the input is contiguous along W
+  int64_t even_end = 0;  // blocks starting below this read in kEven mode without leaving the row
+
+  // The load mode of the block starting at output `ow`.
+  int mode(const Geometry& g, int64_t ow) const {
+    if (g.stride[2] == 1) return kUnit;
+    if (g.stride[2] != 2) return kGather;
+    if (ow < even_end) return kEven;
+    return ow * 2 - g.pad[2] >= 1 ? kOdd : kGather;  // kOdd reads one element before the block
+  }
+
+  // The block after the full ones: moved back to end at `end`, lanes below `overlap` already done.
+  bool has_last_block(int64_t ow) const { return ow < end && end - begin >= kLanes; }
+};
+
+inline RowPlan plan_rows(const Geometry& g, const int64_t* x_stride) {
+  RowPlan plan;
+  const int64_t extent = g.dilation[2] * (g.kernel[2] - 1);
+  // Dilated windows can leave even the first outputs of a short row in the padding: begin <= out.
+  plan.begin = std::min((g.pad[2] + g.stride[2] - 1) / g.stride[2], g.out[2]);
+  const int64_t last = g.in[2] - 1 - extent + g.pad[2];  // start <= in - 1 - extent
+  plan.end = last < 0 ? 0 : last / g.stride[2] + 1;
+  if (plan.end > g.out[2]) plan.end = g.out[2];
+  if (plan.end < plan.begin) plan.end = plan.begin;
+  plan.unit_w = x_stride[2] == 1;
+  plan.even_end = (g.in[2] - 2 - extent + g.pad[2]) / 2 + 1 - (kLanes - 1);
+  return plan;
+}
+
+// Calls f(mode, unit_x) as compile-time constants.
+template <typename F>
+inline void with_block_kind(int mode, bool unit_x, F&& f) {
+  with_mode(mode, [&](auto m) {
+    if (unit_x) {
+      f(m, std::true_type{});
+    } else {
+      f(m, std::false_type{});
+    }
+  });
+}
+
+// ---- padded planes ----------------------------------------------------------
+
+// A plane copied into a float buffer of (D, hp, wp) with -inf around it, read
+// as one long row: block position j stands for output (j / wp, j % wp).
+struct PaddedPlan {
+  Geometry g;            // the buffer's geometry: no H/W padding, same kernel, stride and dilation
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t hp = 0, wp = 0;
+  int64_t size = 0;      // floats in the buffer, with the slack that the last block reads
+  int64_t stride[3];     // the buffer's strides (D, H, W)
+  int mode = kGather;
+};
+
+// Padded planes serve stride 1 and rows too short for row blocks, where H and W strides agree.
+inline bool plan_padded(const Geometry& g, PaddedPlan& plan) {
+  const int64_t s = g.stride[2];
+  if (g.out[1] > 1 && g.stride[1] != s) return false;
+  const int64_t longest = s == 1 ? std::numeric_limits<int64_t>::max() : (s == 2 ? 2 * kLanes : kLanes);
+  if (g.out[2] >= longest) return false;
+  const int64_t ext_h = g.dilation[1] * (g.kernel[1] - 1) + 1;
+  const int64_t ext_w = g.dilation[2] * (g.kernel[2] - 1) + 1;
+  plan.pad_h = g.pad[1];
+  plan.pad_w = g.pad[2];
+  plan.hp = std::max(g.in[1] + plan.pad_h, (g.out[1] - 1) * g.stride[1] + ext_h);
+  plan.wp = std::max(g.in[2] + plan.pad_w, (g.out[2] - 1) * s + ext_w);
+  const int64_t slice = plan.hp * plan.wp;
+  if (g.in[0] * slice > (int64_t(1) << 22)) return false;  // 16 MB of buffer per thread at most
+  plan.g = g;
+  plan.g.in[1] = plan.hp;
+  plan.g.in[2] = plan.wp;
+  plan.g.pad[1] = plan.g.pad[2] = 0;
+  plan.stride[0] = slice;
+  plan.stride[1] = plan.wp;
+  plan.stride[2] = 1;
+  // The last block of the last slice reads up to s * (kLanes + wp) + ext_w past the slice.
+  plan.size = g.in[0] * slice + s * (kLanes + plan.wp) + ext_w + 2 * kLanes;
+  plan.mode = s == 1 ? kUnit : (s == 2 ? kEven : kGather);
+  return true;
+}
+
+// The blocks of one padded slice: positions [0, out_h * wp) in steps of kLanes.
+inline int64_t padded_positions(const Geometry& g, const PaddedPlan& plan) { return g.out[1] * plan.wp; }
+
+// Per-thread scratch: one buffer for the input, one for the gradient.
+inline std::vector<float>& scratch(int which) {
+  thread_local std::vector<float> buffers[2];
+  return buffers[which];
+}
+
+template <typename scalar_t>
+inline float* pad_plane(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const PaddedPlan& plan) {
+  std::vector<float>& buffer = scratch(0);
+  buffer.assign(static_cast<size_t>(plan.size), -std::numeric_limits<float>::infinity());
+  float* data = buffer.data();
+  for (int64_t d = 0; d < g.in[0]; ++d)
+    for (int64_t h = 0; h < g.in[1]; ++h) {
+      const scalar_t* src = x + d * x_stride[0] + h * x_stride[1];
+      float* dst = data + d * plan.stride[0] + (h + plan.pad_h) * plan.wp + plan.pad_w;
+      for (int64_t w = 0; w < g.in[2]; ++w) dst[w] = static_cast<float>(src[w * x_stride[2]]);
+    }
+  return data;
+}
+
+// Calls f(j, oh, ow) for the block lanes j in [0, kLanes) that stand for an output.
+template <typename F>
+inline void for_each_output_lane(const Geometry& g, const PaddedPlan& plan, int64_t j0, F&& f) {
+  int64_t oh = j0 / plan.wp, ow = j0 % plan.wp;
+  for (int j = 0; j < kLanes; ++j) {
+    if (oh < g.out[1] && ow < g.out[2]) f(j, oh, ow);
+    if (++ow == plan.wp) ow = 0, ++oh;
+  }
+}
+
+template <typename scalar_t>
+void forward_padded(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
+                    const Geometry& g, const PaddedPlan& plan, float beta) {
+  const float* buffer = pad_plane(x, x_stride, g, plan);
+  const WindowRange rh = window_range(plan.g, 1, 0);
+  const int64_t positions = padded_positions(g, plan);
+  float lanes[kLanes];
+  for (int64_t od = 0; od < g.out[0]; ++od) {
+    const WindowRange rd = window_range(g, 0, od);
+    scalar_t* yslice = y + od * y_stride[0];
+    for (int64_t j0 = 0; j0 < positions; j0 += kLanes) {
+      with_mode(plan.mode, [&](auto mode) {
+        forward_lanes<decltype(mode)::value, true>(buffer, plan.stride, plan.g, rd, rh, j0, beta, lanes);
+      });
+      for_each_output_lane(g, plan, j0, [&](int j, int64_t oh, int64_t ow) {
+        yslice[oh * y_stride[1] + ow * y_stride[2]] = static_cast<scalar_t>(lanes[j]);
+      });
+    }
+  }
+}
+
+template <typename scalar_t>
+double backward_padded(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x, const int64_t* x_stride,
+                       float* grad_x, const Geometry& g, const PaddedPlan& plan, float beta) {
+  const float* buffer = pad_plane(x, x_stride, g, plan);
+  std::vector<float>& grad_buffer = scratch(1);
+  grad_buffer.assign(static_cast<size_t>(plan.size), 0.0f);
+  float* gpad = grad_buffer.data();
+  const WindowRange rh = window_range(plan.g, 1, 0);
+  const int64_t positions = padded_positions(g, plan);
+  double grad_beta = 0.0;
+  float grads[kLanes];
+  for (int64_t od = 0; od < g.out[0]; ++od) {
+    const WindowRange rd = window_range(g, 0, od);
+    const scalar_t* gyslice = grad_y + od * gy_stride[0];
+    lanes_f lane_beta = splat(0.0f);
+    float scalar_beta = 0.0f;
+    for (int64_t j0 = 0; j0 < positions; j0 += kLanes) {
+      lanes_i active[2] = {lanes_i{}, lanes_i{}};
+      std::fill(grads, grads + kLanes, 0.0f);
+      for_each_output_lane(g, plan, j0, [&](int j, int64_t oh, int64_t ow) {
+        grads[j] = static_cast<float>(gyslice[oh * gy_stride[1] + ow * gy_stride[2]]);
+        active[j / kWidth][j % kWidth] = -1;
+      });
+      bool done = false;
+      with_mode(plan.mode, [&](auto mode) {
+        done = backward_lanes<decltype(mode)::value, true>(buffer, plan.stride, plan.g, rd, rh, j0, beta, grads,
+                                                           active, gpad, lane_beta);
+      });
+      if (done) continue;
+      for_each_output_lane(g, plan, j0, [&](int, int64_t oh, int64_t ow) {  // a window of -inf: the exact way
+        backward_window(gyslice + oh * gy_stride[1] + ow * gy_stride[2], x, x_stride, grad_x, g, rd,
+                        window_range(g, 1, oh), window_range(g, 2, ow), beta, scalar_beta);
+      });
+    }
+    for (int j = 0; j < kWidth; ++j) grad_beta += static_cast<double>(lane_beta[j]);
+    grad_beta += static_cast<double>(scalar_beta);
+  }
+  for (int64_t d = 0; d < g.in[0]; ++d)
+    for (int64_t h = 0; h < g.in[1]; ++h) {
+      const float* src = gpad + d * plan.stride[0] + (h + plan.pad_h) * plan.wp + plan.pad_w;
+      float* dst = grad_x + (d * g.in[1] + h) * g.in[2];
+      for (int64_t w = 0; w < g.in[2]; ++w) dst[w] += src[w];
+    }
+  return grad_beta;
+}
+
+#endif  // lanes
+
+// Forward of one plane: y[od, oh, ow] for every output.
+template <typename scalar_t, typename acc_t>
+void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
+                   const Geometry& g, acc_t beta) {
+#if defined(POOLSWAP_HAS_LANES)
+  constexpr bool use_lanes = std::is_same<acc_t, float>::value;
+  if constexpr (use_lanes) {
+    PaddedPlan padded;
+    if (plan_padded(g, padded)) return forward_padded(x, x_stride, y, y_stride, g, padded, beta);
+  }
+  const RowPlan plan = use_lanes ? plan_rows(g, x_stride) : RowPlan{};
+  float lanes[kLanes];
+  auto block = [&](const WindowRange& rd, const WindowRange& rh, int64_t ow) {
+    with_block_kind(plan.mode(g, ow), plan.unit_w, [&](auto mode, auto unit_x) {
+      forward_lanes<decltype(mode)::value, decltype(unit_x)::value>(x, x_stride, g, rd, rh, ow,
+                                                                    static_cast<float>(beta), lanes);
+    });
+  };
+#endif
+  for (int64_t od = 0; od < g.out[0]; ++od) {
+    const WindowRange rd = window_range(g, 0, od);
+    for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+      const WindowRange rh = window_range(g, 1, oh);
+      scalar_t* yrow = y + od * y_stride[0] + oh * y_stride[1];
+      int64_t ow = 0;
+#if defined(POOLSWAP_HAS_LANES)
+      if constexpr (use_lanes) {
+        for (; ow < plan.begin; ++ow) yrow[ow * y_stride[2]] = static_cast<scalar_t>(window_value(x, x_stride, g, rd, rh, ow, beta));
+        for (; ow + kLanes <= plan.end; ow += kLanes) {
+          block(rd, rh, ow);
+          for (int j = 0; j < kLanes; ++j) yrow[(ow + j) * y_stride[2]] = static_cast<scalar_t>(lanes[j]);
+        }
+        if (plan.has_last_block(ow)) {
+          const int64_t ow0 = plan.end - kLanes;
+          block(rd, rh, ow0);
+          for (int64_t o = ow; o < plan.end; ++o) yrow[o * y_stride[2]] = static_cast<scalar_t>(lanes[o - ow0]);
+          ow = plan.end;
+        }
+      }
+#endif
+      for (; ow < g.out[2]; ++ow) yrow[ow * y_stride[2]] = static_cast<scalar_t>(window_value(x, x_stride, g, rd, rh, ow, beta));
+    }
+  }
+}
+
+// Backward of one plane: grad_x is a zeroed, contiguous (D, H, W) buffer in
+// acc_t; windows are visited in a fixed order, so the result is bitwise
+// deterministic. Returns this plane's share of dL/dbeta.
+template <typename scalar_t, typename acc_t>
+double backward_plane(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x, const int64_t* x_stride,
+                      acc_t* grad_x, const Geometry& g, acc_t beta) {
+  double grad_beta = 0.0;
+#if defined(POOLSWAP_HAS_LANES)
+  constexpr bool use_lanes = std::is_same<acc_t, float>::value;
+  if constexpr (use_lanes) {
+    PaddedPlan padded;
+    if (plan_padded(g, padded)) return backward_padded(grad_y, gy_stride, x, x_stride, grad_x, g, padded, beta);
+  }
+  const RowPlan plan = use_lanes ? plan_rows(g, x_stride) : RowPlan{};
+  float grads[kLanes];
+#endif
+  for (int64_t od = 0; od < g.out[0]; ++od) {
+    const WindowRange rd = window_range(g, 0, od);
+    for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+      const WindowRange rh = window_range(g, 1, oh);
+      const scalar_t* gyrow = grad_y + od * gy_stride[0] + oh * gy_stride[1];
+      acc_t row_beta = 0;
+      int64_t ow = 0;
+      auto scalar_window = [&](int64_t o) {
+        backward_window(gyrow + o * gy_stride[2], x, x_stride, grad_x, g, rd, rh, window_range(g, 2, o), beta, row_beta);
+      };
+#if defined(POOLSWAP_HAS_LANES)
+      if constexpr (use_lanes) {
+        for (; ow < plan.begin; ++ow) scalar_window(ow);
+        lanes_f lane_beta = splat(0.0f);
+        // One block of outputs ow0 + [lo, kLanes); windows of -inf are redone one by one.
+        auto block = [&](int64_t ow0, int lo) {
+          lanes_i active[2];
+          lane_masks(lo, kLanes, active);
+          for (int j = 0; j < kLanes; ++j) grads[j] = j < lo ? 0.0f : static_cast<float>(gyrow[(ow0 + j) * gy_stride[2]]);
+          bool done = false;
+          with_block_kind(plan.mode(g, ow0), plan.unit_w, [&](auto mode, auto unit_x) {
+            done = backward_lanes<decltype(mode)::value, decltype(unit_x)::value>(x, x_stride, g, rd, rh, ow0, beta,
+                                                                                 grads, active, grad_x, lane_beta);
+          });
+          if (!done)
+            for (int j = lo; j < kLanes; ++j) scalar_window(ow0 + j);
+        };
+        for (; ow + kLanes <= plan.end; ow += kLanes) block(ow, 0);
+        if (plan.has_last_block(ow)) {
+          block(plan.end - kLanes, static_cast<int>(ow - (plan.end - kLanes)));
+          ow = plan.end;
+        }
+        for (int j = 0; j < kWidth; ++j) row_beta += lane_beta[j];
+      }
+#endif
+      for (; ow < g.out[2]; ++ow) scalar_window(ow);
+      grad_beta += static_cast<double>(row_beta);
+    }
+  }
+  return grad_beta;
+}
+
+}  // namespace poolswap

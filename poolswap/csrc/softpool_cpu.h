@@ -62,8 +62,8 @@ inline acc_t window_value(const scalar_t* x, const int64_t* x_stride, const Geom
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(POOLSWAP_NO_LANES)
 #define POOLSWAP_HAS_LANES 1
 
-// ---- float lanes: 8 outputs per vector, the arithmetic of
-// WindowAccumulator::push with selects instead of branches -----------------
+// ---- float lanes: 8 outputs per vector, the window math with selects
+// instead of branches -------------------------------------------------------
 typedef float lanes_f __attribute__((vector_size(32)));
 typedef int32_t lanes_i __attribute__((vector_size(32)));
 constexpr int kWidth = 8;
@@ -93,19 +93,6 @@ inline lanes_f exp_nonpositive(lanes_f a) {  // the scalar exp_nonpositive, lane
   const lanes_i scale_bits = (reinterpret_cast<const lanes_i&>(z) - 0x4B400000 + 127) << 23;
   const lanes_f v = p * reinterpret_cast<const lanes_f&>(scale_bits);
   return a < lowest ? splat(0.0f) : v;
-}
-
-inline void push_lanes(lanes_f x, lanes_f beta, lanes_f& m, lanes_f& s, lanes_f& t) {
-  const lanes_f zero = splat(0.0f);
-  const lanes_f d = x == m ? zero : x - m;
-  const lanes_i new_max = d > zero;
-  const lanes_f e = exp_nonpositive(-beta * (new_max ? d : -d));
-  const lanes_i vanished = e == zero;
-  const lanes_f t_max = vanished ? zero : e * (t - s * d);
-  const lanes_f t_keep = t + (vanished ? zero : e * d);
-  s = new_max ? e * s + 1.0f : s + e;
-  t = new_max ? t_max : t_keep;
-  m = new_max ? x : m;
 }
 
 // How a block reads its inputs (and, in the backward, adds to grad_x, always a
@@ -183,26 +170,44 @@ inline void with_mode(int mode, F&& f) {
   }
 }
 
-// The kLanes outputs ow0 + j of one row (row `rh` of slice `rd`), every window inside the input along W.
+// The kLanes outputs ow0 + j of one row (row `rh` of slice `rd`), every window
+// inside the input along W, in two passes: the window max, then
+// s = sum exp(beta (x - m)) and t = sum exp(beta (x - m)) (x - m), y = m + t / s.
+// The same arithmetic as passes 1 and 2 of backward_lanes, with no rescaling.
 template <int kMode, bool kUnitX, typename scalar_t>
 inline void forward_lanes(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const WindowRange& rd,
                           const WindowRange& rh, int64_t ow0, float beta, float* out) {
-  lanes_f m0 = splat(-std::numeric_limits<float>::infinity()), m1 = m0;
-  lanes_f s0 = splat(0.0f), s1 = s0, t0 = s0, t1 = s0;
+  const lanes_f zero = splat(0.0f);
   const lanes_f b = splat(beta);
   const int64_t step = g.stride[2] * x_stride[2];
   const int64_t first = ow0 * g.stride[2] - g.pad[2];
-  for (int64_t kd = rd.lo; kd < rd.hi; ++kd) {
-    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
-      const scalar_t* row = x + (rd.start + kd * g.dilation[0]) * x_stride[0] +
-                            (rh.start + kh * g.dilation[1]) * x_stride[1] + first * x_stride[2];
-      for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
-        const scalar_t* base = row + kw * g.dilation[2] * x_stride[2];
-        push_lanes(load_window_lanes<kMode, kUnitX>(base, step), b, m0, s0, t0);
-        push_lanes(load_window_lanes<kMode, kUnitX>(base + kWidth * step, step), b, m1, s1, t1);
+  auto for_each_tap = [&](auto&& visit) {
+    for (int64_t kd = rd.lo; kd < rd.hi; ++kd)
+      for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+        const scalar_t* row = x + (rd.start + kd * g.dilation[0]) * x_stride[0] +
+                              (rh.start + kh * g.dilation[1]) * x_stride[1] + first * x_stride[2];
+        for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+          const scalar_t* base = row + kw * g.dilation[2] * x_stride[2];
+          visit(load_window_lanes<kMode, kUnitX>(base, step), load_window_lanes<kMode, kUnitX>(base + kWidth * step, step));
+        }
       }
-    }
-  }
+  };
+  lanes_f m0 = splat(-std::numeric_limits<float>::infinity()), m1 = m0;
+  for_each_tap([&](lanes_f x0, lanes_f x1) {  // NaN never wins the max: the sums below catch it
+    m0 = x0 > m0 ? x0 : m0;
+    m1 = x1 > m1 ? x1 : m1;
+  });
+  lanes_f s0 = zero, s1 = zero, t0 = zero, t1 = zero;
+  auto add = [&](lanes_f xv, lanes_f m, lanes_f& s, lanes_f& t) {
+    const lanes_f d = xv == m ? zero : xv - m;  // equal infinities differ by 0
+    const lanes_f e = exp_nonpositive(b * d);
+    s += e;
+    t += e == zero ? zero : e * d;  // e == 0 marks -inf: it adds nothing, not 0 * inf
+  };
+  for_each_tap([&](lanes_f x0, lanes_f x1) {
+    add(x0, m0, s0, t0);
+    add(x1, m1, s1, t1);
+  });
   const lanes_f y0 = m0 + t0 / s0, y1 = m1 + t1 / s1;
   std::memcpy(out, &y0, sizeof(y0));
   std::memcpy(out + kWidth, &y1, sizeof(y1));

@@ -356,12 +356,15 @@ struct PaddedPlan {
   int mode = kGather;
 };
 
-// Padded planes serve stride 1 and rows too short for row blocks, where H and W strides agree.
-inline bool plan_padded(const Geometry& g, PaddedPlan& plan) {
+inline bool tiles_fit(const Geometry& g);
+
+// Padded planes serve the forward's tiles, stride 1, and rows too short for row
+// blocks (where every other lane of a stride-2 block is a padding column), where
+// H and W strides agree.
+inline bool plan_padded(const Geometry& g, PaddedPlan& plan, bool forward) {
   const int64_t s = g.stride[2];
   if (g.out[1] > 1 && g.stride[1] != s) return false;
-  const int64_t longest = s == 1 ? std::numeric_limits<int64_t>::max() : (s == 2 ? 2 * kLanes : kLanes);
-  if (g.out[2] >= longest) return false;
+  if (!(forward && tiles_fit(g)) && s != 1 && g.out[2] >= kLanes) return false;
   const int64_t ext_h = g.dilation[1] * (g.kernel[1] - 1) + 1;
   const int64_t ext_w = g.dilation[2] * (g.kernel[2] - 1) + 1;
   plan.pad_h = g.pad[1];
@@ -416,10 +419,145 @@ inline void for_each_output_lane(const Geometry& g, const PaddedPlan& plan, int6
   }
 }
 
+// ---- shared-exponent tiles (stride 1 and 2) ----------------------------------
+//
+// Per window element, exp(beta (x - m)) costs kernel_h * kernel_w exps per output;
+// an input lies in that many windows at stride 1, in about a quarter of them at
+// stride 2 with a 3x3 kernel. A tile of kTileRows output
+// rows by kLanes outputs shares one shift M, the tile's max, instead: e = exp(beta
+// (x - M)) once per input, y = sum e x / sum e by separable sums, clamped to the
+// window's max. That is the window's softmax exactly (the shift cancels), kept to
+// the float precision of the window's own values, as long as no window's weights
+// vanish under the shared shift: a tile whose sum of weights falls below 2^-60
+// anywhere, or whose output is not finite (NaN, inf, overflow of sum e x), is
+// redone with per-window shifts.
+constexpr int kTileRows = 4;
+constexpr int kTileInputRows = kTileRows + 12;   // kernel_h * dilation_h up to 13
+constexpr int kTileVectors = 5;                  // input columns of a tile row: (kLanes - 1) s + extent_w < 40
+constexpr float kTileSmallestSum = 8.67361738e-19f;  // 2^-60
+
+inline bool tiles_fit(const Geometry& g) {
+  const int64_t s = g.stride[2];
+  const int64_t ext_h = g.dilation[1] * (g.kernel[1] - 1) + 1, ext_w = g.dilation[2] * (g.kernel[2] - 1) + 1;
+  return g.kernel[0] == 1 && (s == 1 || s == 2) && (g.stride[1] == s || g.out[1] == 1) &&
+         g.kernel[1] * g.kernel[2] > 1 && (kTileRows - 1) * s + ext_h <= kTileInputRows &&
+         (kLanes - 1) * s + ext_w + 1 <= kTileVectors * kWidth;  // + 1: kEven loads read one past
+}
+
+inline float max_lane(lanes_f v) {
+  float m = v[0];
+  for (int j = 1; j < kWidth; ++j) m = v[j] > m ? v[j] : m;
+  return m;
+}
+
+// One tile: outputs (oh0 + r, j0 + j) for r < rows, j < kLanes, of the padded slice `slice`
+// (row pitch wp; output (oh, ow) has its window's top-left input at (s oh, s ow), s = kStride).
+// Returns false, writing nothing, when an output with j < cols needs per-window shifts.
+template <int kStride>
+inline bool forward_tile(const float* slice, int64_t wp, const Geometry& pg, int64_t oh0, int64_t j0, int rows,
+                         int cols, float beta, float out[kTileRows][kLanes]) {
+  constexpr int kMode = kStride == 1 ? kUnit : kEven;
+  const int64_t dh = pg.dilation[1], dw = pg.dilation[2];
+  const int inputs = (rows - 1) * kStride + static_cast<int>(dh * (pg.kernel[1] - 1) + 1);
+  const int vectors = ((kLanes - 1) * kStride + static_cast<int>(dw * (pg.kernel[2] - 1) + 1) + kStride - 1 +
+                       kWidth - 1) / kWidth;
+  const float* base = slice + kStride * (oh0 * wp + j0);
+  const lanes_f zero = splat(0.0f);
+  // The tile's max (NaN never wins: the finite check below catches it).
+  lanes_f mv = splat(-std::numeric_limits<float>::infinity());
+  for (int q = 0; q < inputs; ++q)
+    for (int v = 0; v < vectors; ++v) {
+      const lanes_f xv = load_window_lanes<kUnit, true>(base + q * wp + v * kWidth, 1);
+      mv = xv > mv ? xv : mv;
+    }
+  const float shift = max_lane(mv);
+  if (!(std::fabs(shift) <= std::numeric_limits<float>::max())) return false;
+  // Per input row q: e = exp(beta (x - M)) and e x, then their sums (and the max)
+  // along each window's row, for the kLanes outputs of the tile's columns.
+  float e[kTileVectors * kWidth], ex[kTileVectors * kWidth], xs[kTileVectors * kWidth];
+  lanes_f row_s[kTileInputRows][2], row_t[kTileInputRows][2], row_m[kTileInputRows][2];
+  const lanes_f b = splat(beta), m = splat(shift);
+  for (int q = 0; q < inputs; ++q) {
+    for (int v = 0; v < vectors; ++v) {
+      const lanes_f xv = load_window_lanes<kUnit, true>(base + q * wp + v * kWidth, 1);
+      const lanes_f ev = exp_nonpositive(b * (xv == m ? zero : xv - m));
+      const lanes_f exv = ev == zero ? zero : ev * xv;  // -inf adds nothing, not 0 * inf
+      std::memcpy(e + v * kWidth, &ev, sizeof(ev));
+      std::memcpy(ex + v * kWidth, &exv, sizeof(exv));
+      std::memcpy(xs + v * kWidth, &xv, sizeof(xv));
+    }
+    for (int v = 0; v < 2; ++v) {
+      lanes_f sv = zero, tv = zero, hv = splat(-std::numeric_limits<float>::infinity());
+      for (int64_t kw = 0; kw < pg.kernel[2]; ++kw) {
+        const int64_t at = v * kWidth * kStride + kw * dw;
+        sv += load_window_lanes<kMode, true>(e + at, kStride);
+        tv += load_window_lanes<kMode, true>(ex + at, kStride);
+        const lanes_f xv = load_window_lanes<kMode, true>(xs + at, kStride);
+        hv = xv > hv ? xv : hv;
+      }
+      row_s[q][v] = sv, row_t[q][v] = tv, row_m[q][v] = hv;
+    }
+  }
+  // Down the window's rows: each output's sums and max.
+  const lanes_f smallest = splat(kTileSmallestSum), largest = splat(std::numeric_limits<float>::max());
+  lanes_i active[2];
+  lane_masks(0, cols, active);
+  for (int r = 0; r < rows; ++r) {
+    for (int v = 0; v < 2; ++v) {
+      lanes_f sv = zero, tv = zero, hv = splat(-std::numeric_limits<float>::infinity());
+      for (int64_t kh = 0; kh < pg.kernel[1]; ++kh) {
+        const int64_t q = r * kStride + kh * dh;
+        sv += row_s[q][v], tv += row_t[q][v];
+        hv = row_m[q][v] > hv ? row_m[q][v] : hv;
+      }
+      lanes_f yv = tv / sv;
+      yv = yv > hv ? hv : yv;  // rounding never lifts y above the window's max
+      const lanes_f magnitude = yv < zero ? -yv : yv;
+      const lanes_i trusted = (sv >= smallest) & (magnitude <= largest);  // false for NaN too
+      if (any_lane(active[v] & ~trusted)) return false;
+      std::memcpy(out[r] + v * kWidth, &yv, sizeof(yv));
+    }
+  }
+  return true;
+}
+
+// A padded plane by tiles; tiles that need per-window shifts go block by block.
+template <typename scalar_t>
+void forward_tiles(const float* buffer, scalar_t* y, const int64_t* y_stride, const Geometry& g,
+                   const PaddedPlan& plan, float beta) {
+  const WindowRange rh = window_range(plan.g, 1, 0);
+  float tile[kTileRows][kLanes];
+  for (int64_t od = 0; od < g.out[0]; ++od) {
+    const WindowRange rd = window_range(g, 0, od);  // kernel 1 along D: one input slice
+    const float* slice = buffer + (rd.start + rd.lo * g.dilation[0]) * plan.stride[0];
+    scalar_t* yslice = y + od * y_stride[0];
+    for (int64_t oh0 = 0; oh0 < g.out[1]; oh0 += kTileRows) {
+      const int rows = static_cast<int>(std::min<int64_t>(kTileRows, g.out[1] - oh0));
+      for (int64_t j0 = 0; j0 < g.out[2]; j0 += kLanes) {
+        const int cols = static_cast<int>(std::min<int64_t>(kLanes, g.out[2] - j0));
+        const bool done = g.stride[2] == 1 ? forward_tile<1>(slice, plan.wp, plan.g, oh0, j0, rows, cols, beta, tile)
+                                           : forward_tile<2>(slice, plan.wp, plan.g, oh0, j0, rows, cols, beta, tile);
+        if (!done) {
+          with_mode(plan.mode, [&](auto mode) {
+            for (int r = 0; r < rows; ++r)
+              forward_lanes<decltype(mode)::value, true>(buffer, plan.stride, plan.g, rd, rh,
+                                                         (oh0 + r) * plan.wp + j0, beta, tile[r]);
+          });
+        }
+        for (int r = 0; r < rows; ++r) {
+          scalar_t* yrow = yslice + (oh0 + r) * y_stride[1] + j0 * y_stride[2];
+          for (int j = 0; j < cols; ++j) yrow[j * y_stride[2]] = static_cast<scalar_t>(tile[r][j]);
+        }
+      }
+    }
+  }
+}
+
 template <typename scalar_t>
 void forward_padded(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
                     const Geometry& g, const PaddedPlan& plan, float beta) {
   const float* buffer = pad_plane(x, x_stride, g, plan);
+  if (tiles_fit(g)) return forward_tiles(buffer, y, y_stride, g, plan, beta);
   const WindowRange rh = window_range(plan.g, 1, 0);
   const int64_t positions = padded_positions(g, plan);
   float lanes[kLanes];
@@ -493,7 +631,7 @@ void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, cons
   constexpr bool use_lanes = std::is_same<acc_t, float>::value;
   if constexpr (use_lanes) {
     PaddedPlan padded;
-    if (plan_padded(g, padded)) return forward_padded(x, x_stride, y, y_stride, g, padded, beta);
+    if (plan_padded(g, padded, true)) return forward_padded(x, x_stride, y, y_stride, g, padded, beta);
   }
   const RowPlan plan = use_lanes ? plan_rows(g, x_stride) : RowPlan{};
   float lanes[kLanes];
@@ -541,7 +679,7 @@ double backward_plane(const scalar_t* grad_y, const int64_t* gy_stride, const sc
   constexpr bool use_lanes = std::is_same<acc_t, float>::value;
   if constexpr (use_lanes) {
     PaddedPlan padded;
-    if (plan_padded(g, padded)) return backward_padded(grad_y, gy_stride, x, x_stride, grad_x, g, padded, beta);
+    if (plan_padded(g, padded, false)) return backward_padded(grad_y, gy_stride, x, x_stride, grad_x, g, padded, beta);
   }
   const RowPlan plan = use_lanes ? plan_rows(g, x_stride) : RowPlan{};
   float grads[kLanes];

@@ -56,6 +56,21 @@ def build(name: str):
     return getattr(torchvision.models, name)(weights=None).eval()
 
 
+def options(args):
+    """Session options; without --spin, idle intra-op threads sleep instead of spinning.
+
+    The sessions are timed round-robin in one process: spinning threads of the
+    idle sessions would take cores from the one being timed (seen here on 2
+    cores: medians twice the best times, and the order of the sessions mattered).
+    """
+    import onnxruntime
+
+    so = onnxruntime.SessionOptions()
+    if not args.spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
 def time_sessions(sessions: dict, x: np.ndarray, warmup: int, repeats: int, min_seconds: float) -> dict:
     """Median latency in milliseconds of each session, timed round-robin so load changes hit all alike."""
     feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
@@ -110,6 +125,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes")
     parser.add_argument("--providers", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (default: ORT's)")
+    parser.add_argument("--spin", action="store_true",
+                        help="let ORT's idle threads spin (its default; skews round-robin timings on few cores)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs at least")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="keep timing at least this long (up to 10x repeats)")
@@ -144,11 +161,12 @@ def main(argv=None) -> int:
                     "fast": export_onnx(converted, Path(tmp) / f"{name}_fast.onnx", input_size=size, body="fast"),
                     "exact": export_onnx(converted, Path(tmp) / f"{name}_exact.onnx", input_size=size, body="exact"),
                 }
+            common = {"intra_op_threads": args.threads}
             sessions = {
-                "original": session(paths["original"], args.providers, library=False, intra_op_threads=args.threads),
-                "library": session(paths["fast"], args.providers, strict=True, intra_op_threads=args.threads),
-                "fast body": session(paths["fast"], args.providers, library=False, intra_op_threads=args.threads),
-                "exact body": session(paths["exact"], args.providers, library=False, intra_op_threads=args.threads),
+                "original": session(paths["original"], args.providers, library=False, options=options(args), **common),
+                "library": session(paths["fast"], args.providers, strict=True, options=options(args), **common),
+                "fast body": session(paths["fast"], args.providers, library=False, options=options(args), **common),
+                "exact body": session(paths["exact"], args.providers, library=False, options=options(args), **common),
             }
             provider = sessions["original"].get_providers()[0]
             for batch in args.batches:

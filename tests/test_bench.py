@@ -38,3 +38,30 @@ def test_bench_command_writes_json_and_a_png_chart(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert [r["variant"] for r in data["rows"]] == ["max_pool2d", "avgpool_decomposition", "softpool_fused"]
     assert "forward / max_pool2d" in capsys.readouterr().out
+
+
+def test_ort_benchmark_times_every_variant_of_the_pool_alone(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    out, chart = tmp_path / "ort.json", tmp_path / "ort.png"
+    assert main(["bench", "ort", "--models", "op", "--batches", "1", "2", "--size", "16", "--min-run-time", "0.01",
+                 "--json", str(out), "--plot", str(chart)]) == 0
+    data = json.loads(out.read_text())
+    assert [(r["model"], r["batch"]) for r in data["rows"]] == [("op", 1), ("op", 2)]
+    for r in data["rows"]:
+        assert set(r["ms"]) == {"original", "library", "fast body", "exact body"} and min(r["ms"].values()) > 0
+        assert r["library/original"] == pytest.approx(r["ms"]["library"] / r["ms"]["original"])
+        assert r["exact body/library"] == pytest.approx(r["ms"]["exact body"] / r["ms"]["library"])
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| op | 2 |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ort_benchmark_converts_and_exports_a_model():
+    pytest.importorskip("onnxruntime")
+    from poolswap.bench.ort import OrtBenchConfig, format_ort_table, run_ort_benchmark
+
+    result = run_ort_benchmark(OrtBenchConfig(models=["torchvision:resnet18"], batches=[1], size=64, repeats=2,
+                                              warmup=1, min_seconds=0.01))
+    (row,) = result["rows"]
+    assert row["model"] == "torchvision:resnet18" and row["provider"] == "CPUExecutionProvider"
+    assert "| torchvision:resnet18 | 1 |" in format_ort_table(result)

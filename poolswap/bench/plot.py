@@ -18,13 +18,17 @@ def _bars(result: dict) -> tuple[str, list[str], dict[str, list[float]]]:
         series = {"forward / max_pool2d": [r["forward_vs_max"] for r in rows],
                   "fwd+bwd / max_pool2d": [r["forward_backward_vs_max"] for r in rows]}
         return "time relative to max_pool2d (lower is faster)", labels, series
+    if "library/original" in rows[0]:
+        labels = [f"{r['model']} (batch {r['batch']})" for r in rows]
+        series = {key: [r[key] for r in rows] for key in ("library/original", "fast body/library", "exact body/library")}
+        return "latency ratio (library/original: lower is better)", labels, series
     labels = [r["model"] for r in rows]
     series = {"train step": [r["train_step_ratio"] for r in rows], "inference": [r["inference_ratio"] for r in rows]}
     return "SoftPool time / original time", labels, series
 
 
 def plot_result(result: dict, path: Union[str, "os.PathLike[str]"]) -> None:
-    """Grouped bars of the ratios of an op or model benchmark, written atomically."""
+    """Grouped bars of the ratios of an op, model or ONNX Runtime benchmark, written atomically."""
     try:
         import matplotlib
 

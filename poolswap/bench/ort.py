@@ -1,0 +1,179 @@
+"""ONNX Runtime benchmark: the original model vs the converted one, with poolswap's library and with each body.
+
+For each model spec: the model with random weights (timing does not depend on
+them) exported as it is ("original"), the same model converted as ``poolswap
+convert`` does by default, exported once and run with the custom-op library
+("library"), and run without it through the ``fast`` and ``exact`` function
+bodies. The pool alone (``op``: resnet18's stem pool, MaxPool vs SoftPool) is
+one more job, where the kernels differ most.
+
+The sessions are timed round-robin, so that a change of load hits them all
+alike, and their idle intra-op threads sleep instead of spinning (``spin=False``):
+spinning threads of the idle sessions would take the cores of the one being timed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["OP_JOB", "OrtBenchConfig", "format_ort_table", "run_ort_benchmark"]
+
+OP_JOB = "op"
+VARIANTS = ("original", "library", "fast body", "exact body")
+
+
+@dataclass
+class OrtBenchConfig:
+    models: list[str] = field(default_factory=lambda: ["torchvision:resnet18", "torchvision:googlenet", OP_JOB])
+    batches: list[int] = field(default_factory=lambda: [1, 32])
+    size: int = 224
+    providers: str = "cpu"
+    threads: Optional[int] = None
+    spin: bool = False
+    warmup: int = 3
+    repeats: int = 10
+    min_seconds: float = 2.0
+
+
+def _session_options(config: OrtBenchConfig):
+    import onnxruntime
+
+    so = onnxruntime.SessionOptions()
+    if not config.spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
+def _time_sessions(sessions: dict, x: np.ndarray, config: OrtBenchConfig) -> dict:
+    """Median latency in milliseconds of each session, timed round-robin."""
+    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
+    for _ in range(config.warmup):
+        for k, s in sessions.items():
+            s.run(None, feeds[k])
+    times: dict = {k: [] for k in sessions}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < config.repeats or (time.perf_counter() - start < config.min_seconds and rounds < 10 * config.repeats):
+        for k, s in sessions.items():
+            t0 = time.perf_counter()
+            s.run(None, feeds[k])
+            times[k].append(time.perf_counter() - t0)
+        rounds += 1
+    return {k: 1000.0 * statistics.median(v) for k, v in times.items()}
+
+
+def _op_models(folder: Path, channels: int, size: int) -> dict:
+    """One-node models of resnet18's stem pool (3x3, stride 2, pad 1): MaxPool, and SoftPool with each body."""
+    import onnx
+
+    from ..export import attach_function
+
+    attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
+    out = (size + 2 - 3) // 2 + 1
+    paths = {}
+    for key, op, body in (("original", "MaxPool", None), ("fast", "SoftPool", "fast"), ("exact", "SoftPool", "exact")):
+        node = (onnx.helper.make_node(op, ["X"], ["Y"], **attrs) if body is None else
+                onnx.helper.make_node(op, ["X"], ["Y"], domain="poolswap", beta=1.0, **attrs))
+        graph = onnx.helper.make_graph(
+            [node], "pool",
+            [onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, ["batch", channels, size, size])],
+            [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, ["batch", channels, out, out])],
+        )
+        opsets = [onnx.helper.make_opsetid("", 20)] + ([onnx.helper.make_opsetid("poolswap", 1)] if body else [])
+        model = onnx.helper.make_model(graph, opset_imports=opsets)
+        model.ir_version = 10
+        if body:
+            attach_function(model, body)
+        paths[key] = folder / f"op_{key}.onnx"
+        onnx.save(model, str(paths[key]))
+    return paths
+
+
+def _model_files(spec: str, folder: Path, size: int) -> tuple[dict, tuple[int, ...]]:
+    """The original and the converted model of ``spec``, exported (converted: once per body)."""
+    import torch
+
+    from ..export import export_onnx
+    from ..surgery import convert, create_model
+
+    torch.manual_seed(0)
+    original = create_model(spec).eval()
+    converted = convert(copy.deepcopy(original)).eval()
+    input_size = (3, size, size)
+    stem = spec.replace(":", "_").replace("/", "_")
+    paths = {
+        "original": export_onnx(original, folder / f"{stem}_original.onnx", input_size=input_size),
+        "fast": export_onnx(converted, folder / f"{stem}_fast.onnx", input_size=input_size, body="fast"),
+        "exact": export_onnx(converted, folder / f"{stem}_exact.onnx", input_size=input_size, body="exact"),
+    }
+    return paths, input_size
+
+
+def run_ort_benchmark(config: OrtBenchConfig) -> dict:
+    """Rows per (model, batch): each variant's median latency and the ratios the project aims at."""
+    import onnxruntime
+
+    from ..deploy import session
+
+    rows = []
+    provider = config.providers
+    with tempfile.TemporaryDirectory(prefix="poolswap-bench-ort-") as tmp:
+        for spec in config.models:
+            if spec == OP_JOB:
+                paths = _op_models(Path(tmp), 64, config.size // 2)
+                input_size: tuple[int, ...] = (64, config.size // 2, config.size // 2)
+            else:
+                paths, input_size = _model_files(spec, Path(tmp), config.size)
+            common = {"intra_op_threads": config.threads}
+            sessions = {
+                "original": session(paths["original"], config.providers, library=False,
+                                    options=_session_options(config), **common),
+                "library": session(paths["fast"], config.providers, strict=True, options=_session_options(config),
+                                   **common),
+                "fast body": session(paths["fast"], config.providers, library=False,
+                                     options=_session_options(config), **common),
+                "exact body": session(paths["exact"], config.providers, library=False,
+                                      options=_session_options(config), **common),
+            }
+            provider = sessions["original"].get_providers()[0]
+            for batch in config.batches:
+                x = np.random.default_rng(batch).standard_normal((batch, *input_size)).astype(np.float32)
+                ms = _time_sessions(sessions, x, config)
+                row = {"model": spec, "batch": batch, "provider": provider, "ms": ms,
+                       "library/original": ms["library"] / ms["original"],
+                       "fast body/library": ms["fast body"] / ms["library"],
+                       "exact body/library": ms["exact body"] / ms["library"]}
+                logger.info("%s batch %d: %s", spec, batch, ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()))
+                rows.append(row)
+    return {"config": asdict(config), "onnxruntime": onnxruntime.__version__, "device_name": provider,
+            "threads": config.threads or "ORT default", "rows": rows}
+
+
+def format_ort_table(result: dict) -> str:
+    c = result["config"]
+    lines = [
+        f"ONNX Runtime {result['onnxruntime']}, {result['device_name']}, {c['size']}x{c['size']} "
+        f"(op: the stem pool on its 64x{c['size'] // 2}x{c['size'] // 2} input), threads: {result['threads']}",
+        "",
+        "| model | batch | original ms | library ms | fast body ms | exact body ms | library / original "
+        "| fast body / library | exact body / library |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        ms = r["ms"]
+        lines.append(
+            f"| {r['model']} | {r['batch']} | " + " | ".join(f"{ms[v]:.2f}" for v in VARIANTS) +
+            f" | {r['library/original']:.2f}x | {r['fast body/library']:.2f}x | {r['exact body/library']:.2f}x |"
+        )
+    return "\n".join(lines)

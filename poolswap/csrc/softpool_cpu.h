@@ -1,13 +1,18 @@
 // SoftPool on the CPU: the plane loops shared by the PyTorch CPU op and the
 // ONNX Runtime CPU kernel, built on the window math of softpool_kernel.h.
 //
-// One (n, c) plane at a time; strides are in elements, for (D, H, W). Three
-// paths, all keeping the contract bit for bit with the scalar window math:
+// One (n, c) plane at a time; strides are in elements, for (D, H, W). Each path
+// keeps the contract (the special values included) and differs from the others
+// only by float rounding:
 //
+// - Shared-exponent tiles (forward, stride 1 and 2): 4 output rows by 16
+//   outputs share one shift, so each input's exponential is computed once;
+//   tiles whose range is too wide for one shift fall back to per-window shifts.
 // - Padded planes (stride 1, and short rows at any stride): the plane is copied
 //   into a float buffer whose padding holds -inf, and 16 consecutive positions
 //   of the buffer's flattened (H, W) grid form one vector block. Lanes that
-//   land on padding columns are computed and thrown away.
+//   land on padding columns are computed and thrown away. The tiles read the
+//   same buffer.
 // - Row blocks (long rows at stride 2 and more): 16 adjacent outputs of a row
 //   whose windows lie inside the input; the last block of a row is moved back
 //   to end at the last such output, so that only true border windows are left.

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_path
+from .._torch_files import load_weights_only
 from ..errors import PoolswapError
 from .manifest import MANIFEST_ATTR, manifest as current_manifest
 from .model_spec import ModelSpec, parse_spec, spec_of
@@ -46,11 +47,7 @@ def load_state_dict_file(path: Union[str, os.PathLike], *, use_ema: bool = False
         except Exception as exc:
             raise PoolswapError(f"cannot read {path} as safetensors: {str(exc).splitlines()[0]}") from exc
     else:
-        try:
-            data = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise PoolswapError(f"cannot read {path} as a weights-only torch checkpoint: {first}") from exc
+        data = load_weights_only(path, "a weights-only torch checkpoint")
     if isinstance(data, Mapping):
         keys = ("state_dict_ema", "state_dict", "model") if use_ema else ("state_dict", "model", "state_dict_ema")
         for key in keys:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .._atomic import atomic_path
+from .._torch_files import unreadable_reason
 from ..errors import PoolswapError
 
 __all__ = ["RESUME_FILE", "FORMAT", "get_rng_state", "set_rng_state", "save_resume_state", "load_resume_state"]
@@ -69,8 +70,7 @@ def load_resume_state(path: os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PoolswapError(f"{path} is not a readable resume state ({first[:200]})") from None
+        raise PoolswapError(f"{path} is not a readable resume state ({unreadable_reason(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise PoolswapError(f"{path} is not a poolswap resume state")
     return state

@@ -59,8 +59,20 @@ def test_pickled_objects_are_refused(tmp_path):
 
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": argparse.Namespace(payload=1)}, path)  # any non-weights object
-    with pytest.raises(PoolswapError, match="weights-only"):
+    with pytest.raises(PoolswapError, match="weights-only") as err:
         load_state_dict_file(path)
+    message = str(err.value)
+    assert "\n" not in message and "argparse.Namespace" in message and "state_dict()" in message
+    assert "weights_only=False" not in message  # torch's advice would run the file's code
+
+
+@pytest.mark.parametrize("content", [b"garbage", b""])
+def test_a_file_that_is_no_checkpoint_is_named_in_one_line(tmp_path, content):
+    path = tmp_path / "broken.pth"
+    path.write_bytes(content)
+    with pytest.raises(PoolswapError, match="broken.pth") as err:
+        load_state_dict_file(path)
+    assert "\n" not in str(err.value) and "weights_only=False" not in str(err.value)
 
 
 def test_checkpoint_that_does_not_fit_is_one_line(tmp_path, resnet18_7):

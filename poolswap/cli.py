@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, format="%(message)s" if verbose == 0 else "%(levelname)s %(name)s: %(message)s")
+    # Other libraries' info logs (the ONNX optimizer's pass reports, say) only with -vv.
+    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING,
+                        format="%(message)s" if verbose == 0 else "%(levelname)s %(name)s: %(message)s")
     logging.getLogger("poolswap").setLevel(level)
     # torch's extension builder warns that no CUDA runtime is found on CPU-only machines: not our user's concern.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)

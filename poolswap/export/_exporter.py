@@ -51,6 +51,11 @@ def _attributes(kernel_size, stride, padding, dilation, ceil_mode, beta, betas=(
     return attrs
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
 def _translation_table() -> dict:
     import onnxscript
 
@@ -146,6 +151,14 @@ def export_onnx(
         size = _input_size(model, input_size)
         example_input = torch.randn(2 if dynamic_batch else 1, *size)
     example_input = example_input.detach().cpu()
+    try:  # one eager run first: a wrong input size is the user's to fix, not an exporter trace to read
+        with torch.no_grad():
+            frozen(example_input)
+    except Exception as exc:
+        raise PoolswapError(
+            f"the model does not run on an input of shape {tuple(example_input.shape)} ({_first_line(exc)}); "
+            "give the input size it was built for (--input-size C,H,W)"
+        ) from exc
     dynamic_shapes = None
     if dynamic_batch:
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},)
@@ -167,9 +180,11 @@ def export_onnx(
             )
         except PoolswapError:
             raise
-        except Exception as exc:  # torch.export / onnx conversion failure: keep the cause, one line first
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise PoolswapError(f"the ONNX export failed: {first}") from exc
+        except Exception as exc:  # torch.export / onnx conversion failure: the innermost cause, one line
+            root = exc
+            while root.__cause__ is not None:
+                root = root.__cause__
+            raise PoolswapError(f"the ONNX export failed: {_first_line(root)}") from exc
     import onnx_ir
 
     proto = onnx_ir.to_proto(program.model)

@@ -62,6 +62,16 @@ def test_export_command_bad_input_size(checkpoint, tmp_path, capsys):
         main(["export", str(checkpoint), "-o", str(tmp_path / "o.onnx"), "--input-size", "3,a,16"])
 
 
+def test_export_command_input_size_that_does_not_fit_is_one_line(checkpoint, tmp_path, capsys):
+    out = tmp_path / "o.onnx"
+    code = main(["export", str(checkpoint), "-o", str(out), "--input-size", "5,16,16"])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "does not run on an input of shape (2, 5, 16, 16)" in lines[0] and "--input-size" in lines[0]
+
+
 def test_validate_passes(exported, checkpoint, capsys):
     code = main(["validate", str(exported), "--against", str(checkpoint), "--n", "4"])
     text = capsys.readouterr().out

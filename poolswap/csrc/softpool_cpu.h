@@ -363,13 +363,13 @@ struct PaddedPlan {
 
 inline bool tiles_fit(const Geometry& g);
 
-// Padded planes serve the forward's tiles, stride 1, and rows too short for row
+// Padded planes serve the tiles, stride 1, and rows too short for row
 // blocks (where every other lane of a stride-2 block is a padding column), where
 // H and W strides agree.
-inline bool plan_padded(const Geometry& g, PaddedPlan& plan, bool forward) {
+inline bool plan_padded(const Geometry& g, PaddedPlan& plan) {
   const int64_t s = g.stride[2];
   if (g.out[1] > 1 && g.stride[1] != s) return false;
-  if (!(forward && tiles_fit(g)) && s != 1 && g.out[2] >= kLanes) return false;
+  if (!tiles_fit(g) && s != 1 && g.out[2] >= kLanes) return false;
   const int64_t ext_h = g.dilation[1] * (g.kernel[1] - 1) + 1;
   const int64_t ext_w = g.dilation[2] * (g.kernel[2] - 1) + 1;
   plan.pad_h = g.pad[1];
@@ -455,49 +455,59 @@ inline float max_lane(lanes_f v) {
   return m;
 }
 
-// One tile: outputs (oh0 + r, j0 + j) for r < rows, j < kLanes, of the padded slice `slice`
-// (row pitch wp; output (oh, ow) has its window's top-left input at (s oh, s ow), s = kStride).
-// Returns false, writing nothing, when an output with j < cols needs per-window shifts.
+// One tile under its shared shift: per input row q its inputs and their
+// exponentials, per output its y and sum of weights. The tile's outputs are
+// (oh0 + r, j0 + j) for r < rows, j < kLanes, of a padded slice of row pitch wp
+// whose output (oh, ow) has its window's top-left input at (s oh, s ow),
+// s = kStride; `base` points at that input of output (oh0, j0).
+struct TileStats {
+  float x[kTileInputRows][kTileVectors * kWidth];
+  float e[kTileInputRows][kTileVectors * kWidth];
+  lanes_f y[kTileRows][2];
+  lanes_f s[kTileRows][2];
+};
+
+// Fills `st`; false when an output with r < rows, j < cols needs per-window shifts.
 template <int kStride>
-inline bool forward_tile(const float* slice, int64_t wp, const Geometry& pg, int64_t oh0, int64_t j0, int rows,
-                         int cols, float beta, float out[kTileRows][kLanes]) {
+inline bool tile_stats(const float* base, int64_t wp, const Geometry& pg, int rows, int cols, float beta,
+                       TileStats& st) {
   constexpr int kMode = kStride == 1 ? kUnit : kEven;
   const int64_t dh = pg.dilation[1], dw = pg.dilation[2];
   const int inputs = (rows - 1) * kStride + static_cast<int>(dh * (pg.kernel[1] - 1) + 1);
   const int vectors = ((kLanes - 1) * kStride + static_cast<int>(dw * (pg.kernel[2] - 1) + 1) + kStride - 1 +
                        kWidth - 1) / kWidth;
-  const float* base = slice + kStride * (oh0 * wp + j0);
-  const lanes_f zero = splat(0.0f);
+  const lanes_f zero = splat(0.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
   // The tile's max (NaN never wins: the finite check below catches it).
-  lanes_f mv = splat(-std::numeric_limits<float>::infinity());
+  lanes_f mv = minus_inf;
   for (int q = 0; q < inputs; ++q)
     for (int v = 0; v < vectors; ++v) {
       const lanes_f xv = load_window_lanes<kUnit, true>(base + q * wp + v * kWidth, 1);
+      std::memcpy(st.x[q] + v * kWidth, &xv, sizeof(xv));
       mv = xv > mv ? xv : mv;
     }
   const float shift = max_lane(mv);
   if (!(std::fabs(shift) <= std::numeric_limits<float>::max())) return false;
   // Per input row q: e = exp(beta (x - M)) and e x, then their sums (and the max)
   // along each window's row, for the kLanes outputs of the tile's columns.
-  float e[kTileVectors * kWidth], ex[kTileVectors * kWidth], xs[kTileVectors * kWidth];
+  float ex[kTileVectors * kWidth];
   lanes_f row_s[kTileInputRows][2], row_t[kTileInputRows][2], row_m[kTileInputRows][2];
   const lanes_f b = splat(beta), m = splat(shift);
   for (int q = 0; q < inputs; ++q) {
     for (int v = 0; v < vectors; ++v) {
-      const lanes_f xv = load_window_lanes<kUnit, true>(base + q * wp + v * kWidth, 1);
+      lanes_f xv;
+      std::memcpy(&xv, st.x[q] + v * kWidth, sizeof(xv));
       const lanes_f ev = exp_nonpositive(b * (xv == m ? zero : xv - m));
       const lanes_f exv = ev == zero ? zero : ev * xv;  // -inf adds nothing, not 0 * inf
-      std::memcpy(e + v * kWidth, &ev, sizeof(ev));
+      std::memcpy(st.e[q] + v * kWidth, &ev, sizeof(ev));
       std::memcpy(ex + v * kWidth, &exv, sizeof(exv));
-      std::memcpy(xs + v * kWidth, &xv, sizeof(xv));
     }
     for (int v = 0; v < 2; ++v) {
-      lanes_f sv = zero, tv = zero, hv = splat(-std::numeric_limits<float>::infinity());
+      lanes_f sv = zero, tv = zero, hv = minus_inf;
       for (int64_t kw = 0; kw < pg.kernel[2]; ++kw) {
         const int64_t at = v * kWidth * kStride + kw * dw;
-        sv += load_window_lanes<kMode, true>(e + at, kStride);
+        sv += load_window_lanes<kMode, true>(st.e[q] + at, kStride);
         tv += load_window_lanes<kMode, true>(ex + at, kStride);
-        const lanes_f xv = load_window_lanes<kMode, true>(xs + at, kStride);
+        const lanes_f xv = load_window_lanes<kMode, true>(st.x[q] + at, kStride);
         hv = xv > hv ? xv : hv;
       }
       row_s[q][v] = sv, row_t[q][v] = tv, row_m[q][v] = hv;
@@ -509,7 +519,7 @@ inline bool forward_tile(const float* slice, int64_t wp, const Geometry& pg, int
   lane_masks(0, cols, active);
   for (int r = 0; r < rows; ++r) {
     for (int v = 0; v < 2; ++v) {
-      lanes_f sv = zero, tv = zero, hv = splat(-std::numeric_limits<float>::infinity());
+      lanes_f sv = zero, tv = zero, hv = minus_inf;
       for (int64_t kh = 0; kh < pg.kernel[1]; ++kh) {
         const int64_t q = r * kStride + kh * dh;
         sv += row_s[q][v], tv += row_t[q][v];
@@ -520,7 +530,59 @@ inline bool forward_tile(const float* slice, int64_t wp, const Geometry& pg, int
       const lanes_f magnitude = yv < zero ? -yv : yv;
       const lanes_i trusted = (sv >= smallest) & (magnitude <= largest);  // false for NaN too
       if (any_lane(active[v] & ~trusted)) return false;
-      std::memcpy(out[r] + v * kWidth, &yv, sizeof(yv));
+      st.y[r][v] = yv, st.s[r][v] = sv;
+    }
+  }
+  return true;
+}
+
+// Forward of one tile into out[r][j]; false, writing nothing, when it needs per-window shifts.
+template <int kStride>
+inline bool forward_tile(const float* slice, int64_t wp, const Geometry& pg, int64_t oh0, int64_t j0, int rows,
+                         int cols, float beta, float out[kTileRows][kLanes]) {
+  TileStats st;
+  if (!tile_stats<kStride>(slice + kStride * (oh0 * wp + j0), wp, pg, rows, cols, beta, st)) return false;
+  for (int r = 0; r < rows; ++r)
+    for (int v = 0; v < 2; ++v) std::memcpy(out[r] + v * kWidth, &st.y[r][v], sizeof(lanes_f));
+  return true;
+}
+
+// Backward of one tile: dy/dx = w (1 + beta (x - y)) and dy/dbeta = w (x - y)^2 for
+// every window element, w = e / s from the shared exponentials, added to the padded
+// gradient slice `gslice` (same layout as `slice`) in a fixed order. False, having
+// changed nothing, when the tile needs per-window shifts.
+template <int kStride>
+inline bool backward_tile(const float* slice, float* gslice, int64_t wp, const Geometry& pg, int64_t oh0, int64_t j0,
+                          int rows, int cols, float beta, const float grads[kTileRows][kLanes], lanes_f& grad_beta) {
+  constexpr int kMode = kStride == 1 ? kUnit : kEven;
+  TileStats st;
+  const int64_t offset = kStride * (oh0 * wp + j0);
+  if (!tile_stats<kStride>(slice + offset, wp, pg, rows, cols, beta, st)) return false;
+  const lanes_f b = splat(beta), zero = splat(0.0f);
+  lanes_i active[2];
+  lane_masks(0, cols, active);
+  float* gbase = gslice + offset;
+  for (int r = 0; r < rows; ++r) {
+    lanes_f go[2], inv_s[2];
+    for (int v = 0; v < 2; ++v) {
+      std::memcpy(&go[v], grads[r] + v * kWidth, sizeof(lanes_f));
+      inv_s[v] = 1.0f / st.s[r][v];
+    }
+    for (int64_t kh = 0; kh < pg.kernel[1]; ++kh) {
+      const int64_t q = r * kStride + kh * pg.dilation[1];
+      for (int64_t kw = 0; kw < pg.kernel[2]; ++kw) {
+        for (int v = 0; v < 2; ++v) {
+          const int64_t at = v * kWidth * kStride + kw * pg.dilation[2];
+          const lanes_f xv = load_window_lanes<kMode, true>(st.x[q] + at, kStride);
+          const lanes_f w = load_window_lanes<kMode, true>(st.e[q] + at, kStride) * inv_s[v];
+          const lanes_i live = active[v] & (w != zero);
+          const lanes_f dy = xv == st.y[r][v] ? zero : xv - st.y[r][v];
+          const lanes_f gw = go[v] * w;
+          const lanes_f dx = live ? gw * (1.0f + b * dy) : zero;
+          grad_beta += live ? gw * dy * dy : zero;
+          add_lanes<kMode>(gbase + q * wp + at, dx, kStride);
+        }
+      }
     }
   }
   return true;
@@ -580,6 +642,31 @@ void forward_padded(const scalar_t* x, const int64_t* x_stride, scalar_t* y, con
   }
 }
 
+// Backward of one flat block of a padded slice: the lanes with (oh, ow) from for_each_output_lane
+// or the tile fallback, their grads in `grads`; windows of -inf are redone one by one from x.
+template <typename scalar_t, typename Lanes>
+inline void padded_block_backward(const float* buffer, float* gpad, const scalar_t* gyslice, const int64_t* gy_stride,
+                                  const scalar_t* x, const int64_t* x_stride, float* grad_x, const Geometry& g,
+                                  const PaddedPlan& plan, const WindowRange& rd, int64_t j_flat, Lanes&& lanes,
+                                  float beta, lanes_f& lane_beta, float& scalar_beta) {
+  lanes_i active[2] = {lanes_i{}, lanes_i{}};
+  float grads[kLanes] = {};
+  lanes([&](int j, int64_t oh, int64_t ow) {
+    grads[j] = static_cast<float>(gyslice[oh * gy_stride[1] + ow * gy_stride[2]]);
+    active[j / kWidth][j % kWidth] = -1;
+  });
+  bool done = false;
+  with_mode(plan.mode, [&](auto mode) {
+    done = backward_lanes<decltype(mode)::value, true>(buffer, plan.stride, plan.g, rd, window_range(plan.g, 1, 0),
+                                                       j_flat, beta, grads, active, gpad, lane_beta);
+  });
+  if (done) return;
+  lanes([&](int, int64_t oh, int64_t ow) {  // a window of -inf: the exact way
+    backward_window(gyslice + oh * gy_stride[1] + ow * gy_stride[2], x, x_stride, grad_x, g, rd,
+                    window_range(g, 1, oh), window_range(g, 2, ow), beta, scalar_beta);
+  });
+}
+
 template <typename scalar_t>
 double backward_padded(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x, const int64_t* x_stride,
                        float* grad_x, const Geometry& g, const PaddedPlan& plan, float beta) {
@@ -587,32 +674,42 @@ double backward_padded(const scalar_t* grad_y, const int64_t* gy_stride, const s
   std::vector<float>& grad_buffer = scratch(1);
   grad_buffer.assign(static_cast<size_t>(plan.size), 0.0f);
   float* gpad = grad_buffer.data();
-  const WindowRange rh = window_range(plan.g, 1, 0);
-  const int64_t positions = padded_positions(g, plan);
+  const bool tiles = tiles_fit(g);
   double grad_beta = 0.0;
-  float grads[kLanes];
   for (int64_t od = 0; od < g.out[0]; ++od) {
     const WindowRange rd = window_range(g, 0, od);
     const scalar_t* gyslice = grad_y + od * gy_stride[0];
     lanes_f lane_beta = splat(0.0f);
     float scalar_beta = 0.0f;
-    for (int64_t j0 = 0; j0 < positions; j0 += kLanes) {
-      lanes_i active[2] = {lanes_i{}, lanes_i{}};
-      std::fill(grads, grads + kLanes, 0.0f);
-      for_each_output_lane(g, plan, j0, [&](int j, int64_t oh, int64_t ow) {
-        grads[j] = static_cast<float>(gyslice[oh * gy_stride[1] + ow * gy_stride[2]]);
-        active[j / kWidth][j % kWidth] = -1;
-      });
-      bool done = false;
-      with_mode(plan.mode, [&](auto mode) {
-        done = backward_lanes<decltype(mode)::value, true>(buffer, plan.stride, plan.g, rd, rh, j0, beta, grads,
-                                                           active, gpad, lane_beta);
-      });
-      if (done) continue;
-      for_each_output_lane(g, plan, j0, [&](int, int64_t oh, int64_t ow) {  // a window of -inf: the exact way
-        backward_window(gyslice + oh * gy_stride[1] + ow * gy_stride[2], x, x_stride, grad_x, g, rd,
-                        window_range(g, 1, oh), window_range(g, 2, ow), beta, scalar_beta);
-      });
+    auto block = [&](int64_t j_flat, auto&& lanes) {
+      padded_block_backward(buffer, gpad, gyslice, gy_stride, x, x_stride, grad_x, g, plan, rd, j_flat, lanes, beta,
+                            lane_beta, scalar_beta);
+    };
+    if (tiles) {
+      // Kernel 1 along D: one input slice, the same offset in the input and the gradient buffer.
+      const int64_t slice = (rd.start + rd.lo * g.dilation[0]) * plan.stride[0];
+      float grads[kTileRows][kLanes];
+      for (int64_t oh0 = 0; oh0 < g.out[1]; oh0 += kTileRows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kTileRows, g.out[1] - oh0));
+        for (int64_t j0 = 0; j0 < g.out[2]; j0 += kLanes) {
+          const int cols = static_cast<int>(std::min<int64_t>(kLanes, g.out[2] - j0));
+          for (int r = 0; r < rows; ++r)
+            for (int j = 0; j < kLanes; ++j)
+              grads[r][j] = j < cols ? static_cast<float>(gyslice[(oh0 + r) * gy_stride[1] + (j0 + j) * gy_stride[2]]) : 0.0f;
+          const bool done =
+              g.stride[2] == 1
+                  ? backward_tile<1>(buffer + slice, gpad + slice, plan.wp, plan.g, oh0, j0, rows, cols, beta, grads, lane_beta)
+                  : backward_tile<2>(buffer + slice, gpad + slice, plan.wp, plan.g, oh0, j0, rows, cols, beta, grads, lane_beta);
+          if (done) continue;
+          for (int r = 0; r < rows; ++r)  // per-window shifts, one row of the tile at a time
+            block((oh0 + r) * plan.wp + j0, [&](auto&& f) {
+              for (int j = 0; j < cols; ++j) f(j, oh0 + r, j0 + j);
+            });
+        }
+      }
+    } else {
+      for (int64_t j0 = 0; j0 < padded_positions(g, plan); j0 += kLanes)
+        block(j0, [&](auto&& f) { for_each_output_lane(g, plan, j0, f); });
     }
     for (int j = 0; j < kWidth; ++j) grad_beta += static_cast<double>(lane_beta[j]);
     grad_beta += static_cast<double>(scalar_beta);
@@ -636,7 +733,7 @@ void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, cons
   constexpr bool use_lanes = std::is_same<acc_t, float>::value;
   if constexpr (use_lanes) {
     PaddedPlan padded;
-    if (plan_padded(g, padded, true)) return forward_padded(x, x_stride, y, y_stride, g, padded, beta);
+    if (plan_padded(g, padded)) return forward_padded(x, x_stride, y, y_stride, g, padded, beta);
   }
   const RowPlan plan = use_lanes ? plan_rows(g, x_stride) : RowPlan{};
   float lanes[kLanes];
@@ -684,7 +781,7 @@ double backward_plane(const scalar_t* grad_y, const int64_t* gy_stride, const sc
   constexpr bool use_lanes = std::is_same<acc_t, float>::value;
   if constexpr (use_lanes) {
     PaddedPlan padded;
-    if (plan_padded(g, padded, false)) return backward_padded(grad_y, gy_stride, x, x_stride, grad_x, g, padded, beta);
+    if (plan_padded(g, padded)) return backward_padded(grad_y, gy_stride, x, x_stride, grad_x, g, padded, beta);
   }
   const RowPlan plan = use_lanes ? plan_rows(g, x_stride) : RowPlan{};
   float grads[kLanes];

@@ -5,9 +5,10 @@
 // keeps the contract (the special values included) and differs from the others
 // only by float rounding:
 //
-// - Shared-exponent tiles (forward, stride 1 and 2): 4 output rows by 16
-//   outputs share one shift, so each input's exponential is computed once;
-//   tiles whose range is too wide for one shift fall back to per-window shifts.
+// - Shared-exponent tiles (stride 1 and 2, forward and backward): 4 output
+//   rows by 16 outputs share one shift, so each input's exponential is
+//   computed once; tiles whose range is too wide for one shift fall back to
+//   per-window shifts.
 // - Padded planes (stride 1, and short rows at any stride): the plane is copied
 //   into a float buffer whose padding holds -inf, and 16 consecutive positions
 //   of the buffer's flattened (H, W) grid form one vector block. Lanes that
@@ -435,7 +436,9 @@ inline void for_each_output_lane(const Geometry& g, const PaddedPlan& plan, int6
 // the float precision of the window's own values, as long as no window's weights
 // vanish under the shared shift: a tile whose sum of weights falls below 2^-60
 // anywhere, or whose output is not finite (NaN, inf, overflow of sum e x), is
-// redone with per-window shifts.
+// redone with per-window shifts. The backward takes w = e / s from the same
+// exponentials and adds each window element's gradient terms as the per-window
+// path does.
 constexpr int kTileRows = 4;
 constexpr int kTileInputRows = kTileRows + 12;   // kernel_h * dilation_h up to 13
 constexpr int kTileVectors = 5;                  // input columns of a tile row: (kLanes - 1) s + extent_w < 40

@@ -378,7 +378,8 @@ inline bool plan_padded(const Geometry& g, PaddedPlan& plan) {
   plan.hp = std::max(g.in[1] + plan.pad_h, (g.out[1] - 1) * g.stride[1] + ext_h);
   plan.wp = std::max(g.in[2] + plan.pad_w, (g.out[2] - 1) * s + ext_w);
   const int64_t slice = plan.hp * plan.wp;
-  if (g.in[0] * slice > (int64_t(1) << 22)) return false;  // 16 MB of buffer per thread at most
+  // 4 MB of buffer per thread at most (kept for the thread's life); larger planes take row blocks.
+  if (g.in[0] * slice > (int64_t(1) << 20)) return false;
   plan.g = g;
   plan.g.in[1] = plan.hp;
   plan.g.in[2] = plan.wp;

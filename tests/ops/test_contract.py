@@ -107,3 +107,21 @@ def test_channels_last_in_channels_last_out(memory_format, shape):
     y = SOFT_POOL(x, [3] * nd, [2] * nd, [1] * nd, [1] * nd, False, 1.0, None)
     assert y.is_contiguous(memory_format=memory_format) and not y.is_contiguous()
     torch.testing.assert_close(y, SOFT_POOL(x.contiguous(), [3] * nd, [2] * nd, [1] * nd, [1] * nd, False, 1.0, None))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stride", [1, 2])
+def test_planes_too_large_to_pad_take_row_blocks_and_keep_the_contract(stride):
+    """Past 2^20 padded floats a plane is not copied: row blocks with per-window shifts (and the border windows)."""
+    x = torch.randn(1, 1, 1030, 1030, generator=torch.Generator().manual_seed(stride), requires_grad=True)
+    beta = torch.tensor(1.5, requires_grad=True)
+    y = SOFT_POOL(x, [3, 3], [stride, stride], [1, 1], [1, 1], False, 1.0, beta)
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(7))
+    gx, gbeta = torch.autograd.grad(y, (x, beta), g)
+    x64 = x.detach().double()
+    expected = soft_pool_reference(x64, [3, 3], [stride, stride], [1, 1], [1, 1], False, 1.0, beta.detach().double())
+    torch.testing.assert_close(y.double(), expected, atol=2e-5, rtol=2e-5)
+    ex, ebeta = soft_pool_backward_reference(g.double(), x64, [3, 3], [stride, stride], [1, 1], [1, 1], False, 1.0,
+                                             beta.detach().double())
+    torch.testing.assert_close(gx.double(), ex, atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(gbeta.double(), ebeta.reshape(gbeta.shape), atol=1e-2, rtol=1e-4)

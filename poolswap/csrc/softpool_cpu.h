@@ -353,10 +353,16 @@ inline void with_block_kind(int mode, bool unit_x, F&& f) {
 
 // A plane copied into a float buffer of (D, hp, wp) with -inf around it, read
 // as one long row: block position j stands for output (j / wp, j % wp).
+//
+// Planes whose rows are too short to fill a tile's 16 lanes can share one
+// buffer side by side: plane k holds columns [k plane_wp, (k + 1) plane_wp),
+// each with its own -inf padding, and output column c of the buffer stands for
+// output c % plane_cols of plane c / plane_cols (plane_wp = s plane_cols).
 struct PaddedPlan {
   Geometry g;            // the buffer's geometry: no H/W padding, same kernel, stride and dilation
   int64_t pad_h = 0, pad_w = 0;
-  int64_t hp = 0, wp = 0;
+  int64_t hp = 0, wp = 0;  // rows, and the row pitch (planes * plane_wp)
+  int64_t planes = 1, plane_wp = 0, plane_cols = 0;
   int64_t size = 0;      // floats in the buffer, with the slack that the last block reads
   int64_t stride[3];     // the buffer's strides (D, H, W)
   int mode = kGather;
@@ -367,7 +373,7 @@ inline bool tiles_fit(const Geometry& g);
 // Padded planes serve the tiles, stride 1, and rows too short for row
 // blocks (where every other lane of a stride-2 block is a padding column), where
 // H and W strides agree.
-inline bool plan_padded(const Geometry& g, PaddedPlan& plan) {
+inline bool plan_padded(const Geometry& g, PaddedPlan& plan, int64_t max_planes = 1) {
   const int64_t s = g.stride[2];
   if (g.out[1] > 1 && g.stride[1] != s) return false;
   if (!tiles_fit(g) && s != 1 && g.out[2] >= kLanes) return false;
@@ -376,7 +382,15 @@ inline bool plan_padded(const Geometry& g, PaddedPlan& plan) {
   plan.pad_h = g.pad[1];
   plan.pad_w = g.pad[2];
   plan.hp = std::max(g.in[1] + plan.pad_h, (g.out[1] - 1) * g.stride[1] + ext_h);
-  plan.wp = std::max(g.in[2] + plan.pad_w, (g.out[2] - 1) * s + ext_w);
+  plan.plane_wp = std::max(g.in[2] + plan.pad_w, (g.out[2] - 1) * s + ext_w);
+  plan.plane_cols = g.out[2];
+  plan.planes = 1;
+  if (max_planes > 1 && tiles_fit(g)) {  // pack planes whose rows leave half a tile's lanes idle
+    const int64_t cols = (plan.plane_wp + s - 1) / s;
+    const int64_t fit = std::min<int64_t>(max_planes, kLanes / cols);
+    if (fit > 1) plan.planes = fit, plan.plane_cols = cols, plan.plane_wp = cols * s;
+  }
+  plan.wp = plan.planes * plan.plane_wp;
   const int64_t slice = plan.hp * plan.wp;
   // 4 MB of buffer per thread at most (kept for the thread's life); larger planes take row blocks.
   if (g.in[0] * slice > (int64_t(1) << 20)) return false;
@@ -402,18 +416,28 @@ inline std::vector<float>& scratch(int which) {
   return buffers[which];
 }
 
-template <typename scalar_t>
-inline float* pad_plane(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const PaddedPlan& plan) {
+// Copies planes x_of(0) .. x_of(count - 1) (count <= plan.planes) into the scratch buffer.
+template <typename scalar_t, typename XOf>
+inline float* pad_planes(int64_t count, XOf&& x_of, const int64_t* x_stride, const Geometry& g,
+                         const PaddedPlan& plan) {
   std::vector<float>& buffer = scratch(0);
   buffer.assign(static_cast<size_t>(plan.size), -std::numeric_limits<float>::infinity());
   float* data = buffer.data();
-  for (int64_t d = 0; d < g.in[0]; ++d)
-    for (int64_t h = 0; h < g.in[1]; ++h) {
-      const scalar_t* src = x + d * x_stride[0] + h * x_stride[1];
-      float* dst = data + d * plan.stride[0] + (h + plan.pad_h) * plan.wp + plan.pad_w;
-      for (int64_t w = 0; w < g.in[2]; ++w) dst[w] = static_cast<float>(src[w * x_stride[2]]);
-    }
+  for (int64_t k = 0; k < count; ++k) {
+    const scalar_t* x = x_of(k);
+    for (int64_t d = 0; d < g.in[0]; ++d)
+      for (int64_t h = 0; h < g.in[1]; ++h) {
+        const scalar_t* src = x + d * x_stride[0] + h * x_stride[1];
+        float* dst = data + d * plan.stride[0] + (h + plan.pad_h) * plan.wp + k * plan.plane_wp + plan.pad_w;
+        for (int64_t w = 0; w < g.in[2]; ++w) dst[w] = static_cast<float>(src[w * x_stride[2]]);
+      }
+  }
   return data;
+}
+
+template <typename scalar_t>
+inline float* pad_plane(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const PaddedPlan& plan) {
+  return pad_planes<scalar_t>(1, [x](int64_t) { return x; }, x_stride, g, plan);
 }
 
 // Calls f(j, oh, ow) for the block lanes j in [0, kLanes) that stand for an output.
@@ -471,10 +495,10 @@ struct TileStats {
   lanes_f s[kTileRows][2];
 };
 
-// Fills `st`; false when an output with r < rows, j < cols needs per-window shifts.
+// Fills `st`; false when an output with r < rows in an `active` lane needs per-window shifts.
 template <int kStride>
-inline bool tile_stats(const float* base, int64_t wp, const Geometry& pg, int rows, int cols, float beta,
-                       TileStats& st) {
+inline bool tile_stats(const float* base, int64_t wp, const Geometry& pg, int rows, const lanes_i active[2],
+                       float beta, TileStats& st) {
   constexpr int kMode = kStride == 1 ? kUnit : kEven;
   const int64_t dh = pg.dilation[1], dw = pg.dilation[2];
   const int inputs = (rows - 1) * kStride + static_cast<int>(dh * (pg.kernel[1] - 1) + 1);
@@ -519,8 +543,6 @@ inline bool tile_stats(const float* base, int64_t wp, const Geometry& pg, int ro
   }
   // Down the window's rows: each output's sums and max.
   const lanes_f smallest = splat(kTileSmallestSum), largest = splat(std::numeric_limits<float>::max());
-  lanes_i active[2];
-  lane_masks(0, cols, active);
   for (int r = 0; r < rows; ++r) {
     for (int v = 0; v < 2; ++v) {
       lanes_f sv = zero, tv = zero, hv = minus_inf;
@@ -543,9 +565,9 @@ inline bool tile_stats(const float* base, int64_t wp, const Geometry& pg, int ro
 // Forward of one tile into out[r][j]; false, writing nothing, when it needs per-window shifts.
 template <int kStride>
 inline bool forward_tile(const float* slice, int64_t wp, const Geometry& pg, int64_t oh0, int64_t j0, int rows,
-                         int cols, float beta, float out[kTileRows][kLanes]) {
+                         const lanes_i active[2], float beta, float out[kTileRows][kLanes]) {
   TileStats st;
-  if (!tile_stats<kStride>(slice + kStride * (oh0 * wp + j0), wp, pg, rows, cols, beta, st)) return false;
+  if (!tile_stats<kStride>(slice + kStride * (oh0 * wp + j0), wp, pg, rows, active, beta, st)) return false;
   for (int r = 0; r < rows; ++r)
     for (int v = 0; v < 2; ++v) std::memcpy(out[r] + v * kWidth, &st.y[r][v], sizeof(lanes_f));
   return true;
@@ -561,10 +583,10 @@ inline bool backward_tile(const float* slice, float* gslice, int64_t wp, const G
   constexpr int kMode = kStride == 1 ? kUnit : kEven;
   TileStats st;
   const int64_t offset = kStride * (oh0 * wp + j0);
-  if (!tile_stats<kStride>(slice + offset, wp, pg, rows, cols, beta, st)) return false;
-  const lanes_f b = splat(beta), zero = splat(0.0f);
   lanes_i active[2];
   lane_masks(0, cols, active);
+  if (!tile_stats<kStride>(slice + offset, wp, pg, rows, active, beta, st)) return false;
+  const lanes_f b = splat(beta), zero = splat(0.0f);
   float* gbase = gslice + offset;
   for (int r = 0; r < rows; ++r) {
     lanes_f go[2], inv_s[2];
@@ -592,22 +614,28 @@ inline bool backward_tile(const float* slice, float* gslice, int64_t wp, const G
   return true;
 }
 
-// A padded plane by tiles; tiles that need per-window shifts go block by block.
-template <typename scalar_t>
-void forward_tiles(const float* buffer, scalar_t* y, const int64_t* y_stride, const Geometry& g,
+// Padded planes by tiles (up to plan.planes side by side); tiles that need per-window
+// shifts go block by block. y_of(k) is plane k's output.
+template <typename scalar_t, typename YOf>
+void forward_tiles(const float* buffer, int64_t count, YOf&& y_of, const int64_t* y_stride, const Geometry& g,
                    const PaddedPlan& plan, float beta) {
   const WindowRange rh = window_range(plan.g, 1, 0);
+  const int64_t columns = plan.planes == 1 ? g.out[2] : count * plan.plane_cols;
   float tile[kTileRows][kLanes];
   for (int64_t od = 0; od < g.out[0]; ++od) {
     const WindowRange rd = window_range(g, 0, od);  // kernel 1 along D: one input slice
     const float* slice = buffer + (rd.start + rd.lo * g.dilation[0]) * plan.stride[0];
-    scalar_t* yslice = y + od * y_stride[0];
-    for (int64_t oh0 = 0; oh0 < g.out[1]; oh0 += kTileRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kTileRows, g.out[1] - oh0));
-      for (int64_t j0 = 0; j0 < g.out[2]; j0 += kLanes) {
-        const int cols = static_cast<int>(std::min<int64_t>(kLanes, g.out[2] - j0));
-        const bool done = g.stride[2] == 1 ? forward_tile<1>(slice, plan.wp, plan.g, oh0, j0, rows, cols, beta, tile)
-                                           : forward_tile<2>(slice, plan.wp, plan.g, oh0, j0, rows, cols, beta, tile);
+    for (int64_t j0 = 0; j0 < columns; j0 += kLanes) {
+      lanes_i active[2];  // the lanes that stand for an output of one of the planes
+      for (int j = 0; j < kLanes; ++j) {
+        const int64_t c = j0 + j;
+        active[j / kWidth][j % kWidth] = (c < columns && c % plan.plane_cols < g.out[2]) ? -1 : 0;
+      }
+      for (int64_t oh0 = 0; oh0 < g.out[1]; oh0 += kTileRows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kTileRows, g.out[1] - oh0));
+        const bool done =
+            g.stride[2] == 1 ? forward_tile<1>(slice, plan.wp, plan.g, oh0, j0, rows, active, beta, tile)
+                             : forward_tile<2>(slice, plan.wp, plan.g, oh0, j0, rows, active, beta, tile);
         if (!done) {
           with_mode(plan.mode, [&](auto mode) {
             for (int r = 0; r < rows; ++r)
@@ -615,9 +643,11 @@ void forward_tiles(const float* buffer, scalar_t* y, const int64_t* y_stride, co
                                                          (oh0 + r) * plan.wp + j0, beta, tile[r]);
           });
         }
-        for (int r = 0; r < rows; ++r) {
-          scalar_t* yrow = yslice + (oh0 + r) * y_stride[1] + j0 * y_stride[2];
-          for (int j = 0; j < cols; ++j) yrow[j * y_stride[2]] = static_cast<scalar_t>(tile[r][j]);
+        for (int j = 0; j < kLanes; ++j) {
+          if (!active[j / kWidth][j % kWidth]) continue;
+          const int64_t c = j0 + j;
+          scalar_t* y = y_of(c / plan.plane_cols) + od * y_stride[0] + (c % plan.plane_cols) * y_stride[2];
+          for (int r = 0; r < rows; ++r) y[(oh0 + r) * y_stride[1]] = static_cast<scalar_t>(tile[r][j]);
         }
       }
     }
@@ -628,7 +658,7 @@ template <typename scalar_t>
 void forward_padded(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
                     const Geometry& g, const PaddedPlan& plan, float beta) {
   const float* buffer = pad_plane(x, x_stride, g, plan);
-  if (tiles_fit(g)) return forward_tiles(buffer, y, y_stride, g, plan, beta);
+  if (tiles_fit(g)) return forward_tiles<scalar_t>(buffer, 1, [y](int64_t) { return y; }, y_stride, g, plan, beta);
   const WindowRange rh = window_range(plan.g, 1, 0);
   const int64_t positions = padded_positions(g, plan);
   float lanes[kLanes];
@@ -772,6 +802,38 @@ void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, cons
       for (; ow < g.out[2]; ++ow) yrow[ow * y_stride[2]] = static_cast<scalar_t>(window_value(x, x_stride, g, rd, rh, ow, beta));
     }
   }
+}
+
+// How many planes forward_planes computes together for this geometry (1: one by one).
+inline int64_t plane_group_size(const Geometry& g) {
+#if defined(POOLSWAP_HAS_LANES)
+  PaddedPlan plan;
+  if (plan_padded(g, plan, kLanes)) return plan.planes;
+#endif
+  (void)g;
+  return 1;
+}
+
+// Forward of planes 0 .. count - 1, all with the same beta: x_of(k) and y_of(k) are plane k's
+// input and output. Short rows share padded buffers (plane_group_size(g) planes at a time).
+template <typename scalar_t, typename acc_t, typename XOf, typename YOf>
+void forward_planes(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf&& y_of, const int64_t* y_stride,
+                    const Geometry& g, acc_t beta) {
+#if defined(POOLSWAP_HAS_LANES)
+  if constexpr (std::is_same<acc_t, float>::value) {
+    PaddedPlan plan;
+    if (count > 1 && plan_padded(g, plan, count) && plan.planes > 1) {
+      for (int64_t first = 0; first < count; first += plan.planes) {
+        const int64_t n = std::min(plan.planes, count - first);
+        const float* buffer =
+            pad_planes<scalar_t>(n, [&](int64_t k) { return x_of(first + k); }, x_stride, g, plan);
+        forward_tiles<scalar_t>(buffer, n, [&](int64_t k) { return y_of(first + k); }, y_stride, g, plan, beta);
+      }
+      return;
+    }
+  }
+#endif
+  for (int64_t k = 0; k < count; ++k) forward_plane<scalar_t, acc_t>(x_of(k), x_stride, y_of(k), y_stride, g, beta);
 }
 
 // Backward of one plane: grad_x is a zeroed, contiguous (D, H, W) buffer in

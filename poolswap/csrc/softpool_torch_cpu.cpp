@@ -18,7 +18,9 @@ namespace {
 
 int64_t plane_grain(const Geometry& g) {
   const int64_t work = g.out[0] * g.out[1] * g.out[2] * g.kernel[0] * g.kernel[1] * g.kernel[2];
-  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work));
+  const int64_t group = plane_group_size(g);  // chunks of whole groups of planes that share a buffer
+  const int64_t planes = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work));
+  return (planes + group - 1) / group * group;
 }
 
 at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArrayRef stride,
@@ -40,11 +42,18 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const int64_t channels = p.channels;
     at::parallel_for(0, p.batch * channels, plane_grain(p.g), [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t n = i / channels, c = i % channels;
-        forward_plane<scalar_t, acc_t>(xp + n * xs[0] + c * xs[1], xs + 2, yp + n * ys[0] + c * ys[1], ys + 2,
-                                       p.g, b[per_channel ? c : 0]);
+      if (per_channel) {
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t n = i / channels, c = i % channels;
+          forward_plane<scalar_t, acc_t>(xp + n * xs[0] + c * xs[1], xs + 2, yp + n * ys[0] + c * ys[1], ys + 2,
+                                         p.g, b[c]);
+        }
+        return;
       }
+      // One temperature: planes with short rows share the kernel's padded buffers.
+      auto x_of = [&](int64_t k) { const int64_t i = begin + k; return xp + (i / channels) * xs[0] + (i % channels) * xs[1]; };
+      auto y_of = [&](int64_t k) { const int64_t i = begin + k; return yp + (i / channels) * ys[0] + (i % channels) * ys[1]; };
+      forward_planes<scalar_t, acc_t>(end - begin, x_of, xs + 2, y_of, ys + 2, p.g, b[0]);
     });
   });
   return y;

@@ -1,8 +1,8 @@
 // Random geometries through the CPU plane loops of softpool_cpu.h, against a
 // float64 brute force of the contract, for a build with AddressSanitizer:
-// every vector path (shared-exponent tiles and their fallback, padded planes,
-// row blocks and their last block) must stay inside its buffers and agree
-// with the contract.
+// every vector path (shared-exponent tiles and their fallback, planes packed
+// side by side, padded planes, row blocks and their last block) must stay
+// inside its buffers and agree with the contract.
 //
 //   plane_fuzz SEED CASES   prints "cases=N bad=M" and exits 1 when M > 0
 #include <cmath>
@@ -108,29 +108,40 @@ int main(int argc, char** argv) {
     ++tried;
     const int64_t step = draw(1, 2);  // contiguous, or every other element along W
     const int64_t xs[3] = {g.in[1] * g.in[2] * step, g.in[2] * step, step};
-    std::vector<float> x(static_cast<size_t>(g.in[0] * xs[0]));
+    // Several planes of one temperature: short rows share the forward's padded buffers.
+    const int64_t planes = draw(1, 5), x_plane = g.in[0] * xs[0];
+    std::vector<float> x(static_cast<size_t>(planes * x_plane));
     // Ties too; a scale of 40 spreads a tile's values past what one shared shift can hold.
     const float scale = draw(0, 2) == 0 ? 40.0f : 1.0f;
     for (float& v : x) v = scale * (draw(0, 1) ? normal(rng) : static_cast<float>(draw(-2, 2)));
     const int64_t outputs = g.out[0] * g.out[1] * g.out[2];
     const int64_t ys[3] = {g.out[1] * g.out[2], g.out[2], 1};
-    std::vector<float> y(static_cast<size_t>(outputs)), gy(static_cast<size_t>(outputs));
-    for (float& v : gy) v = normal(rng);
-    std::vector<float> grad_x(static_cast<size_t>(g.in[0] * g.in[1] * g.in[2]), 0.0f);
+    std::vector<float> y(static_cast<size_t>(planes * outputs));
     const float beta = draw(0, 1) ? 1.0f : 2.5f;
-    poolswap::forward_plane<float, float>(x.data(), xs, y.data(), ys, g, beta);
-    const double grad_beta = poolswap::backward_plane<float, float>(gy.data(), ys, x.data(), xs, grad_x.data(), g, beta);
-    const Reference r = brute_force(x, xs, gy, g, beta);
-    double err = std::fabs(grad_beta - r.grad_beta) / (scale * scale + std::fabs(r.grad_beta));
-    for (size_t i = 0; i < y.size(); ++i) err = std::max(err, std::fabs(y[i] - r.y[i]) / scale);
-    for (size_t i = 0; i < grad_x.size(); ++i) err = std::max(err, std::fabs(grad_x[i] - r.grad_x[i]) / scale);
+    poolswap::forward_planes<float, float>(
+        planes, [&](int64_t k) { return x.data() + k * x_plane; }, xs,
+        [&](int64_t k) { return y.data() + k * outputs; }, ys, g, beta);
+    double err = 0.0;
+    for (int64_t k = 0; k < planes; ++k) {
+      const std::vector<float> xk(x.begin() + k * x_plane, x.begin() + (k + 1) * x_plane);
+      std::vector<float> gy(static_cast<size_t>(outputs));
+      for (float& v : gy) v = normal(rng);
+      std::vector<float> grad_x(static_cast<size_t>(g.in[0] * g.in[1] * g.in[2]), 0.0f);
+      const double grad_beta =
+          poolswap::backward_plane<float, float>(gy.data(), ys, xk.data(), xs, grad_x.data(), g, beta);
+      const Reference r = brute_force(xk, xs, gy, g, beta);
+      err = std::max(err, std::fabs(grad_beta - r.grad_beta) / (scale * scale + std::fabs(r.grad_beta)));
+      for (int64_t i = 0; i < outputs; ++i)
+        err = std::max(err, std::fabs(y[static_cast<size_t>(k * outputs + i)] - r.y[static_cast<size_t>(i)]) / scale);
+      for (size_t i = 0; i < grad_x.size(); ++i) err = std::max(err, std::fabs(grad_x[i] - r.grad_x[i]) / scale);
+    }
     if (err > 1e-4 && ++bad <= 5) {
       std::printf("mismatch %.3g: in %ld,%ld,%ld kernel %ld,%ld,%ld stride %ld,%ld,%ld pad %ld,%ld,%ld "
-                  "dilation %ld,%ld,%ld ceil_mode %d step %ld\n",
+                  "dilation %ld,%ld,%ld ceil_mode %d step %ld planes %ld\n",
                   err, (long)g.in[0], (long)g.in[1], (long)g.in[2], (long)g.kernel[0], (long)g.kernel[1],
                   (long)g.kernel[2], (long)g.stride[0], (long)g.stride[1], (long)g.stride[2], (long)g.pad[0],
                   (long)g.pad[1], (long)g.pad[2], (long)g.dilation[0], (long)g.dilation[1], (long)g.dilation[2],
-                  ceil_mode, (long)step);
+                  ceil_mode, (long)step, (long)planes);
     }
   }
   std::printf("cases=%d bad=%d\n", tried, bad);

@@ -220,17 +220,28 @@ struct PlaneJob {
   int64_t y_plane;
   int64_t x_stride[3];
   int64_t y_stride[3];
+  int64_t group;   // planes per task: planes with short rows share the kernel's padded buffers
+  int64_t planes;
 };
 
 template <typename scalar_t>
-void run_plane(void* data, size_t index) {
+void run_planes(void* data, size_t index) {
   const auto* job = static_cast<const PlaneJob<scalar_t>*>(data);
-  const int64_t i = static_cast<int64_t>(index);
-  const int64_t c = i % job->problem->channels;
+  const int64_t first = static_cast<int64_t>(index) * job->group;
+  const int64_t count = std::min(job->group, job->planes - first);
   const auto& betas = job->attributes->betas;
-  const float beta = betas.empty() ? job->attributes->beta : betas[static_cast<size_t>(c)];
-  poolswap::forward_plane<scalar_t, float>(job->x + i * job->x_plane, job->x_stride, job->y + i * job->y_plane,
-                                           job->y_stride, job->problem->g, beta);
+  if (betas.empty()) {  // one temperature for every plane
+    poolswap::forward_planes<scalar_t, float>(
+        count, [&](int64_t k) { return job->x + (first + k) * job->x_plane; }, job->x_stride,
+        [&](int64_t k) { return job->y + (first + k) * job->y_plane; }, job->y_stride, job->problem->g,
+        job->attributes->beta);
+    return;
+  }
+  for (int64_t i = first; i < first + count; ++i) {
+    const float beta = betas[static_cast<size_t>(i % job->problem->channels)];
+    poolswap::forward_plane<scalar_t, float>(job->x + i * job->x_plane, job->x_stride, job->y + i * job->y_plane,
+                                             job->y_stride, job->problem->g, beta);
+  }
 }
 
 template <typename scalar_t>
@@ -259,8 +270,11 @@ struct SoftPoolCpuKernel {
     job.y_stride[0] = g.out[1] * g.out[2];
     job.y_stride[1] = g.out[2];
     job.y_stride[2] = 1;
-    // ORT's intra-op thread pool; num_batch 0 lets ORT choose the split.
-    context.ParallelFor(&run_plane<scalar_t>, static_cast<size_t>(planes), 0, &job);
+    job.planes = planes;
+    job.group = attributes.betas.empty() ? poolswap::plane_group_size(g) : 1;
+    // ORT's intra-op thread pool, a task per group of planes; num_batch 0 lets ORT choose the split.
+    const int64_t tasks = (planes + job.group - 1) / job.group;
+    context.ParallelFor(&run_planes<scalar_t>, static_cast<size_t>(tasks), 0, &job);
   }
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) const { return compute_with_status(*this, context); }

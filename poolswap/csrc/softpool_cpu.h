@@ -9,6 +9,8 @@
 //   rows by 16 outputs share one shift, so each input's exponential is
 //   computed once; tiles whose range is too wide for one shift fall back to
 //   per-window shifts.
+//   In the forward, planes whose rows fill less than half a tile share one
+//   padded buffer side by side (forward_planes), so a tile covers several.
 // - Padded planes (stride 1, and short rows at any stride): the plane is copied
 //   into a float buffer whose padding holds -inf, and 16 consecutive positions
 //   of the buffer's flattened (H, W) grid form one vector block. Lanes that

@@ -13,7 +13,7 @@ from typing import Any, Union
 
 import torch
 
-from .errors import PoolswapError
+from .errors import PoolswapError, first_line
 
 __all__ = ["load_weights_only", "unreadable_reason"]
 
@@ -28,8 +28,8 @@ def unreadable_reason(exc: BaseException) -> str:
     found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)", text, re.S)
     if found:
         return f"not a torch checkpoint, or a corrupt one ({' '.join(found.group(1).split())})"
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return f"{first[:200]} (a truncated or corrupt file?)" if isinstance(exc, (OSError, RuntimeError, EOFError)) else first[:200]
+    first = first_line(exc)[:200]
+    return f"{first} (a truncated or corrupt file?)" if isinstance(exc, (OSError, RuntimeError, EOFError)) else first
 
 
 def load_weights_only(path: Union[str, os.PathLike], what: str) -> Any:

@@ -16,7 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import __version__
-from .errors import PoolswapError
+from .errors import PoolswapError, first_line
 
 logger = logging.getLogger("poolswap")
 
@@ -79,8 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (PoolswapError, ValueError, TypeError, FileNotFoundError, PermissionError, ImportError) as exc:
         if args.traceback:
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"poolswap: error: {message}", file=sys.stderr)
+        print(f"poolswap: error: {first_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -1,7 +1,13 @@
 """The error poolswap raises for a user's mistake: one line that names the problem and the fix."""
 
-__all__ = ["PoolswapError"]
+__all__ = ["PoolswapError", "first_line"]
 
 
 class PoolswapError(Exception):
     """A user error (bad argument, bad file, missing dependency). The CLI prints it as one line and exits 2."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from ..errors import PoolswapError
+from ..errors import PoolswapError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -182,8 +182,9 @@ def _session_class():
             except Exception as exc:
                 if type(exc).__module__.startswith("onnxruntime") or isinstance(exc, (ValueError, TypeError, RuntimeError)):
                     given = ", ".join(f"'{k}' {_describe(v)}" for k, v in dict(input_feed).items())
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    raise PoolswapError(f"the model expects input {self.expected_inputs()}; got {given}: {first}") from exc
+                    raise PoolswapError(
+                        f"the model expects input {self.expected_inputs()}; got {given}: {first_line(exc)}"
+                    ) from exc
                 raise
 
     return PoolswapSession
@@ -239,7 +240,6 @@ def session(
     try:
         sess = PoolswapSession(str(path), sess_options=so, providers=resolve_providers(providers))
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PoolswapError(f"ONNX Runtime could not load {path}: {first}") from exc
+        raise PoolswapError(f"ONNX Runtime could not load {path}: {first_line(exc)}") from exc
     sess.poolswap_library = registered
     return sess

@@ -23,7 +23,7 @@ from torch import nn
 
 from .. import __version__
 from .._atomic import atomic_path
-from ..errors import PoolswapError
+from ..errors import PoolswapError, first_line
 from . import _function
 from ._frozen import SOFT_POOL_FROZEN, freeze_softpools
 
@@ -49,11 +49,6 @@ def _attributes(kernel_size, stride, padding, dilation, ceil_mode, beta, betas=(
     if len(betas):
         attrs["betas"] = [float(b) for b in betas]
     return attrs
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _translation_table() -> dict:
@@ -156,7 +151,7 @@ def export_onnx(
             frozen(example_input)
     except Exception as exc:
         raise PoolswapError(
-            f"the model does not run on an input of shape {tuple(example_input.shape)} ({_first_line(exc)}); "
+            f"the model does not run on an input of shape {tuple(example_input.shape)} ({first_line(exc)[:300]}); "
             "give the input size it was built for (--input-size C,H,W)"
         ) from exc
     dynamic_shapes = None
@@ -184,7 +179,7 @@ def export_onnx(
             root = exc
             while root.__cause__ is not None:
                 root = root.__cause__
-            raise PoolswapError(f"the ONNX export failed: {_first_line(root)}") from exc
+            raise PoolswapError(f"the ONNX export failed: {first_line(root)[:300]}") from exc
     import onnx_ir
 
     proto = onnx_ir.to_proto(program.model)

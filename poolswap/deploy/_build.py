@@ -54,7 +54,7 @@ ORT_CFLAGS = ("-std=c++17", "-O3", "-march=native", "-fno-math-errno", "-fPIC", 
 # The CUDA kernel (where nvcc exists): the PyTorch CUDA op's forward kernel, linked with a
 # static cudart so that the library still loads where no CUDA runtime is installed.
 ORT_CUDA_SOURCES = ("softpool_ort_cuda.cu",)
-ORT_CUDA_HEADERS = ("softpool_cuda.cuh", "softpool_ort_cuda.h")
+ORT_CUDA_HEADERS = ("softpool_cuda_thread.h", "softpool_cuda.cuh", "softpool_ort_cuda.h")
 ORT_CUDA_FLAGS = (
     "-O3", "-std=c++17", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden",
     "-gencode=arch=compute_80,code=sm_80", "-gencode=arch=compute_90,code=sm_90",

@@ -30,7 +30,7 @@ CPU_SOURCES = ("softpool_torch_cpu.cpp",)
 CPU_HEADERS = ("softpool_kernel.h", "softpool_cpu.h", "torch_problem.h")
 CPU_CFLAGS = ("-O3", "-march=native", "-fno-math-errno")
 CUDA_SOURCES = ("softpool_torch_cuda.cu",)
-CUDA_HEADERS = ("softpool_kernel.h", "softpool_cuda.cuh", "torch_problem.h")
+CUDA_HEADERS = ("softpool_kernel.h", "softpool_cuda_thread.h", "softpool_cuda.cuh", "torch_problem.h")
 # Ampere and Hopper machine code plus PTX that newer GPUs compile at load time.
 DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from .._atomic import atomic_write_text
-from ..errors import PoolswapError
+from ..errors import PoolswapError, first_line
 
 __all__ = ["Recipe", "load_recipe", "run_recipe", "STAGES"]
 
@@ -125,7 +125,7 @@ def load_recipe(path: Union[str, os.PathLike]) -> Recipe:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise PoolswapError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise PoolswapError(f"recipe {path} is not valid YAML: {first_line(exc)}") from None
     return check_recipe(data, path.resolve().parent)
 
 

@@ -229,7 +229,7 @@ def session(
                 so.register_custom_ops_library(str(candidate))
                 registered = candidate
             except Exception as exc:
-                ok, detail = False, f"ONNX Runtime refused {candidate}: {str(exc).strip().splitlines()[0]}"
+                ok, detail = False, f"ONNX Runtime refused {candidate}: {first_line(exc)}"
         if not ok:
             message = f"poolswap's ONNX Runtime library is unusable: {detail}"
             if strict:

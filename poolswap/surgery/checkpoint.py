@@ -23,7 +23,7 @@ from torch import nn
 
 from .._atomic import atomic_path
 from .._torch_files import load_weights_only
-from ..errors import PoolswapError
+from ..errors import PoolswapError, first_line
 from .manifest import MANIFEST_ATTR, manifest as current_manifest
 from .model_spec import ModelSpec, parse_spec, spec_of
 
@@ -45,7 +45,7 @@ def load_state_dict_file(path: Union[str, os.PathLike], *, use_ema: bool = False
         try:
             data: Any = load_file(str(path))
         except Exception as exc:
-            raise PoolswapError(f"cannot read {path} as safetensors: {str(exc).splitlines()[0]}") from exc
+            raise PoolswapError(f"cannot read {path} as safetensors: {first_line(exc)}") from exc
     else:
         data = load_weights_only(path, "a weights-only torch checkpoint")
     if isinstance(data, Mapping):
@@ -130,7 +130,7 @@ def read_header(path: Union[str, os.PathLike]) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as exc:
-        raise PoolswapError(f"{path} is not a safetensors file: {str(exc).splitlines()[0]}") from exc
+        raise PoolswapError(f"{path} is not a safetensors file: {first_line(exc)}") from exc
     if _META_KEY not in meta:
         raise PoolswapError(f"{path} is not a poolswap model file (no '{_META_KEY}' header); convert a model first")
     header = json.loads(meta[_META_KEY])

@@ -25,6 +25,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ..errors import first_line
 from .patterns import PoolCall, classify_module, classify_node
 from .report import Report
 from .roles import assign_role
@@ -202,7 +203,8 @@ def _eager_shapes(model: nn.Module, example_input: Any, module_paths: list[str],
             inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
             model(*inputs)
     except Exception as exc:
-        error = f"the example input did not run through the model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); shapes unknown"
+        cause = first_line(exc) if str(exc).strip() else ""
+        error = f"the example input did not run through the model ({type(exc).__name__}: {cause}); shapes unknown"
     finally:
         for h in handles:
             h.remove()

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional, Union
 import torch
 from torch import nn
 
-from ..errors import PoolswapError
+from ..errors import PoolswapError, first_line
 
 __all__ = ["ModelSpec", "parse_spec", "create_model", "infer_kwargs", "spec_of", "SPEC_ATTR"]
 
@@ -59,7 +59,7 @@ class ModelSpec:
             else:
                 model = factory(**self.kwargs)
         except TypeError as exc:
-            raise PoolswapError(f"cannot build {self.text} with kwargs {self.kwargs}: {str(exc).splitlines()[0]}") from exc
+            raise PoolswapError(f"cannot build {self.text} with kwargs {self.kwargs}: {first_line(exc)}") from exc
         if not isinstance(model, nn.Module):
             raise PoolswapError(f"{self.text} returned a {type(model).__name__}, not a torch.nn.Module")
         setattr(model, SPEC_ATTR, self.to_dict())
@@ -89,7 +89,7 @@ def _factory(spec: ModelSpec):
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise PoolswapError(f"cannot import {module_name!r} for model {spec.name!r}: {str(exc).splitlines()[0]}") from exc
+        raise PoolswapError(f"cannot import {module_name!r} for model {spec.name!r}: {first_line(exc)}") from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
         public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n, None))]

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Optional, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import PoolswapError
+from ..errors import PoolswapError, first_line
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -154,7 +154,7 @@ def image_dataset(root: os.PathLike, transform=None) -> Dataset:
         try:
             dataset = ImageFolder(str(root), transform=transform)
         except FileNotFoundError as exc:
-            raise PoolswapError(f"data folder {root} holds no images ({str(exc).splitlines()[0]})") from None
+            raise PoolswapError(f"data folder {root} holds no images ({first_line(exc)})") from None
     else:
         dataset = UnlabeledImages(root, transform)
     if len(dataset) == 0:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import PoolswapError
+from ..errors import PoolswapError, first_line
 from .calibrate import CalibrationResult, calibrate
 from .config import FinetuneConfig
 from .data import EpochSampler, SeededTransformDataset, build_transform, dataset_classes, image_dataset
@@ -202,7 +202,7 @@ def finetune(
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:
-            raise PoolswapError(f"{runs.resume_file} does not fit this model ({str(exc).splitlines()[0]})") from None
+            raise PoolswapError(f"{runs.resume_file} does not fit this model ({first_line(exc)})") from None
         _restore_betas(model, state["fixed_betas"])
         start_epoch, start_step, global_step = state["epoch"], state["step"], state["global_step"]
         history, best_score, counts = list(state["history"]), state["best_score"], dict(state["counts"])

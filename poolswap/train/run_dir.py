@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 from torch import nn
 
 from .._atomic import atomic_write_text
-from ..errors import PoolswapError
+from ..errors import PoolswapError, first_line
 from .resume import RESUME_FILE
 
 __all__ = ["RunDir", "SUMMARY_FIELDS", "save_checkpoint"]
@@ -110,7 +110,7 @@ class RunDir:
         try:
             return yaml.safe_load(self.args_file.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise PoolswapError(f"cannot read {self.args_file}: {str(exc).splitlines()[0]}") from None
+            raise PoolswapError(f"cannot read {self.args_file}: {first_line(exc)}") from None
 
     def write_summary(self, rows: Sequence[dict]) -> None:
         """Rewrite ``summary.csv`` from the whole history (so a resumed run never duplicates a row)."""

@@ -6,7 +6,10 @@
 // Each case draws a geometry, a batch, channels and, for every tensor the
 // kernels touch (x, y, grad_y, grad_x), a layout: NCDHW, channels-last, or
 // NCDHW with gaps along W. Gaps in inputs hold NaN (a read of one poisons the
-// result) and gaps in outputs a sentinel (a write to one is caught).
+// result) and gaps in outputs a sentinel (a write to one is caught). One case
+// in four also holds NaN and infinities; its reference is then the CPU plane
+// loops of softpool_cpu.h, which the Python contract tests hold to the special
+// values of the contract.
 //
 //   cuda_thread_fuzz SEED CASES   prints "cases=N bad=M" and exits 1 when M > 0
 #include <cmath>
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "fuzz_common.h"
+#include "softpool_cpu.h"
 #include "softpool_cuda_thread.h"
 
 using poolswap::Geometry;
@@ -66,6 +70,29 @@ std::vector<bool> element_mask(const Strides& s, int64_t n, int64_t c, const int
   return mask;
 }
 
+// |got - want| / scale, where NaN must meet NaN and an infinity the same infinity.
+double mismatch(double got, double want, double scale) {
+  if (std::isnan(want)) return std::isnan(got) ? 0.0 : INFINITY;
+  if (std::isinf(want)) return got == want ? 0.0 : INFINITY;
+  return std::isfinite(got) ? std::fabs(got - want) / scale : INFINITY;
+}
+
+// The CPU plane loops on one dense plane, as a reference for inputs with special values.
+template <typename scalar_t>
+fuzz::Reference cpu_reference(const std::vector<scalar_t>& x, const std::vector<scalar_t>& gy, const Geometry& g,
+                              double beta) {
+  const int64_t xs[3] = {g.in[1] * g.in[2], g.in[2], 1}, ys[3] = {g.out[1] * g.out[2], g.out[2], 1};
+  std::vector<scalar_t> y(gy.size()), grad_x(x.size(), scalar_t(0));
+  poolswap::forward_planes<scalar_t, scalar_t>(
+      1, [&](int64_t) { return x.data(); }, xs, [&](int64_t) { return y.data(); }, ys, g, static_cast<scalar_t>(beta));
+  fuzz::Reference r;
+  r.grad_beta = poolswap::backward_plane<scalar_t, scalar_t>(gy.data(), ys, x.data(), xs, grad_x.data(), g,
+                                                            static_cast<scalar_t>(beta));
+  r.y.assign(y.begin(), y.end());
+  r.grad_x.assign(grad_x.begin(), grad_x.end());
+  return r;
+}
+
 template <typename T>
 struct Tensor {
   Strides strides;
@@ -100,6 +127,11 @@ double run_case(std::mt19937& rng, const Geometry& g, std::string* what) {
   const double scale = draw(0, 2) == 0 ? 40.0 : 1.0;
   for (size_t i = 0; i < x.data.size(); ++i)
     if (x.mask[i]) x.data[i] = static_cast<scalar_t>(scale * (draw(0, 1) ? normal(rng) : draw(-2, 2)));
+  const bool special = draw(0, 3) == 0;
+  const scalar_t specials[3] = {nan, std::numeric_limits<scalar_t>::infinity(),
+                                -std::numeric_limits<scalar_t>::infinity()};
+  for (size_t i = 0; special && i < x.data.size(); ++i)
+    if (x.mask[i] && draw(0, 9) == 0) x.data[i] = specials[draw(0, 2)];
   for (size_t i = 0; i < grad_y.data.size(); ++i)
     if (grad_y.mask[i]) grad_y.data[i] = static_cast<scalar_t>(normal(rng));
 
@@ -165,26 +197,26 @@ double run_case(std::mt19937& rng, const Geometry& g, std::string* what) {
             gyk[static_cast<size_t>((d * g.out[1] + h) * g.out[2] + w)] =
                 grad_y.data[static_cast<size_t>(offset_of(grad_y.strides, n, c, d, h, w))];
       const double beta = betas[static_cast<size_t>(per_channel ? c : 0)];
-      const fuzz::Reference r = fuzz::brute_force(xk, dense, gyk, g, beta);
+      const fuzz::Reference r =
+          special ? cpu_reference(xk, gyk, g, beta) : fuzz::brute_force(xk, dense, gyk, g, beta);
       expected_beta[static_cast<size_t>(per_channel ? c : 0)] += r.grad_beta;
       for (int64_t d = 0; d < g.out[0]; ++d)
         for (int64_t h = 0; h < g.out[1]; ++h)
           for (int64_t w = 0; w < g.out[2]; ++w) {
             const double got = y.data[static_cast<size_t>(offset_of(y.strides, n, c, d, h, w))];
             const double want = r.y[static_cast<size_t>((d * g.out[1] + h) * g.out[2] + w)];
-            err = std::max(err, std::isfinite(got) ? std::fabs(got - want) / scale : INFINITY);
+            err = std::max(err, mismatch(got, want, scale));
           }
       for (int64_t d = 0; d < g.in[0]; ++d)
         for (int64_t h = 0; h < g.in[1]; ++h)
           for (int64_t w = 0; w < g.in[2]; ++w) {
             const double got = grad_x.data[static_cast<size_t>(offset_of(grad_x.strides, n, c, d, h, w))];
             const double want = r.grad_x[static_cast<size_t>((d * g.in[1] + h) * g.in[2] + w)];
-            err = std::max(err, std::isfinite(got) ? std::fabs(got - want) / scale : INFINITY);
+            err = std::max(err, mismatch(got, want, scale));
           }
     }
   for (size_t k = 0; has_beta_grad && k < betas.size(); ++k) {
-    const double diff = std::fabs(grad_beta[k] - expected_beta[k]) / (scale * scale + std::fabs(expected_beta[k]));
-    err = std::max(err, std::isfinite(grad_beta[k]) ? diff : INFINITY);
+    err = std::max(err, mismatch(grad_beta[k], expected_beta[k], scale * scale + std::fabs(expected_beta[k])));
   }
   // Gaps of the outputs stay untouched.
   for (size_t i = 0; i < y.data.size(); ++i)
@@ -194,7 +226,7 @@ double run_case(std::mt19937& rng, const Geometry& g, std::string* what) {
   *what = fuzz::describe(g) + " batch " + std::to_string(batch) + " channels " + std::to_string(channels) +
           " layouts x " + kLayoutNames[layouts[0]] + " y " + kLayoutNames[layouts[1]] + " grad_y " +
           kLayoutNames[layouts[2]] + " grad_x " + kLayoutNames[layouts[3]] + " beta kind " +
-          std::to_string(beta_kind);
+          std::to_string(beta_kind) + (special ? " with NaN and infinities" : "");
   return err;
 }
 

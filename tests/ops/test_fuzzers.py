@@ -10,7 +10,8 @@ of the contract (``fuzz_common.h``):
   planes, row blocks), forward and backward;
 * ``cuda_thread_fuzz.cpp``: the per-thread functions of the CUDA kernels
   (``softpool_cuda_thread.h``) for every thread index, in shuffled order, with
-  NCDHW, channels-last and gapped layouts: the CUDA indexing, tested without a GPU.
+  NCDHW, channels-last and gapped layouts, and with NaN and infinities against the
+  CPU loops: the CUDA indexing and special values, tested without a GPU.
 """
 
 from __future__ import annotations

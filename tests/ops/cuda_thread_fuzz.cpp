@@ -230,6 +230,44 @@ double run_case(std::mt19937& rng, const Geometry& g, std::string* what) {
   return err;
 }
 
+// 64-bit indexing: thread indices past 2^32 of problems too large to allocate map to
+// coordinates inside the tensor and back (coordinates and output_index are inverses),
+// and every covering window found for an input holds it. Returns the number of failures.
+int check_large_indices(std::mt19937& rng, int cases) {
+  std::uniform_int_distribution<int64_t> any;
+  int failures = 0;
+  for (int c = 0; c < cases; ++c) {
+    Problem p{};
+    for (int i = 0; i < 3; ++i) {
+      p.g.kernel[i] = fuzz::draw(rng, 1, 4);
+      p.g.stride[i] = fuzz::draw(rng, 1, 3);
+      p.g.dilation[i] = fuzz::draw(rng, 1, 2);
+      p.g.pad[i] = 0;
+      p.g.out[i] = fuzz::draw(rng, 1, 3000);
+      p.g.in[i] = (p.g.out[i] - 1) * p.g.stride[i] + p.g.dilation[i] * (p.g.kernel[i] - 1) + 1;
+    }
+    p.batch = fuzz::draw(rng, 1, 64);
+    p.channels = fuzz::draw(rng, 1, 4096);
+    p.channels_fastest = fuzz::draw(rng, 0, 1);
+    const int64_t total = p.batch * p.channels * p.g.out[0] * p.g.out[1] * p.g.out[2];
+    if (total <= (int64_t(1) << 32)) continue;
+    const int64_t i = (int64_t(1) << 32) + any(rng) % (total - (int64_t(1) << 32));
+    int64_t at[5];
+    poolswap::cuda::coordinates(i, p, p.g.out, at);
+    bool ok = at[0] < p.batch && at[1] < p.channels && poolswap::cuda::output_index(p, at) == i;
+    for (int d = 0; d < 3; ++d) ok = ok && at[2 + d] >= 0 && at[2 + d] < p.g.out[d];
+    // The input at the window's first tap is covered by this window at tap 0.
+    for (int d = 0; d < 3; ++d) {
+      int64_t o = -1;
+      const int64_t first = at[2 + d] * p.g.stride[d];
+      ok = ok && poolswap::cuda::covering_window(p.g, d, first, 0, o) && o == at[2 + d];
+    }
+    if (!ok && ++failures <= 5)
+      std::printf("64-bit index %lld maps wrong: %s\n", static_cast<long long>(i), fuzz::describe(p.g).c_str());
+  }
+  return failures;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -246,6 +284,7 @@ int main(int argc, char** argv) {
     if (err > (in_double ? 1e-10 : 1e-4) && ++bad <= 5)
       std::printf("mismatch %.3g (%s): %s\n", err, in_double ? "float64" : "float32", what.c_str());
   }
+  bad += check_large_indices(rng, cases);
   std::printf("cases=%d bad=%d\n", tried, bad);
   return bad == 0 ? 0 : 1;
 }

@@ -110,6 +110,18 @@ Tensor<T> make_tensor(Layout layout, int64_t n, int64_t c, const int64_t* size, 
   return t;
 }
 
+// Plane (n, c) of a tensor, copied out in dense (d, h, w) order.
+template <typename T>
+std::vector<T> dense_plane(const Tensor<T>& t, int64_t n, int64_t c, const int64_t* size) {
+  std::vector<T> plane;
+  plane.reserve(static_cast<size_t>(size[0] * size[1] * size[2]));
+  for (int64_t d = 0; d < size[0]; ++d)
+    for (int64_t h = 0; h < size[1]; ++h)
+      for (int64_t w = 0; w < size[2]; ++w)
+        plane.push_back(t.data[static_cast<size_t>(offset_of(t.strides, n, c, d, h, w))]);
+  return plane;
+}
+
 // One case in precision scalar_t (accumulating in scalar_t): the largest error, relative to `scale`.
 template <typename scalar_t>
 double run_case(std::mt19937& rng, const Geometry& g, std::string* what) {
@@ -185,35 +197,14 @@ double run_case(std::mt19937& rng, const Geometry& g, std::string* what) {
   const int64_t dense[3] = {g.in[1] * g.in[2], g.in[2], 1};
   for (int64_t n = 0; n < batch; ++n)
     for (int64_t c = 0; c < channels; ++c) {
-      std::vector<scalar_t> xk(static_cast<size_t>(plane_in)), gyk(static_cast<size_t>(plane_out));
-      for (int64_t d = 0; d < g.in[0]; ++d)
-        for (int64_t h = 0; h < g.in[1]; ++h)
-          for (int64_t w = 0; w < g.in[2]; ++w)
-            xk[static_cast<size_t>((d * g.in[1] + h) * g.in[2] + w)] =
-                x.data[static_cast<size_t>(offset_of(x.strides, n, c, d, h, w))];
-      for (int64_t d = 0; d < g.out[0]; ++d)
-        for (int64_t h = 0; h < g.out[1]; ++h)
-          for (int64_t w = 0; w < g.out[2]; ++w)
-            gyk[static_cast<size_t>((d * g.out[1] + h) * g.out[2] + w)] =
-                grad_y.data[static_cast<size_t>(offset_of(grad_y.strides, n, c, d, h, w))];
+      const std::vector<scalar_t> xk = dense_plane(x, n, c, g.in), gyk = dense_plane(grad_y, n, c, g.out);
       const double beta = betas[static_cast<size_t>(per_channel ? c : 0)];
       const fuzz::Reference r =
           special ? cpu_reference(xk, gyk, g, beta) : fuzz::brute_force(xk, dense, gyk, g, beta);
       expected_beta[static_cast<size_t>(per_channel ? c : 0)] += r.grad_beta;
-      for (int64_t d = 0; d < g.out[0]; ++d)
-        for (int64_t h = 0; h < g.out[1]; ++h)
-          for (int64_t w = 0; w < g.out[2]; ++w) {
-            const double got = y.data[static_cast<size_t>(offset_of(y.strides, n, c, d, h, w))];
-            const double want = r.y[static_cast<size_t>((d * g.out[1] + h) * g.out[2] + w)];
-            err = std::max(err, mismatch(got, want, scale));
-          }
-      for (int64_t d = 0; d < g.in[0]; ++d)
-        for (int64_t h = 0; h < g.in[1]; ++h)
-          for (int64_t w = 0; w < g.in[2]; ++w) {
-            const double got = grad_x.data[static_cast<size_t>(offset_of(grad_x.strides, n, c, d, h, w))];
-            const double want = r.grad_x[static_cast<size_t>((d * g.in[1] + h) * g.in[2] + w)];
-            err = std::max(err, mismatch(got, want, scale));
-          }
+      const std::vector<scalar_t> yk = dense_plane(y, n, c, g.out), gxk = dense_plane(grad_x, n, c, g.in);
+      for (size_t i = 0; i < yk.size(); ++i) err = std::max(err, mismatch(yk[i], r.y[i], scale));
+      for (size_t i = 0; i < gxk.size(); ++i) err = std::max(err, mismatch(gxk[i], r.grad_x[i], scale));
     }
   for (size_t k = 0; has_beta_grad && k < betas.size(); ++k) {
     err = std::max(err, mismatch(grad_beta[k], expected_beta[k], scale * scale + std::fabs(expected_beta[k])));

@@ -49,16 +49,8 @@ def fuzzers(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_cpu_plane_loops_stay_in_bounds_and_keep_the_contract(fuzzers, seed):
-    result = subprocess.run([str(fuzzers["plane_fuzz"]), str(seed), "3000"], capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    assert "cases=3000 bad=0" in result.stdout
-
-
-@pytest.mark.parametrize("seed", [1, 2])
-def test_cuda_thread_functions_stay_in_bounds_and_keep_the_contract(fuzzers, seed):
-    result = subprocess.run([str(fuzzers["cuda_thread_fuzz"]), str(seed), "3000"], capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+@pytest.mark.parametrize("fuzzer", ["plane_fuzz", "cuda_thread_fuzz"])
+def test_kernels_stay_in_bounds_and_keep_the_contract(fuzzers, fuzzer, seed):
+    result = subprocess.run([str(fuzzers[fuzzer]), str(seed), "3000"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "cases=3000 bad=0" in result.stdout

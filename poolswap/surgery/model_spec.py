@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
@@ -55,7 +56,11 @@ class ModelSpec:
             if self.source == "timm":
                 model = factory(self.name, pretrained=False, **self.kwargs)
             elif self.source == "torchvision":
-                model = factory(self.name, weights=None, **self.kwargs)
+                with warnings.catch_warnings():
+                    # GoogLeNet and Inception v3 announce a future change of their random init: poolswap
+                    # loads weights over it, so the notice only clutters every command's output.
+                    warnings.filterwarnings("ignore", "The default weight initialization", FutureWarning)
+                    model = factory(self.name, weights=None, **self.kwargs)
             else:
                 model = factory(**self.kwargs)
         except TypeError as exc:

@@ -44,10 +44,14 @@ at::Tensor soft_pool_cuda(const at::Tensor& x, at::IntArrayRef kernel, at::IntAr
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "soft_pool_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    // A fixed beta travels as a kernel argument: no device tensor to allocate and fill.
+    const bool has_beta = beta_tensor.has_value() && beta_tensor->defined();
     const at::Tensor betas =
-        beta_values(beta_tensor, beta, tp.channels, c10::CppTypeToScalarType<acc_t>::value, x.device());
+        has_beta ? beta_values(beta_tensor, beta, tp.channels, c10::CppTypeToScalarType<acc_t>::value, x.device())
+                 : at::Tensor();
     cuda::launch_forward<scalar_t, acc_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), p,
-                                          betas.const_data_ptr<acc_t>(), betas.numel() > 1, acc_t(beta), stream);
+                                          has_beta ? betas.const_data_ptr<acc_t>() : nullptr,
+                                          has_beta && betas.numel() > 1, acc_t(beta), stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return y;

@@ -10,6 +10,7 @@ from typing import Callable
 import torch
 
 from ._timing import median_seconds, peak_memory
+from ._table import markdown_table
 
 logger = logging.getLogger(__name__)
 
@@ -78,17 +79,12 @@ def run_model_benchmark(config: ModelBenchConfig) -> dict:
 
 def format_model_table(result: dict) -> str:
     c = result["config"]
-    lines = [
-        f"Models, batch {c['batch']}, {c['size']}x{c['size']}, {result['device_name']}, {result['threads']} threads",
-        "",
-        "| model | train step ms (original -> SoftPool) | ratio | inference ms (original -> SoftPool) | ratio | peak train memory ratio |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in result["rows"]:
-        peak = f"{r['train_peak_ratio']:.2f}x" if "train_peak_ratio" in r else "n/a (CPU)"
-        lines.append(
-            f"| {r['model']} | {r['original']['train_step_ms']:.1f} -> {r['converted']['train_step_ms']:.1f} | "
-            f"{r['train_step_ratio']:.2f}x | {r['original']['inference_ms']:.1f} -> {r['converted']['inference_ms']:.1f} | "
-            f"{r['inference_ratio']:.2f}x | {peak} |"
-        )
-    return "\n".join(lines)
+    title = f"Models, batch {c['batch']}, {c['size']}x{c['size']}, {result['device_name']}, {result['threads']} threads"
+    header = ["model", "train step ms (original -> SoftPool)", "ratio", "inference ms (original -> SoftPool)", "ratio",
+              "peak train memory ratio"]
+    rows = [[r["model"], f"{r['original']['train_step_ms']:.1f} -> {r['converted']['train_step_ms']:.1f}",
+             f"{r['train_step_ratio']:.2f}x",
+             f"{r['original']['inference_ms']:.1f} -> {r['converted']['inference_ms']:.1f}",
+             f"{r['inference_ratio']:.2f}x",
+             f"{r['train_peak_ratio']:.2f}x" if "train_peak_ratio" in r else "n/a (CPU)"] for r in result["rows"]]
+    return markdown_table(title, header, rows)

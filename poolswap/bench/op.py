@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ._timing import median_seconds, peak_memory
+from ._table import markdown_table
 
 logger = logging.getLogger(__name__)
 
@@ -89,17 +90,11 @@ def run_op_benchmark(config: OpBenchConfig) -> dict:
 def format_op_table(result: dict) -> str:
     """A markdown table of one run."""
     c = result["config"]
-    lines = [
-        f"SoftPool op, N={c['batch']} C={c['channels']} {c['size']}x{c['size']}, k{c['kernel']} s{c['stride']} "
-        f"p{c['padding']}, {c['dtype']}, {result['device_name']}, {result['threads']} threads",
-        "",
-        "| variant | forward ms | fwd+bwd ms | forward / max_pool2d | fwd+bwd / max_pool2d | decomposition / this (fwd) | decomposition / this (fwd+bwd) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in result["rows"]:
-        lines.append(
-            f"| {r['variant']} | {r['forward_ms']:.2f} | {r['forward_backward_ms']:.2f} | {r['forward_vs_max']:.2f}x | "
-            f"{r['forward_backward_vs_max']:.2f}x | {r['decomposition_speedup_forward']:.2f}x | "
-            f"{r['decomposition_speedup_forward_backward']:.2f}x |"
-        )
-    return "\n".join(lines)
+    title = (f"SoftPool op, N={c['batch']} C={c['channels']} {c['size']}x{c['size']}, k{c['kernel']} s{c['stride']} "
+             f"p{c['padding']}, {c['dtype']}, {result['device_name']}, {result['threads']} threads")
+    header = ["variant", "forward ms", "fwd+bwd ms", "forward / max_pool2d", "fwd+bwd / max_pool2d",
+              "decomposition / this (fwd)", "decomposition / this (fwd+bwd)"]
+    rows = [[r["variant"], f"{r['forward_ms']:.2f}", f"{r['forward_backward_ms']:.2f}", f"{r['forward_vs_max']:.2f}x",
+             f"{r['forward_backward_vs_max']:.2f}x", f"{r['decomposition_speedup_forward']:.2f}x",
+             f"{r['decomposition_speedup_forward_backward']:.2f}x"] for r in result["rows"]]
+    return markdown_table(title, header, rows)

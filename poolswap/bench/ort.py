@@ -25,6 +25,8 @@ from typing import Optional
 
 import numpy as np
 
+from ._table import markdown_table
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["OP_JOB", "OrtBenchConfig", "format_ort_table", "run_ort_benchmark"]
@@ -162,18 +164,10 @@ def run_ort_benchmark(config: OrtBenchConfig) -> dict:
 
 def format_ort_table(result: dict) -> str:
     c = result["config"]
-    lines = [
-        f"ONNX Runtime {result['onnxruntime']}, {result['device_name']}, {c['size']}x{c['size']} "
-        f"(op: the stem pool on its 64x{c['size'] // 2}x{c['size'] // 2} input), threads: {result['threads']}",
-        "",
-        "| model | batch | original ms | library ms | fast body ms | exact body ms | library / original "
-        "| fast body / library | exact body / library |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in result["rows"]:
-        ms = r["ms"]
-        lines.append(
-            f"| {r['model']} | {r['batch']} | " + " | ".join(f"{ms[v]:.2f}" for v in SESSIONS) +
-            f" | {r['library/original']:.2f}x | {r['fast body/library']:.2f}x | {r['exact body/library']:.2f}x |"
-        )
-    return "\n".join(lines)
+    title = (f"ONNX Runtime {result['onnxruntime']}, {result['device_name']}, {c['size']}x{c['size']} "
+             f"(op: the stem pool on its 64x{c['size'] // 2}x{c['size'] // 2} input), threads: {result['threads']}")
+    header = ["model", "batch", *(f"{v} ms" for v in SESSIONS), "library / original", "fast body / library",
+              "exact body / library"]
+    rows = [[r["model"], str(r["batch"]), *(f"{r['ms'][v]:.2f}" for v in SESSIONS), f"{r['library/original']:.2f}x",
+             f"{r['fast body/library']:.2f}x", f"{r['exact body/library']:.2f}x"] for r in result["rows"]]
+    return markdown_table(title, header, rows)

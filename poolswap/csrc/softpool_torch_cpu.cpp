@@ -41,19 +41,19 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const int64_t channels = p.channels;
+    // Plane i = (n, c) of x and of y.
+    auto x_of = [&](int64_t i) { return xp + (i / channels) * xs[0] + (i % channels) * xs[1]; };
+    auto y_of = [&](int64_t i) { return yp + (i / channels) * ys[0] + (i % channels) * ys[1]; };
     at::parallel_for(0, p.batch * channels, plane_grain(p.g), [&](int64_t begin, int64_t end) {
       if (per_channel) {
-        for (int64_t i = begin; i < end; ++i) {
-          const int64_t n = i / channels, c = i % channels;
-          forward_plane<scalar_t, acc_t>(xp + n * xs[0] + c * xs[1], xs + 2, yp + n * ys[0] + c * ys[1], ys + 2,
-                                         p.g, b[c]);
-        }
+        for (int64_t i = begin; i < end; ++i)
+          forward_plane<scalar_t, acc_t>(x_of(i), xs + 2, y_of(i), ys + 2, p.g, b[i % channels]);
         return;
       }
       // One temperature: planes with short rows share the kernel's padded buffers.
-      auto x_of = [&](int64_t k) { const int64_t i = begin + k; return xp + (i / channels) * xs[0] + (i % channels) * xs[1]; };
-      auto y_of = [&](int64_t k) { const int64_t i = begin + k; return yp + (i / channels) * ys[0] + (i % channels) * ys[1]; };
-      forward_planes<scalar_t, acc_t>(end - begin, x_of, xs + 2, y_of, ys + 2, p.g, b[0]);
+      forward_planes<scalar_t, acc_t>(
+          end - begin, [&](int64_t k) { return x_of(begin + k); }, xs + 2, [&](int64_t k) { return y_of(begin + k); },
+          ys + 2, p.g, b[0]);
     });
   });
   return y;
@@ -69,7 +69,7 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
                     grad_output.sizes(), ", expected ", at::IntArrayRef(p.out_shape));
   TORCH_CHECK_TYPE(grad_output.scalar_type() == x.scalar_type(), "SoftPool backward: grad_output dtype ",
                    grad_output.scalar_type(), " differs from the input's ", x.scalar_type());
-  const bool has_beta = beta_tensor.has_value() && beta_tensor->defined();
+  const bool has_beta = is_given(beta_tensor);
   at::Tensor grad_x = at::empty_like(x);
   at::Tensor grad_beta = has_beta ? at::zeros(beta_tensor->sizes(), beta_tensor->options()) : x.new_empty({0});
   const int64_t planes = p.batch * p.channels;

@@ -45,7 +45,7 @@ at::Tensor soft_pool_cuda(const at::Tensor& x, at::IntArrayRef kernel, at::IntAr
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "soft_pool_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     // A fixed beta travels as a kernel argument: no device tensor to allocate and fill.
-    const bool has_beta = beta_tensor.has_value() && beta_tensor->defined();
+    const bool has_beta = is_given(beta_tensor);
     const at::Tensor betas =
         has_beta ? beta_values(beta_tensor, beta, tp.channels, c10::CppTypeToScalarType<acc_t>::value, x.device())
                  : at::Tensor();
@@ -68,7 +68,7 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cuda(const at::Tensor& gra
                     grad_output.sizes(), ", expected ", at::IntArrayRef(tp.out_shape));
   TORCH_CHECK_TYPE(grad_output.scalar_type() == x.scalar_type(), "SoftPool backward: grad_output dtype ",
                    grad_output.scalar_type(), " differs from the input's ", x.scalar_type());
-  const bool has_beta = beta_tensor.has_value() && beta_tensor->defined();
+  const bool has_beta = is_given(beta_tensor);
   at::Tensor grad_x = at::empty_like(x);
   at::Tensor grad_beta = has_beta ? at::zeros(beta_tensor->sizes(), beta_tensor->options()) : x.new_empty({0});
   if (x.numel() == 0) return {grad_x, grad_beta};

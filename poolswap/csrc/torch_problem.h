@@ -96,10 +96,13 @@ inline void plane_strides(const at::Tensor& t, const TorchProblem& p, int64_t ou
   }
 }
 
+// Whether an optional tensor argument was passed (and is not an undefined tensor).
+inline bool is_given(const c10::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+
 // Per-plane temperatures: `beta` alone, or the values of beta_tensor (one, or one per channel).
 inline at::Tensor beta_values(const c10::optional<at::Tensor>& beta_tensor, double beta, int64_t channels,
                               at::ScalarType acc_type, const at::Device& device) {
-  if (!beta_tensor.has_value() || !beta_tensor->defined()) {
+  if (!is_given(beta_tensor)) {
     return at::full({1}, beta, at::TensorOptions().dtype(acc_type).device(device));
   }
   const int64_t n = beta_tensor->numel();

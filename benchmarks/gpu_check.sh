@@ -40,9 +40,15 @@ if [ -n "${ORT_GPU_WHEEL:-}" ]; then
   step install-onnxruntime-gpu "$python" -m pip install -q --no-index --no-deps --no-compile --target "$site" \
     "$ORT_GPU_WHEEL"
 fi
+saved_to() {  # saved_to FILE COMMAND...: run, keep a copy of its output in FILE, return its status
+  local file=$1
+  shift
+  "$@" 2>&1 | tee "$file"
+  return "${PIPESTATUS[0]}"
+}
+
 step build "${poolswap[@]}" build
-step doctor "${poolswap[@]}" doctor
-"${poolswap[@]}" doctor >"$results/doctor.txt" 2>&1
+step doctor saved_to "$results/doctor.txt" "${poolswap[@]}" doctor
 step tests "$python" -m pytest -q -m cuda -p no:cacheprovider -rs --junitxml "$results/pytest_cuda.xml"
 if command -v compute-sanitizer >/dev/null && [ "${GPU_CHECK_QUICK:-0}" != 1 ]; then
   # Out-of-bounds and misaligned device accesses of the kernels, on the layout and dtype tests.

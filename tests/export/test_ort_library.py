@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from poolswap.errors import PoolswapError
-
-CSRC = Path(__file__).resolve().parents[2] / "poolswap" / "csrc"
 from poolswap.ops import soft_pool_reference
 
 from .helpers import geometry_attributes, softpool_model
 from .test_function import GEOMETRIES
+
+CSRC = Path(__file__).resolve().parents[2] / "poolswap" / "csrc"
 
 ort = pytest.importorskip("onnxruntime")
 

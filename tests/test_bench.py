@@ -12,7 +12,10 @@ from poolswap.cli import main
 
 
 def test_op_benchmark_reports_every_variant_with_ratios():
-    result = run_op_benchmark(OpBenchConfig(batch=1, channels=2, size=16, min_run_time=0.01))
+    result = run_op_benchmark(OpBenchConfig(batch=1, channels=2, size=16, min_run_time=0.01, threads=2))
+    assert result["threads"] == 2
+    scaling = result["fused_thread_scaling"]
+    assert scaling["threads"] == 2 and scaling["forward_speedup"] > 0
     rows = {r["variant"]: r for r in result["rows"]}
     assert set(rows) == {"max_pool2d", "avgpool_decomposition", "softpool_fused", "softpool_reference"}
     assert rows["max_pool2d"]["forward_vs_max"] == pytest.approx(1.0)
@@ -44,15 +47,19 @@ def test_ort_benchmark_times_every_variant_of_the_pool_alone(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     out, chart = tmp_path / "ort.json", tmp_path / "ort.png"
     assert main(["bench", "ort", "--models", "op", "--batches", "1", "2", "--size", "16", "--min-run-time", "0.01",
-                 "--json", str(out), "--plot", str(chart)]) == 0
+                 "--threads", "2", "--json", str(out), "--plot", str(chart)]) == 0
     data = json.loads(out.read_text())
+    assert data["threads"] == 2
     assert [(r["model"], r["batch"]) for r in data["rows"]] == [("op", 1), ("op", 2)]
     for r in data["rows"]:
-        assert set(r["ms"]) == {"original", "library", "fast body", "exact body"} and min(r["ms"].values()) > 0
+        assert set(r["ms"]) == {"original", "library", "fast body", "exact body", "library 1 thread"}
+        assert min(r["ms"].values()) > 0
+        assert r["library thread speedup"] == pytest.approx(r["ms"]["library 1 thread"] / r["ms"]["library"])
         assert r["library/original"] == pytest.approx(r["ms"]["library"] / r["ms"]["original"])
         assert r["exact body/library"] == pytest.approx(r["ms"]["exact body"] / r["ms"]["library"])
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| op | 2 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| op | 2 |" in printed and "1 -> 2 threads" in printed
 
 
 @pytest.mark.slow
@@ -65,3 +72,21 @@ def test_ort_benchmark_converts_and_exports_a_model():
     (row,) = result["rows"]
     assert row["model"] == "torchvision:resnet18" and row["provider"] == "CPUExecutionProvider"
     assert "| torchvision:resnet18 | 1 |" in format_ort_table(result)
+
+
+def test_every_variant_is_timed_on_the_threads_the_result_reports(monkeypatch):
+    """torch.utils.benchmark.Timer defaults to one thread: the benchmarks must pass theirs."""
+    from poolswap.bench import _timing
+
+    seen = []
+    real_timer = _timing.Timer
+
+    def recording_timer(*args, **kwargs):
+        seen.append(kwargs.get("num_threads", 1))
+        return real_timer(*args, **kwargs)
+
+    monkeypatch.setattr(_timing, "Timer", recording_timer)
+    result = run_op_benchmark(OpBenchConfig(batch=1, channels=2, size=8, min_run_time=0.01, threads=2,
+                                            include_reference=False))
+    # 3 variants x (forward, forward+backward) on 2 threads, then the fused kernel's two on 1 thread
+    assert seen == [2] * 6 + [1] * 2 and result["threads"] == 2

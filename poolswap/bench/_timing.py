@@ -12,15 +12,34 @@ import torch
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 from torch.utils.benchmark import Timer  # noqa: E402
 
-__all__ = ["median_seconds", "peak_memory"]
+__all__ = ["median_seconds", "peak_memory", "resolve_threads"]
 
 
-def median_seconds(fn: Callable[[], object], min_run_time: float, device: str) -> float:
-    """Median wall time of ``fn`` after one warm-up call (kernel builds, caches)."""
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
+def resolve_threads(threads: Optional[int]) -> int:
+    """The intra-op thread count a benchmark runs with: ``threads``, else torch's current one (all cores)."""
+    if threads is None:
+        return torch.get_num_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    return threads
+
+
+def median_seconds(fn: Callable[[], object], min_run_time: float, device: str, threads: int) -> float:
+    """Median wall time of ``fn`` on ``threads`` intra-op threads, after one warm-up call (builds, caches).
+
+    ``torch.utils.benchmark.Timer`` runs on one thread unless told otherwise: every
+    benchmark passes the thread count it reports, and the same to every variant.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    finally:
+        torch.set_num_threads(previous)
+    timer = Timer("fn()", globals={"fn": fn}, num_threads=threads)
+    return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
 def peak_memory(fn: Callable[[], object], device: str) -> Optional[int]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
-from ._timing import median_seconds, peak_memory
+from ._timing import median_seconds, peak_memory, resolve_threads
 from ._table import markdown_table
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ class ModelBenchConfig:
     size: int = 112
     device: str = "cpu"
     min_run_time: float = 1.0
+    threads: Optional[int] = None  # intra-op threads of every model (default: torch's, all cores)
 
 
 def _logits(out):
@@ -31,7 +32,7 @@ def _logits(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _measure(model: torch.nn.Module, x: torch.Tensor, config: ModelBenchConfig) -> dict:
+def _measure(model: torch.nn.Module, x: torch.Tensor, config: ModelBenchConfig, threads: int) -> dict:
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     target = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
 
@@ -46,10 +47,10 @@ def _measure(model: torch.nn.Module, x: torch.Tensor, config: ModelBenchConfig) 
             model(x)
 
     model.train()
-    train = median_seconds(train_step, config.min_run_time, config.device)
+    train = median_seconds(train_step, config.min_run_time, config.device, threads)
     train_peak = peak_memory(train_step, config.device)
     model.eval()
-    inference = median_seconds(infer, config.min_run_time, config.device)
+    inference = median_seconds(infer, config.min_run_time, config.device, threads)
     return {"train_step_ms": train * 1e3, "train_peak_bytes": train_peak, "inference_ms": inference * 1e3}
 
 
@@ -57,14 +58,15 @@ def run_model_benchmark(config: ModelBenchConfig) -> dict:
     """Rows per model: original and converted timings, and their ratios."""
     from poolswap.surgery import convert, create_model
 
+    threads = resolve_threads(config.threads)
     rows = []
     for spec in config.models:
         torch.manual_seed(0)
         original = create_model(spec).to(config.device)
         converted = convert(copy.deepcopy(original)).to(config.device)
         x = torch.randn(config.batch, 3, config.size, config.size, device=config.device)
-        a = _measure(original, x, config)
-        b = _measure(converted, x, config)
+        a = _measure(original, x, config, threads)
+        b = _measure(converted, x, config, threads)
         row = {"model": spec, "original": a, "converted": b,
                "train_step_ratio": b["train_step_ms"] / a["train_step_ms"],
                "inference_ratio": b["inference_ms"] / a["inference_ms"]}
@@ -73,7 +75,7 @@ def run_model_benchmark(config: ModelBenchConfig) -> dict:
         logger.info("%s: train step %.1f -> %.1f ms, inference %.1f -> %.1f ms", spec, a["train_step_ms"],
                     b["train_step_ms"], a["inference_ms"], b["inference_ms"])
         rows.append(row)
-    return {"config": asdict(config), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"config": asdict(config), "threads": threads, "torch": torch.__version__,
             "device_name": torch.cuda.get_device_name(0) if config.device.startswith("cuda") else "cpu", "rows": rows}
 
 

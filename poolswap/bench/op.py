@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
-from ._timing import median_seconds, peak_memory
+from ._timing import median_seconds, peak_memory, resolve_threads
 from ._table import markdown_table
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ class OpBenchConfig:
     device: str = "cpu"
     min_run_time: float = 1.0
     include_reference: bool = True
+    threads: Optional[int] = None  # intra-op threads of every variant (default: torch's, all cores)
 
 
 def _decomposition(x: torch.Tensor, k: int, s: int, p: int) -> torch.Tensor:
@@ -38,10 +39,15 @@ def _decomposition(x: torch.Tensor, k: int, s: int, p: int) -> torch.Tensor:
 
 
 def run_op_benchmark(config: OpBenchConfig) -> dict:
-    """Time forward and forward+backward of every variant; returns rows with ratios to max_pool2d."""
-    import poolswap
-    from poolswap.ops import kernel_status, soft_pool_reference
+    """Time forward and forward+backward of every variant; returns rows with ratios to max_pool2d.
 
+    Every variant runs on the same ``threads``; on the CPU the fused kernel is also
+    timed on one thread, for its speed-up from 1 thread to ``threads``.
+    """
+    import poolswap
+    from poolswap.ops import cpu_parallel_backend, kernel_status, soft_pool_reference
+
+    threads = resolve_threads(config.threads)
     dtype = getattr(torch, config.dtype)
     k, s, p = config.kernel, config.stride, config.padding
     x = torch.randn(config.batch, config.channels, config.size, config.size, device=config.device, dtype=dtype)
@@ -61,11 +67,14 @@ def run_op_benchmark(config: OpBenchConfig) -> dict:
 
         return run
 
+    def time_both(f, n_threads: int) -> tuple[float, float]:
+        with torch.no_grad():
+            fwd = median_seconds(lambda: f(x), config.min_run_time, config.device, n_threads)
+        return fwd, median_seconds(forward_backward(f), config.min_run_time, config.device, n_threads)
+
     rows = []
     for name, f in variants.items():
-        with torch.no_grad():
-            fwd = median_seconds(lambda: f(x), config.min_run_time, config.device)
-        fwd_bwd = median_seconds(forward_backward(f), config.min_run_time, config.device)
+        fwd, fwd_bwd = time_both(f, threads)
         rows.append({"variant": name, "forward_ms": fwd * 1e3, "forward_backward_ms": fwd_bwd * 1e3,
                      "peak_memory_bytes": peak_memory(forward_backward(f), config.device)})
         logger.info("%-22s forward %8.2f ms   forward+backward %8.2f ms", name, fwd * 1e3, fwd_bwd * 1e3)
@@ -77,9 +86,21 @@ def run_op_benchmark(config: OpBenchConfig) -> dict:
         r["decomposition_speedup_forward_backward"] = (
             base["avgpool_decomposition"]["forward_backward_ms"] / r["forward_backward_ms"]
         )
+    scaling = None
+    if not config.device.startswith("cuda"):
+        fused = base["softpool_fused"]
+        one_fwd, one_fwd_bwd = time_both(variants["softpool_fused"], 1)
+        scaling = {"threads": threads, "forward_1_thread_ms": one_fwd * 1e3,
+                   "forward_backward_1_thread_ms": one_fwd_bwd * 1e3,
+                   "forward_speedup": one_fwd * 1e3 / fused["forward_ms"],
+                   "forward_backward_speedup": one_fwd_bwd * 1e3 / fused["forward_backward_ms"]}
+        logger.info("fused kernel, 1 -> %d threads: forward %.2fx, forward+backward %.2fx", threads,
+                    scaling["forward_speedup"], scaling["forward_backward_speedup"])
     return {
         "config": asdict(config),
-        "threads": torch.get_num_threads(),
+        "threads": threads,
+        "parallel_backend": cpu_parallel_backend() if not config.device.startswith("cuda") else None,
+        "fused_thread_scaling": scaling,
         "torch": torch.__version__,
         "device_name": torch.cuda.get_device_name(0) if config.device.startswith("cuda") else "cpu",
         "kernels": {key: v.active for key, v in kernel_status().items()},
@@ -97,4 +118,13 @@ def format_op_table(result: dict) -> str:
     rows = [[r["variant"], f"{r['forward_ms']:.2f}", f"{r['forward_backward_ms']:.2f}", f"{r['forward_vs_max']:.2f}x",
              f"{r['forward_backward_vs_max']:.2f}x", f"{r['decomposition_speedup_forward']:.2f}x",
              f"{r['decomposition_speedup_forward_backward']:.2f}x"] for r in result["rows"]]
-    return markdown_table(title, header, rows)
+    table = markdown_table(title, header, rows)
+    scaling = result.get("fused_thread_scaling")
+    if scaling and scaling["threads"] > 1:
+        table += (f"\n\nfused kernel, 1 -> {scaling['threads']} threads ({result.get('parallel_backend')}): "
+                  f"forward {scaling['forward_1_thread_ms']:.2f} -> "
+                  f"{scaling['forward_1_thread_ms'] / scaling['forward_speedup']:.2f} ms "
+                  f"({scaling['forward_speedup']:.2f}x), forward+backward {scaling['forward_backward_1_thread_ms']:.2f} -> "
+                  f"{scaling['forward_backward_1_thread_ms'] / scaling['forward_backward_speedup']:.2f} ms "
+                  f"({scaling['forward_backward_speedup']:.2f}x)")
+    return table

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["OP_JOB", "OrtBenchConfig", "format_ort_table", "run_ort_benchmark"]
 
 OP_JOB = "op"
+ONE_THREAD = "library 1 thread"
 # Each variant: the exported file it runs, and how the session is made.
 SESSIONS = {
     "original": ("original", {"library": False}),
@@ -47,7 +48,7 @@ class OrtBenchConfig:
     batches: list[int] = field(default_factory=lambda: [1, 32])
     size: int = 224
     providers: str = "cpu"
-    threads: Optional[int] = None
+    threads: Optional[int] = None  # intra-op threads of every session (default: all cores, as torch counts them)
     spin: bool = False
     warmup: int = 3
     repeats: int = 10
@@ -134,6 +135,9 @@ def run_ort_benchmark(config: OrtBenchConfig) -> dict:
 
     from ..deploy import session
 
+    from ._timing import resolve_threads
+
+    threads = resolve_threads(config.threads)
     rows = []
     provider = config.providers
     with tempfile.TemporaryDirectory(prefix="poolswap-bench-ort-") as tmp:
@@ -145,9 +149,12 @@ def run_ort_benchmark(config: OrtBenchConfig) -> dict:
                 paths, input_size = _model_files(spec, Path(tmp), config.size)
             sessions = {
                 variant: session(paths[file], config.providers, options=_session_options(config),
-                                 intra_op_threads=config.threads, **how)
+                                 intra_op_threads=threads, **how)
                 for variant, (file, how) in SESSIONS.items()
             }
+            if spec == OP_JOB and threads > 1:  # the library's kernel alone, 1 thread against `threads`
+                sessions[ONE_THREAD] = session(paths["fast"], config.providers, options=_session_options(config),
+                                               intra_op_threads=1, strict=True)
             provider = sessions["original"].get_providers()[0]
             for batch in config.batches:
                 x = np.random.default_rng(batch).standard_normal((batch, *input_size)).astype(np.float32)
@@ -156,10 +163,12 @@ def run_ort_benchmark(config: OrtBenchConfig) -> dict:
                        "library/original": ms["library"] / ms["original"],
                        "fast body/library": ms["fast body"] / ms["library"],
                        "exact body/library": ms["exact body"] / ms["library"]}
+                if ONE_THREAD in ms:
+                    row["library thread speedup"] = ms[ONE_THREAD] / ms["library"]
                 logger.info("%s batch %d: %s", spec, batch, ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()))
                 rows.append(row)
     return {"config": asdict(config), "onnxruntime": onnxruntime.__version__, "device_name": provider,
-            "threads": config.threads or "ORT default", "rows": rows}
+            "threads": threads, "rows": rows}
 
 
 def format_ort_table(result: dict) -> str:
@@ -170,4 +179,10 @@ def format_ort_table(result: dict) -> str:
               "exact body / library"]
     rows = [[r["model"], str(r["batch"]), *(f"{r['ms'][v]:.2f}" for v in SESSIONS), f"{r['library/original']:.2f}x",
              f"{r['fast body/library']:.2f}x", f"{r['exact body/library']:.2f}x"] for r in result["rows"]]
-    return markdown_table(title, header, rows)
+    table = markdown_table(title, header, rows)
+    scaling = [r for r in result["rows"] if "library thread speedup" in r]
+    if scaling:
+        table += "\n\nlibrary kernel alone (op), 1 -> {} threads: {}".format(result["threads"], ", ".join(
+            f"batch {r['batch']} {r['ms'][ONE_THREAD]:.2f} -> {r['ms']['library']:.2f} ms "
+            f"({r['library thread speedup']:.2f}x)" for r in scaling))
+    return table

@@ -28,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default: {DEFAULT_MODELS['model']} for model, {DEFAULT_MODELS['ort']} for ort)")
     models.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes for `ort`")
     models.add_argument("--providers", default="cpu", help="`ort`: cpu, cuda or auto")
-    models.add_argument("--threads", type=int, default=None, help="`ort`: intra-op threads (default: ORT's)")
     models.add_argument("--spin", action="store_true",
                         help="`ort`: let idle ORT threads spin (ORT's default; skews round-robin timings on few cores)")
     shape = parser.add_argument_group("problem")
@@ -41,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shape.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"], help="dtype")
     shape.add_argument("--device", default="cpu", help="cpu or cuda")
     run = parser.add_argument_group("run")
+    run.add_argument("--threads", type=int, default=None,
+                     help="intra-op threads of every variant (default: all cores, torch.get_num_threads())")
     run.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timing per measurement")
     run.add_argument("--no-reference", action="store_true", help="skip the slow pure-PyTorch reference")
     run.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         from ..bench.model import ModelBenchConfig, format_model_table, run_model_benchmark
 
         result = run_model_benchmark(ModelBenchConfig(models=models, batch=args.batch, size=size,
-                                                      device=args.device, min_run_time=args.min_run_time))
+                                                      device=args.device, min_run_time=args.min_run_time,
+                                                      threads=args.threads))
         print(format_model_table(result))
         _write_outputs(result, args)
         return 0
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     config = OpBenchConfig(
         batch=args.batch, channels=args.channels, size=size, kernel=args.kernel, stride=args.stride,
         padding=args.padding, dtype=args.dtype, device=args.device, min_run_time=args.min_run_time,
-        include_reference=not args.no_reference,
+        include_reference=not args.no_reference, threads=args.threads,
     )
     result = run_op_benchmark(config)
     print(format_op_table(result))

@@ -47,7 +47,7 @@ def collect() -> dict:
     import torch
 
     from .. import __version__
-    from ..ops import kernel_status
+    from ..ops import cpu_parallel_backend, kernel_status
 
     report = {
         "poolswap": __version__,
@@ -60,6 +60,8 @@ def collect() -> dict:
         "compiler": _tool_version("c++"),
         "nvcc": _tool_version("nvcc"),
         "kernels": {k: {"active": v.active, "detail": v.detail} for k, v in kernel_status().items()},
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_parallel_backend": cpu_parallel_backend(),
     }
     try:
         import onnxruntime
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     for name, version in report["packages"].items():
         print(f"{name:<13} {version}")
     print(f"torch CUDA    {report['torch_cuda']}  available={report['cuda_available']}  gpu={report['gpu']}")
+    print(f"CPU threads   {report['cpu_threads']}  (fused kernel's parallel backend: {report['cpu_parallel_backend']})")
     print(f"compiler      {report['compiler']}")
     print(f"nvcc          {report['nvcc']}")
     if report["onnxruntime_providers"]:

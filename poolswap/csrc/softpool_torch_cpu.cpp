@@ -1,12 +1,16 @@
 // PyTorch CPU front-end of SoftPool: registers the fused kernels of
 // softpool_cpu.h for the CPU dispatch key of the poolswap::soft_pool and
 // poolswap::soft_pool_backward ops (declared in poolswap/ops/_library.py).
+#include <ATen/Config.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -15,6 +19,39 @@
 
 namespace poolswap {
 namespace {
+
+// How many distinct threads of ATen's pool ran the planes of the last forward or
+// backward call: the tests check it, so a build without the parallel backend
+// (an extension compiled without OpenMP runs at::parallel_for on one thread) fails.
+std::atomic<int64_t> g_threads_last_call{0};
+
+// Collects the threads that run a call's chunks: a bit per ATen thread number.
+class ThreadRecorder {
+ public:
+  void record() { mask_.fetch_or(uint64_t(1) << (at::get_thread_num() & 63), std::memory_order_relaxed); }
+  ~ThreadRecorder() { g_threads_last_call.store(__builtin_popcountll(mask_.load()), std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> mask_{0};
+};
+
+// ATen's parallel backend as this extension was compiled: "openmp", "native", or
+// "serial" (ATen uses OpenMP but this file was compiled without it).
+std::string parallel_backend() {
+#if AT_PARALLEL_OPENMP
+#ifdef _OPENMP
+  return "openmp";
+#else
+  return "serial";
+#endif
+#elif AT_PARALLEL_NATIVE
+  return "native";
+#else
+  return "serial";
+#endif
+}
+
+int64_t threads_last_call() { return g_threads_last_call.load(); }
 
 int64_t plane_grain(const Geometry& g) {
   const int64_t work = g.out[0] * g.out[1] * g.out[2] * g.kernel[0] * g.kernel[1] * g.kernel[2];
@@ -44,7 +81,9 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
     // Plane i = (n, c) of x and of y.
     auto x_of = [&](int64_t i) { return xp + (i / channels) * xs[0] + (i % channels) * xs[1]; };
     auto y_of = [&](int64_t i) { return yp + (i / channels) * ys[0] + (i % channels) * ys[1]; };
+    ThreadRecorder threads;
     at::parallel_for(0, p.batch * channels, plane_grain(p.g), [&](int64_t begin, int64_t end) {
+      threads.record();
       if (per_channel) {
         for (int64_t i = begin; i < end; ++i)
           forward_plane<scalar_t, acc_t>(x_of(i), xs + 2, y_of(i), ys + 2, p.g, b[i % channels]);
@@ -91,7 +130,9 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
     scalar_t* gxp = grad_x.mutable_data_ptr<scalar_t>();
     const int64_t channels = p.channels;
     const int64_t plane_size = g.in[0] * g.in[1] * g.in[2];
+    ThreadRecorder threads;
     at::parallel_for(0, planes, plane_grain(g), [&](int64_t begin, int64_t end) {
+      threads.record();
       std::vector<acc_t> buffer(static_cast<size_t>(plane_size));
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i / channels, c = i % channels;
@@ -128,6 +169,12 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
 }
 
 }  // namespace
+
+// Diagnostics of the build, read by poolswap doctor and the tests.
+TORCH_LIBRARY_FRAGMENT(poolswap, m) {
+  m.def("_cpu_parallel_backend() -> str", &parallel_backend);
+  m.def("_cpu_threads_last_call() -> int", &threads_last_call);
+}
 
 TORCH_LIBRARY_IMPL(poolswap, CPU, m) {
   m.impl("soft_pool", &soft_pool_cpu);

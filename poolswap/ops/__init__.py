@@ -1,6 +1,6 @@
 """The SoftPool operator: functional API, modules, reference and registration."""
 
-from ._extension import KernelStatus, active_backend, build_cpu, kernel_status
+from ._extension import KernelStatus, active_backend, build_cpu, cpu_parallel_backend, cpu_threads_last_call, kernel_status
 from ._geometry import PoolGeometry, pooled_size
 from ._library import SOFT_POOL, SOFT_POOL_BACKWARD, soft_pool_op
 from .functional import soft_pool, soft_pool1d, soft_pool2d, soft_pool3d
@@ -17,6 +17,8 @@ __all__ = [
     "SoftPool3d",
     "active_backend",
     "build_cpu",
+    "cpu_parallel_backend",
+    "cpu_threads_last_call",
     "kernel_status",
     "pooled_size",
     "soft_pool",

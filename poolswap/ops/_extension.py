@@ -28,7 +28,10 @@ logger = logging.getLogger(__name__)
 CSRC_DIR = Path(__file__).resolve().parent.parent / "csrc"
 CPU_SOURCES = ("softpool_torch_cpu.cpp",)
 CPU_HEADERS = ("softpool_kernel.h", "softpool_cpu.h", "torch_problem.h")
-CPU_CFLAGS = ("-O3", "-march=native", "-fno-math-errno")
+# -fopenmp: ATen's at::parallel_for is inlined from its OpenMP header, so without the flag the
+# extension runs every plane on the calling thread. The OpenMP runtime is the one torch loaded.
+CPU_PARALLEL_FLAGS = () if sys.platform == "darwin" else ("-fopenmp",)
+CPU_CFLAGS = ("-O3", "-march=native", "-fno-math-errno", *CPU_PARALLEL_FLAGS)
 CUDA_SOURCES = ("softpool_torch_cuda.cu",)
 CUDA_HEADERS = ("softpool_kernel.h", "softpool_cuda_thread.h", "softpool_cuda.cuh", "torch_problem.h")
 # Ampere and Hopper machine code plus PTX that newer GPUs compile at load time.
@@ -99,6 +102,7 @@ def build_cpu(verbose: bool = False) -> Path:
         name=name,
         sources=[str(CSRC_DIR / s) for s in CPU_SOURCES],
         extra_cflags=list(CPU_CFLAGS),
+        extra_ldflags=list(CPU_PARALLEL_FLAGS),
         extra_include_paths=[str(CSRC_DIR)],
         build_directory=str(build_dir),
         is_python_module=False,
@@ -221,6 +225,20 @@ def ensure_loaded() -> None:
                 build_cuda()
             except Exception as exc:
                 _fall_back("cuda", "CUDA", exc)
+
+
+def cpu_parallel_backend() -> str:
+    """ATen's parallel backend as the fused CPU kernel was compiled with: openmp, native or serial."""
+    ensure_loaded()
+    if not _status.get("cpu", KernelStatus("cpu", False, "")).active:
+        return "none (reference)"
+    return str(torch.ops.poolswap._cpu_parallel_backend())
+
+
+def cpu_threads_last_call() -> int:
+    """How many threads ran the planes of the fused CPU kernel's last call (0 before any call)."""
+    ensure_loaded()
+    return int(torch.ops.poolswap._cpu_threads_last_call())
 
 
 def kernel_status() -> dict[str, KernelStatus]:

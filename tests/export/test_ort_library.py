@@ -201,3 +201,25 @@ class TestBuild:
         code = "import sys, poolswap.deploy as d; d.ort_library_status(); print('torch' in sys.modules)"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_cpu_kernel_runs_its_planes_on_ort_intra_op_threads(ort_library, threads):
+    """Not a timing test: the library records how many of ORT's threads ran a call's planes.
+
+    The input takes milliseconds on one thread, so a woken worker always finds planes left;
+    the most threads seen over a few runs must be exactly the session's intra-op count.
+    """
+    x = np.random.default_rng(0).standard_normal((8, 64, 64, 64)).astype(np.float32)
+    model = softpool_model(x.shape, geometry_attributes((3, 3), (2, 2), (1, 1), (1, 1), False), body=None)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.register_custom_ops_library(str(ort_library))
+    sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    counter = ctypes.CDLL(str(ort_library)).poolswap_ort_threads_last_call
+    counter.restype = ctypes.c_int64
+    seen = []
+    for _ in range(3):
+        sess.run(None, {"X": x})
+        seen.append(counter())
+    assert max(seen) == threads, seen

@@ -45,3 +45,31 @@ def test_a_missing_compiler_falls_back_to_the_reference_with_one_warning(tmp_pat
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "fallback-ok" in result.stdout
+
+
+@pytest.mark.skipif(os.environ.get("POOLSWAP_DISABLE_EXTENSION") == "1", reason="extension disabled on purpose")
+@pytest.mark.skipif(sys.platform == "darwin", reason="no OpenMP build on macOS")
+def test_the_fused_cpu_kernel_runs_its_planes_on_every_thread():
+    """Not a timing test: the kernel records how many threads ran a call's planes.
+
+    An extension built without ATen's parallel backend (-fopenmp) runs at::parallel_for
+    on the calling thread alone, however many threads torch is given.
+    """
+    from poolswap.ops import cpu_parallel_backend, cpu_threads_last_call
+
+    import poolswap
+
+    assert cpu_parallel_backend() == "openmp"
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(4, 64, 32, 32, requires_grad=True)
+        y = poolswap.soft_pool2d(x, 3, 2, 1)
+        assert cpu_threads_last_call() == 2
+        y.sum().backward()
+        assert cpu_threads_last_call() == 2
+        torch.set_num_threads(1)
+        poolswap.soft_pool2d(x.detach(), 3, 2, 1)
+        assert cpu_threads_last_call() == 1
+    finally:
+        torch.set_num_threads(previous)

@@ -23,12 +23,14 @@
 #undef ORT_API_MANUAL_INIT
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../softpool_cpu.h"
@@ -210,6 +212,24 @@ OrtStatusPtr compute_with_status(const Kernel& kernel, OrtKernelContext* context
 // CPU kernel
 // ---------------------------------------------------------------------------
 
+// How many distinct threads of ORT's intra-op pool ran the planes of the last CPU
+// call (poolswap_ort_threads_last_call): the tests check that the pool is used.
+std::atomic<int64_t> g_threads_last_call{0};
+
+class ThreadSet {
+ public:
+  void record() {
+    const std::thread::id me = std::this_thread::get_id();
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (std::find(ids_.begin(), ids_.end(), me) == ids_.end()) ids_.push_back(me);
+  }
+  ~ThreadSet() { g_threads_last_call.store(static_cast<int64_t>(ids_.size())); }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::thread::id> ids_;
+};
+
 template <typename scalar_t>
 struct PlaneJob {
   const scalar_t* x;
@@ -222,11 +242,13 @@ struct PlaneJob {
   int64_t y_stride[3];
   int64_t group;   // planes per task: planes with short rows share the kernel's padded buffers
   int64_t planes;
+  ThreadSet* threads;
 };
 
 template <typename scalar_t>
 void run_planes(void* data, size_t index) {
   const auto* job = static_cast<const PlaneJob<scalar_t>*>(data);
+  job->threads->record();
   const int64_t first = static_cast<int64_t>(index) * job->group;
   const int64_t count = std::min(job->group, job->planes - first);
   const auto& betas = job->attributes->betas;
@@ -272,6 +294,8 @@ struct SoftPoolCpuKernel {
     job.y_stride[2] = 1;
     job.planes = planes;
     job.group = attributes.betas.empty() ? poolswap::plane_group_size(g) : 1;
+    ThreadSet threads;
+    job.threads = &threads;
     // ORT's intra-op thread pool, a task per group of planes; num_batch 0 lets ORT choose the split.
     const int64_t tasks = (planes + job.group - 1) / job.group;
     context.ParallelFor(&run_planes<scalar_t>, static_cast<size_t>(tasks), 0, &job);
@@ -411,6 +435,11 @@ __attribute__((visibility("default"))) const char* poolswap_ort_library_info() {
                                   " ort_api=" + std::to_string(ORT_API_VERSION) + " ops=SoftPool(float,float16)" +
                                   " kernels=" + poolswap_ort::kKernels;
   return info.c_str();
+}
+
+// Distinct threads that ran the last CPU call's planes (a diagnostic for the tests).
+__attribute__((visibility("default"))) int64_t poolswap_ort_threads_last_call() {
+  return poolswap_ort::g_threads_last_call.load();
 }
 
 __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,

@@ -42,15 +42,11 @@ def default_data_dir() -> Path:
     """$POOLSWAP_SHARED_DATA, else the `shared/data` folder beside the checkout."""
     if os.environ.get("POOLSWAP_SHARED_DATA"):
         return Path(os.environ["POOLSWAP_SHARED_DATA"])
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here.parent / "shared" / "data", here / "shared" / "data", Path("/work/shared/data")):
-        if (candidate / "squeezenet1_0_imagenet.pth").is_file():
-            return candidate
-    return here.parent / "shared" / "data"
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def load_original(data_dir: Path) -> nn.Module:
-    from poolswap.surgery import create_model
+    from poolswap.model import create_model
 
     model = create_model("torchvision:squeezenet1_0")  # remembers its spec, for poolswap.save
     model.load_state_dict(torch.load(data_dir / "squeezenet1_0_imagenet.pth", map_location="cpu", weights_only=True))

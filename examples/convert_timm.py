@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 import poolswap
-from poolswap.surgery import build_from_checkpoint
+from poolswap.model import build_from_checkpoint
 
 
 def main() -> None:

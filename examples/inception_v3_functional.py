@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import poolswap
-from poolswap.surgery import create_model
+from poolswap.model import create_model
 
 
 def main() -> None:

@@ -3,10 +3,15 @@
 The public API, imported lazily so that ``import poolswap`` (and the CLI's
 ``--help``) stays instant until torch is needed:
 
-* the op: ``soft_pool1d/2d/3d``, ``SoftPool1d/2d/3d``, ``kernel_status``
-* find and swap: ``inspect``, ``convert``, ``save``, ``load``, ``manifest``, ``softpool_modules``
+* the op: ``soft_pool1d/2d/3d``, ``SoftPool1d/2d/3d``, ``softpool_modules``
+* its kernels: ``kernel_status``, ``ort_library_path``
+* models: ``create_model``, ``save``, ``load``
+* find and swap: ``inspect``, ``convert``, ``manifest``
 * fine-tune: ``finetune``, ``FinetuneConfig``, ``calibrate``, ``evaluate``
-* export and deploy: ``export_onnx``, ``ort_library_path``
+* export: ``export_onnx``
+
+The stages, in pipeline order, are the subpackages ``ops``, ``kernels``, ``model``,
+``surgery``, ``train``, ``export``, ``deploy``, ``pipeline`` and ``cli``.
 """
 
 from __future__ import annotations
@@ -23,19 +28,20 @@ _LAZY = {
     "SoftPool1d": "poolswap.ops",
     "SoftPool2d": "poolswap.ops",
     "SoftPool3d": "poolswap.ops",
-    "kernel_status": "poolswap.ops",
+    "softpool_modules": "poolswap.ops",
+    "kernel_status": "poolswap.kernels",
+    "ort_library_path": "poolswap.kernels",
+    "create_model": "poolswap.model",
+    "save": "poolswap.model",
+    "load": "poolswap.model",
     "inspect": "poolswap.surgery",
     "convert": "poolswap.surgery",
-    "save": "poolswap.surgery",
-    "load": "poolswap.surgery",
     "manifest": "poolswap.surgery",
-    "softpool_modules": "poolswap.surgery",
     "finetune": "poolswap.train",
     "FinetuneConfig": "poolswap.train",
     "evaluate": "poolswap.train",
     "calibrate": "poolswap.train",
     "export_onnx": "poolswap.export",
-    "ort_library_path": "poolswap.deploy",
     "PoolswapError": "poolswap.errors",
 }
 

@@ -56,7 +56,8 @@ def _measure(model: torch.nn.Module, x: torch.Tensor, config: ModelBenchConfig, 
 
 def run_model_benchmark(config: ModelBenchConfig) -> dict:
     """Rows per model: original and converted timings, and their ratios."""
-    from poolswap.surgery import convert, create_model
+    from ..model import create_model
+    from ..surgery import convert
 
     threads = resolve_threads(config.threads)
     rows = []

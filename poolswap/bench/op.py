@@ -45,7 +45,8 @@ def run_op_benchmark(config: OpBenchConfig) -> dict:
     timed on one thread, for its speed-up from 1 thread to ``threads``.
     """
     import poolswap
-    from poolswap.ops import cpu_parallel_backend, kernel_status, soft_pool_reference
+    from poolswap.kernels import cpu_parallel_backend, kernel_status
+    from poolswap.ops import soft_pool_reference
 
     threads = resolve_threads(config.threads)
     dtype = getattr(torch, config.dtype)

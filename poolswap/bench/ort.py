@@ -114,7 +114,8 @@ def _model_files(spec: str, folder: Path, size: int) -> tuple[dict, tuple[int, .
     import torch
 
     from ..export import export_onnx
-    from ..surgery import convert, create_model
+    from ..model import create_model
+    from ..surgery import convert
 
     torch.manual_seed(0)
     original = create_model(spec).eval()

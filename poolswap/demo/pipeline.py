@@ -151,7 +151,7 @@ def run_demo(out_dir: Union[str, os.PathLike], config: Optional[DemoConfig] = No
 def _run(out: Path, config: DemoConfig) -> dict[str, Any]:
     import poolswap
     from ..deploy import session
-    from ..surgery import build_from_checkpoint
+    from ..model import build_from_checkpoint
     from ..train import FinetuneConfig, calibrate, evaluate, finetune
 
     out.mkdir(parents=True, exist_ok=True)

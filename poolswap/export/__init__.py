@@ -6,7 +6,6 @@
 """
 
 from ._exporter import DEFAULT_OPSET, attach_function, export_onnx
-from ._checkpoint import load_checkpoint
 from ._validate import PairResult, ValidationReport, compare_outputs, validate
 from ._function import BODIES, DOMAIN, DOMAIN_VERSION, OP_NAME, model_body, node_attributes, softpool_function, softpool_nodes
 
@@ -21,7 +20,6 @@ __all__ = [
     "attach_function",
     "compare_outputs",
     "export_onnx",
-    "load_checkpoint",
     "model_body",
     "node_attributes",
     "softpool_function",

@@ -1,6 +1,6 @@
 """``export_onnx``: a converted model to ONNX, one ``poolswap::SoftPool`` node per SoftPool.
 
-How (facts in ``shared/design/ort-headers.md``): the dynamo exporter
+How: the dynamo exporter
 (``torch.onnx.export(..., dynamo=True)``) sees each SoftPool as a custom op; a
 ``custom_translation_table`` entry turns it into a bare ``poolswap::SoftPool``
 node (its schema registered with ``onnx.defs`` in this process); the

@@ -16,11 +16,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..ops import SOFT_POOL
-from ..ops._library import _soft_pool_fake
 from ..errors import PoolswapError
-from ..ops.modules import _SoftPoolNd
-from ..ops.temperature import SoftPoolBase
+from ..ops import SOFT_POOL, SoftPoolBase, SoftPoolNd, empty_soft_pool_output
 
 __all__ = ["FrozenSoftPool", "SOFT_POOL_FROZEN", "freeze_softpools"]
 
@@ -37,7 +34,7 @@ def _soft_pool_frozen(x, kernel_size, stride, padding, dilation, ceil_mode, beta
 
 
 def _soft_pool_frozen_fake(x, kernel_size, stride, padding, dilation, ceil_mode, beta, betas):
-    return _soft_pool_fake(x, kernel_size, stride, padding, dilation, ceil_mode, beta, None)
+    return empty_soft_pool_output(x, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 _lib.impl("soft_pool_frozen", _soft_pool_frozen, "CompositeExplicitAutograd")
@@ -49,7 +46,7 @@ SOFT_POOL_FROZEN = torch.ops.poolswap.soft_pool_frozen.default
 class FrozenSoftPool(nn.Module):
     """A SoftPool whose temperature(s) are plain floats (no parameter)."""
 
-    def __init__(self, source: _SoftPoolNd) -> None:
+    def __init__(self, source: SoftPoolNd) -> None:
         super().__init__()
         self.ndim = source.ndim
         self.kernel_size = list(source.kernel_size)
@@ -86,7 +83,7 @@ def freeze_softpools(model: nn.Module) -> tuple[nn.Module, int]:
     for name, m in frozen.named_modules():
         # 'Same'-padded and global SoftPools export through the functional op: a learnt scalar
         # temperature becomes their fixed float; a per-channel one has no float form there.
-        if isinstance(m, SoftPoolBase) and not isinstance(m, _SoftPoolNd) and m.log_beta is not None:
+        if isinstance(m, SoftPoolBase) and not isinstance(m, SoftPoolNd) and m.log_beta is not None:
             if m.log_beta.numel() != 1:
                 raise PoolswapError(
                     f"{name or 'the model'}: a per-channel learnt beta on a {type(m).__name__} cannot be exported; "
@@ -95,7 +92,7 @@ def freeze_softpools(model: nn.Module) -> tuple[nn.Module, int]:
             m.initial_beta = float(m.log_beta.detach().exp())
             m.learn_beta = None
             m.log_beta = None
-    sites: Sequence[str] = [name for name, m in frozen.named_modules() if isinstance(m, _SoftPoolNd)]
+    sites: Sequence[str] = [name for name, m in frozen.named_modules() if isinstance(m, SoftPoolNd)]
     for name in sites:
         if not name:  # the model is itself a SoftPool
             return FrozenSoftPool(frozen), 1

@@ -3,7 +3,7 @@
 * ``poolswap::soft_pool`` and ``poolswap::soft_pool_backward`` are declared here.
 * The pure-PyTorch reference is registered as the ``CompositeExplicitAutograd``
   kernel: it serves every device that has no fused kernel.
-* The compiled extension (``poolswap/csrc``) adds ``CPU`` (and ``CUDA``) kernels
+* The compiled extension (``poolswap/kernels``) adds ``CPU`` (and ``CUDA``) kernels
   for the same schema; a backend kernel takes precedence over the composite one.
 * Fake kernels make the op traceable by torch.fx, ``torch.compile`` and
   ``torch.export``; autograd goes through the backward op.
@@ -18,7 +18,7 @@ import torch
 from ._geometry import PoolGeometry
 from .reference import output_memory_format, soft_pool_backward_reference, soft_pool_reference
 
-__all__ = ["SOFT_POOL", "SOFT_POOL_BACKWARD"]
+__all__ = ["SOFT_POOL", "SOFT_POOL_BACKWARD", "empty_soft_pool_output", "soft_pool_op"]
 
 _GEOMETRY_ARGS = "int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode"
 
@@ -41,10 +41,15 @@ def _output_shape(x: torch.Tensor, kernel_size, stride, padding, dilation, ceil_
     return tuple(x.shape[: x.dim() - nd]) + geom.output_size(tuple(x.shape[x.dim() - nd :]))
 
 
-@torch.library.register_fake("poolswap::soft_pool")
-def _soft_pool_fake(x, kernel_size, stride, padding, dilation, ceil_mode, beta, beta_tensor):
+def empty_soft_pool_output(x: torch.Tensor, kernel_size, stride, padding, dilation, ceil_mode) -> torch.Tensor:
+    """An uninitialised output of SoftPool on ``x``: its shape, dtype and layout (for fake kernels)."""
     shape = _output_shape(x, kernel_size, stride, padding, dilation, ceil_mode)
     return x.new_empty(shape).contiguous(memory_format=output_memory_format(x))
+
+
+@torch.library.register_fake("poolswap::soft_pool")
+def _soft_pool_fake(x, kernel_size, stride, padding, dilation, ceil_mode, beta, beta_tensor):
+    return empty_soft_pool_output(x, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 @torch.library.register_fake("poolswap::soft_pool_backward")

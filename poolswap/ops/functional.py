@@ -13,7 +13,7 @@ from typing import Optional, Union
 import torch
 import torch.fx
 
-from . import _extension
+from ..kernels import ensure_loaded
 from ._geometry import IntOrTuple, PoolGeometry
 from ._library import soft_pool_op
 
@@ -58,7 +58,7 @@ def soft_pool(
 ) -> torch.Tensor:
     """SoftPool over ``ndim`` spatial dims of a (N, C, *S) or (C, *S) input."""
     geometry = PoolGeometry.create(ndim, kernel_size, stride, padding, dilation, ceil_mode)
-    _extension.ensure_loaded()
+    ensure_loaded()
     channels = None
     if isinstance(input, torch.Tensor):  # not a torch.fx Proxy: validate now
         geometry.check_input(input)

@@ -16,9 +16,12 @@ from ._geometry import IntOrTuple, PoolGeometry
 from .functional import soft_pool
 from .temperature import LearnBeta, SoftPoolBase
 
-__all__ = ["SoftPool1d", "SoftPool2d", "SoftPool3d", "LearnBeta", "SoftPoolBase"]
+__all__ = ["SoftPool1d", "SoftPool2d", "SoftPool3d", "SoftPoolNd"]
 
-class _SoftPoolNd(SoftPoolBase):
+
+class SoftPoolNd(SoftPoolBase):
+    """The local SoftPool of ``ndim`` spatial dims (the base of ``SoftPool1d/2d/3d``)."""
+
     ndim: int = 0
 
     def __init__(
@@ -61,19 +64,19 @@ class _SoftPoolNd(SoftPoolBase):
         return f"{self.geometry}, {self._beta_repr()}"
 
 
-class SoftPool1d(_SoftPoolNd):
+class SoftPool1d(SoftPoolNd):
     """1-d SoftPool over (N, C, L) or (C, L) inputs."""
 
     ndim = 1
 
 
-class SoftPool2d(_SoftPoolNd):
+class SoftPool2d(SoftPoolNd):
     """2-d SoftPool over (N, C, H, W) or (C, H, W) inputs."""
 
     ndim = 2
 
 
-class SoftPool3d(_SoftPoolNd):
+class SoftPool3d(SoftPoolNd):
     """3-d SoftPool over (N, C, D, H, W) or (C, D, H, W) inputs."""
 
     ndim = 3

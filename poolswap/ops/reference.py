@@ -2,7 +2,7 @@
 
 Windows are gathered with ``unfold`` over an input padded with ``-inf`` (an absent
 position gets weight exactly 0), so any layout, dtype and device works. It keeps
-every rule of ``shared/design/softpool.md``: per-window max shift, NaN and
+every rule of ``docs/softpool.md``: per-window max shift, NaN and
 ``+inf`` propagation, ``-inf`` weight 0, float32 accumulation for half types.
 It is memory-hungry (one copy of the input per window element); the fused
 kernels replace it where they are built.

@@ -10,7 +10,7 @@ from torch import nn
 
 from .functional import check_beta
 
-__all__ = ["SoftPoolBase", "LearnBeta", "learn_beta_mode"]
+__all__ = ["SoftPoolBase", "LearnBeta", "fixed_betas", "learn_beta_mode", "restore_fixed_betas", "softpool_modules"]
 
 LearnBeta = Union[bool, Literal["scalar", "channel"], None]
 
@@ -62,3 +62,23 @@ class SoftPoolBase(nn.Module):
     def _beta_repr(self) -> str:
         text = f"beta={self.initial_beta:g}"
         return text if self.learn_beta is None else f"{text}, learn_beta={self.learn_beta!r}"
+
+
+def softpool_modules(model: nn.Module) -> dict[str, SoftPoolBase]:
+    """Every SoftPool layer of ``model`` (local, 'same'-padded, global) by module path, in module order.
+
+    A converted model's swapped sites are named by their site names (see ``poolswap.manifest``).
+    """
+    return {name: m for name, m in model.named_modules() if isinstance(m, SoftPoolBase)}
+
+
+def fixed_betas(model: nn.Module) -> dict[str, float]:
+    """The fixed (not learnt) temperature of each SoftPool layer: module attributes, not in the state_dict."""
+    return {name: float(m.initial_beta) for name, m in softpool_modules(model).items() if m.log_beta is None}
+
+
+def restore_fixed_betas(model: nn.Module, betas: dict[str, float]) -> None:
+    """Set the fixed temperatures recorded by :func:`fixed_betas` (calibration may have changed them)."""
+    for name, module in softpool_modules(model).items():
+        if name in betas and module.log_beta is None:
+            module.initial_beta = float(betas[name])

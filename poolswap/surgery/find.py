@@ -252,7 +252,7 @@ def _channels_near(node: fx.Node, gm: Optional[fx.GraphModule]) -> Optional[int]
 
 def _pads_at(site: Site) -> bool:
     """Whether a 'same' pool pads at the measured input size."""
-    from .same_pool import same_padding_plan
+    from ..ops import same_padding_plan
 
     g = site.geometry
     spatial = site.input_shape[-site.ndim:]

@@ -3,7 +3,7 @@
 A converted model carries it as ``model.poolswap_manifest`` (a JSON-able dict);
 :func:`manifest` returns it with every site's current temperature read from its
 module (calibration or learning may have changed it). The fine-tune and export
-stages read it; :func:`softpool_modules` gives the swapped modules by site name.
+stages read it; ``poolswap.ops.softpool_modules`` gives the swapped modules by site name.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 
 from .sites import Site
 
-__all__ = ["MANIFEST_ATTR", "FORMAT", "build_manifest", "manifest", "softpool_modules", "site_beta"]
+__all__ = ["MANIFEST_ATTR", "FORMAT", "build_manifest", "manifest", "manifest_fixed_betas", "site_beta"]
 
 MANIFEST_ATTR = "poolswap_manifest"
 FORMAT = "poolswap.manifest/1"
@@ -43,12 +43,10 @@ def build_manifest(model: nn.Module, sites: list[Site], config: dict, untraced: 
     return {"format": FORMAT, "config": dict(config), "sites": entries, "untraced": list(untraced or [])}
 
 
-def softpool_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """The SoftPool module of every swapped site, by site name."""
-    data = getattr(model, MANIFEST_ATTR, None)
-    if not data:
-        return {}
-    return {s["name"]: model.get_submodule(s["name"]) for s in data["sites"] if s.get("action") == "swap"}
+def manifest_fixed_betas(data: dict) -> dict[str, float]:
+    """The fixed temperature the manifest records for each swapped site (learnt ones live in the weights)."""
+    return {e["name"]: float(e["beta"]) for e in data.get("sites", [])
+            if e.get("action") == "swap" and not e.get("learn_beta") and isinstance(e.get("beta"), (int, float))}
 
 
 def manifest(model: nn.Module) -> Optional[dict]:

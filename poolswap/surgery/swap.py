@@ -22,14 +22,12 @@ from typing import Any, Iterable, Optional, Union
 from torch import fx, nn
 
 from ..errors import PoolswapError
-from ..ops.global_pool import GlobalSoftPool
-from ..ops.modules import SoftPool1d, SoftPool2d, SoftPool3d
+from ..ops import GlobalSoftPool, SoftPool1d, SoftPool2d, SoftPool2dSame, SoftPool3d
 from .find import find_sites
 from .manifest import MANIFEST_ATTR, build_manifest
 from .patterns import classify_node
 from .report import Report
 from .rules import apply_rules
-from .same_pool import SoftPool2dSame
 from .sites import Site
 from .tracer import trace_shallow
 

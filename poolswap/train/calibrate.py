@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PoolswapError
-from .optim import softpool_modules
+from ..ops import softpool_modules
 
 __all__ = ["CalibrationResult", "DEFAULT_GRID", "calibrate", "get_beta", "set_beta"]
 
@@ -95,7 +95,7 @@ def calibrate(
     :class:`CalibrationResult`; the model keeps the chosen betas and its
     train/eval mode.
     """
-    sites = softpool_modules(model)
+    sites = list(softpool_modules(model).items())
     if not sites:
         raise PoolswapError("the model has no SoftPool layers to calibrate; convert it first")
     if any(b <= 0 or not math.isfinite(b) for b in grid):

@@ -72,13 +72,13 @@ def original_of(model: nn.Module) -> nn.Module:
     The model must know its spec (models built or loaded by poolswap do); returns it in eval mode.
     """
     from ..errors import PoolswapError
-    from ..surgery import load_weights, spec_of
-    from .optim import softpool_modules
+    from ..model import load_weights, spec_of
+    from ..ops import softpool_modules
 
     spec = spec_of(model)
     if spec is None:
         raise PoolswapError("the original model cannot be rebuilt: this model has no architecture spec; pass the teacher")
-    betas = {f"{name}.log_beta" if name else "log_beta" for name, _ in softpool_modules(model)}
+    betas = {f"{name}.log_beta" if name else "log_beta" for name in softpool_modules(model)}
     state = {k: v for k, v in model.state_dict().items() if k not in betas}
     original = spec.build()
     load_weights(original, state, what=f"the converted {spec.text}'s weights")

@@ -25,7 +25,8 @@ from .data import resolve_data_config
 from .distill import distillation_loss, original_of
 from .distributed import all_reduce_sum, init_distributed
 from .evaluate import Metrics, evaluate
-from .optim import build_optimizer, build_scheduler, freeze_bn_stats, softpool_modules
+from ..ops import fixed_betas, restore_fixed_betas, softpool_modules
+from .optim import build_optimizer, build_scheduler, freeze_bn_stats
 from .resume import get_rng_state, load_resume_state, save_resume_state, set_rng_state
 from .run_dir import RunDir
 
@@ -58,7 +59,7 @@ def _as_dataset(data: DataArg, model: nn.Module, config: FinetuneConfig, spec, *
     if isinstance(data, Dataset):
         return data
     if isinstance(data, (str, os.PathLike)):
-        from ..surgery import parse_spec, spec_of
+        from ..model import parse_spec, spec_of
 
         resolved = parse_spec(spec) if spec is not None else spec_of(model)
         data_config = resolve_data_config(model, spec=resolved.text if resolved else None, overrides=config.data_config)
@@ -74,7 +75,7 @@ def _split_batch(batch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
 
 
 def _beta_mean(model: nn.Module) -> Optional[float]:
-    sites = softpool_modules(model)
+    sites = list(softpool_modules(model).items())
     if not sites:
         return None
     values = [float(m.beta.float().mean()) if isinstance(m.beta, torch.Tensor) else float(m.beta) for _, m in sites]
@@ -148,7 +149,7 @@ def finetune(
     if resume and runs is None:
         raise PoolswapError("resume needs the run directory to resume")
     if runs is not None:
-        from ..surgery import spec_of
+        from ..model import spec_of
 
         if spec is None and spec_of(model) is None:
             raise PoolswapError("checkpoints need the model's architecture: pass spec='timm:NAME', "
@@ -203,7 +204,7 @@ def finetune(
             model.load_state_dict(state["model"])
         except RuntimeError as exc:
             raise PoolswapError(f"{runs.resume_file} does not fit this model ({first_line(exc)})") from None
-        _restore_betas(model, state["fixed_betas"])
+        restore_fixed_betas(model, state["fixed_betas"])
         start_epoch, start_step, global_step = state["epoch"], state["step"], state["global_step"]
         history, best_score, counts = list(state["history"]), state["best_score"], dict(state["counts"])
         if state.get("steps_per_epoch") not in (None, steps_per_epoch):
@@ -252,7 +253,7 @@ def finetune(
             "best_score": best_score,
             "counts": counts,
             # fixed temperatures (calibrated ones) are module attributes, not in the state_dict
-            "fixed_betas": {name: float(m.initial_beta) for name, m in softpool_modules(model) if m.log_beta is None},
+            "fixed_betas": fixed_betas(model),
         }
 
     def save_state(epoch: int, step: int) -> None:
@@ -350,13 +351,6 @@ def finetune(
     ctx.close()
     return FinetuneResult(model=model, history=history, calibration=calibration,
                           run_dir=runs.path if runs is not None else None, steps=global_step)
-
-
-def _restore_betas(model: nn.Module, betas: dict) -> None:
-    """Put back the fixed temperatures a resume state recorded (calibration may have changed them)."""
-    for name, module in softpool_modules(model):
-        if name in betas and module.log_beta is None:
-            module.initial_beta = float(betas[name])
 
 
 def _epoch_row(epoch: int, c: dict, *, lr: float, beta_mean: Optional[float], world: int) -> dict:

@@ -12,7 +12,6 @@ from .config import FinetuneConfig
 
 __all__ = [
     "WarmupCosine", "build_optimizer", "build_scheduler", "freeze_bn_stats", "is_softpool", "param_groups",
-    "softpool_modules",
 ]
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -23,11 +22,6 @@ def is_softpool(module: nn.Module) -> bool:
     from ..ops.temperature import SoftPoolBase
 
     return isinstance(module, SoftPoolBase)
-
-
-def softpool_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every SoftPool site of ``model`` as (qualified name, module), in module order."""
-    return [(name, m) for name, m in model.named_modules() if is_softpool(m)]
 
 
 def param_groups(model: nn.Module, *, lr: float, beta_lr: float, weight_decay: float) -> list[dict]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .._atomic import atomic_path
-from .._torch_files import unreadable_reason
+from ..model.safe_load import unreadable_reason
 from ..errors import PoolswapError
 
 __all__ = ["RESUME_FILE", "FORMAT", "get_rng_state", "set_rng_state", "save_resume_state", "load_resume_state"]

@@ -109,7 +109,7 @@ def test_data_split_is_seeded():
 
 
 def test_factory_is_a_model_spec():
-    from poolswap.surgery import create_model, spec_of
+    from poolswap.model import create_model, spec_of
 
     model = create_model(MODEL_SPEC, width=8)
     assert spec_of(model).text == MODEL_SPEC

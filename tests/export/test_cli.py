@@ -28,7 +28,7 @@ def cnn():
 def checkpoint(tmp_path, monkeypatch, cnn):
     path = tmp_path / "model.poolswap"
     path.write_bytes(b"stub")
-    monkeypatch.setattr(poolswap.export, "load_checkpoint", lambda p: cnn)
+    monkeypatch.setattr(poolswap.model, "load", lambda p: cnn)
     return path
 
 

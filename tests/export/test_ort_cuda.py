@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from poolswap.deploy import build_ort_library
-from poolswap.deploy._build import cuda_toolkit
+from poolswap.kernels import build_ort_library
+from poolswap.kernels._ort_library import cuda_toolkit
 
 from .helpers import small_cnn
 

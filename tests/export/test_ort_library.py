@@ -18,7 +18,7 @@ from poolswap.ops import soft_pool_reference
 from .helpers import geometry_attributes, softpool_model
 from .test_function import GEOMETRIES
 
-CSRC = Path(__file__).resolve().parents[2] / "poolswap" / "csrc"
+CSRC = Path(__file__).resolve().parents[2] / "poolswap" / "kernels" / "csrc"
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -168,7 +168,7 @@ class TestSession:
 
 class TestBuild:
     def test_build_command_uses_the_shared_kernel_and_links_no_ort(self, tmp_path):
-        from poolswap.deploy import ort_build_command
+        from poolswap.kernels._ort_library import ort_build_command
 
         command = ort_build_command(tmp_path, tmp_path / "lib.so")
         assert any(part.endswith("csrc/ort/softpool_ort.cpp") for part in command)
@@ -179,14 +179,14 @@ class TestBuild:
         assert '#include "softpool_kernel.h"' in (CSRC / "softpool_cpu.h").read_text()
 
     def test_bad_include_dir_is_named(self, tmp_path, monkeypatch):
-        from poolswap.deploy import find_ort_include_dir
+        from poolswap.kernels._ort_library import find_ort_include_dir
 
         monkeypatch.setenv("ORT_INCLUDE_DIR", str(tmp_path))
         with pytest.raises(PoolswapError, match="ORT_INCLUDE_DIR=.* holds no onnxruntime_cxx_api.h"):
             find_ort_include_dir()
 
     def test_cached_build_is_reused(self, ort_library, monkeypatch):
-        from poolswap.deploy import build_ort_library
+        from poolswap.kernels import build_ort_library
 
         monkeypatch.delenv("POOLSWAP_ORT_LIBRARY", raising=False)
         if ort_library != build_ort_library(fetch=False):

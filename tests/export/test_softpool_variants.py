@@ -9,9 +9,7 @@ import torch
 from poolswap.deploy import session
 from poolswap.errors import PoolswapError
 from poolswap.export import export_onnx
-from poolswap.ops.global_pool import GlobalSoftPool
-from poolswap.ops.temperature import SoftPoolBase
-from poolswap.surgery import SoftPool2dSame
+from poolswap.ops import GlobalSoftPool, SoftPool2dSame, SoftPoolBase
 
 
 def _model(learn_beta):

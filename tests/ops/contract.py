@@ -1,4 +1,4 @@
-"""A float64 brute-force SoftPool written straight from shared/design/softpool.md.
+"""A float64 brute-force SoftPool written straight from docs/softpool.md.
 
 Deliberately naive (Python loops over output positions, no shared code with
 poolswap): the fused kernels and the reference are both checked against it.

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poolswap.ops import SOFT_POOL, soft_pool_backward_reference, soft_pool_reference
-from poolswap.ops._extension import ensure_loaded
+from poolswap.kernels import ensure_loaded
 
 from .contract import soft_pool_brute_force, soft_pool_grad_brute_force
 from .strategies import Problem, problems

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 
 import poolswap
 from poolswap.ops import SOFT_POOL, soft_pool_reference
-from poolswap.ops._extension import build_cuda, nvcc_path
+from poolswap.kernels import build_cuda, nvcc_path
 
 from .contract import soft_pool_brute_force, soft_pool_grad_brute_force
 from .strategies import problems

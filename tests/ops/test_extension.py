@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from poolswap.ops import kernel_status
+from poolswap.kernels import kernel_status
 
 
 @pytest.mark.skipif(os.environ.get("POOLSWAP_DISABLE_EXTENSION") == "1", reason="extension disabled on purpose")
@@ -55,7 +55,7 @@ def test_the_fused_cpu_kernel_runs_its_planes_on_every_thread():
     An extension built without ATen's parallel backend (-fopenmp) runs at::parallel_for
     on the calling thread alone, however many threads torch is given.
     """
-    from poolswap.ops import cpu_parallel_backend, cpu_threads_last_call
+    from poolswap.kernels import cpu_parallel_backend, cpu_threads_last_call
 
     import poolswap
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-CSRC = HERE.parents[1] / "poolswap" / "csrc"
+CSRC = HERE.parents[1] / "poolswap" / "kernels" / "csrc"
 
 
 def _compile(source: str, folder: Path) -> Path:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import poolswap
-from poolswap.surgery import softpool_modules
+from poolswap.ops import softpool_modules
 
 # (name, input size H=W) for timm models, pretrained=False. The minimum (or native) size each accepts.
 TIMM_FAST = [

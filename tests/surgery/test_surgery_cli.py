@@ -12,7 +12,7 @@ import torch
 
 import poolswap
 from poolswap.cli import main
-from poolswap.surgery import create_model, read_header
+from poolswap.model import create_model, read_header
 
 ROOT = Path(__file__).resolve().parents[2]
 

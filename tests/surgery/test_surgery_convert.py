@@ -10,8 +10,8 @@ from torch import fx, nn
 import poolswap
 from poolswap.errors import PoolswapError
 from poolswap.ops import SoftPool2d
-from poolswap.ops.global_pool import GlobalSoftPool
-from poolswap.surgery import SoftPool2dSame, manifest, softpool_modules
+from poolswap.ops import GlobalSoftPool, SoftPool2dSame, softpool_modules
+from poolswap.surgery import manifest
 
 from _surgery_models import relative_error, set_limit_betas, timm_model, torchvision_model
 from test_surgery_find import DataDependent, Unpooling

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import poolswap
-from poolswap.surgery import build_from_checkpoint, softpool_modules
+from poolswap.model import build_from_checkpoint
+from poolswap.ops import softpool_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("POOLSWAP_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -29,7 +29,8 @@ def converted(tmp_path: Path):
     """(path of a converted TinyNet file, the converted model, its original)."""
     import torch
 
-    from poolswap.surgery import convert, create_model, save
+    from poolswap.model import create_model, save
+    from poolswap.surgery import convert
 
     torch.manual_seed(0)
     original = create_model("tests.train.helpers:TinyNet").eval()

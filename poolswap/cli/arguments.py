@@ -1,0 +1,111 @@
+"""Arguments several commands share: a model with its checkpoint, data preprocessing, input sizes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Optional
+
+from ..errors import PoolswapError
+
+__all__ = [
+    "add_data_arguments", "add_model_arguments", "build_model", "data_overrides", "parse_input_size",
+    "parse_model_kwargs",
+]
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_required: bool) -> None:
+    parser.add_argument("model", metavar="MODEL", help="timm:NAME, torchvision:NAME or package.module:factory")
+    group = parser.add_argument_group("model")
+    group.add_argument("--checkpoint", metavar="FILE", required=checkpoint_required,
+                       help=".pth/.pth.tar/.pt/.bin (read weights-only) or .safetensors; num_classes and in_chans "
+                            "are read off its head and stem (default: none, random weights)")
+    group.add_argument("--num-classes", type=int, metavar="N", help="classes of the checkpoint's head (default: inferred)")
+    group.add_argument("--model-kwargs", metavar="JSON", help="extra keyword arguments for the model factory (default: none)")
+    group.add_argument("--use-ema", action="store_true", help="prefer the checkpoint's state_dict_ema (default: off)")
+    group.add_argument("--input-size", metavar="C,H,W", help="example input size for shapes (default: the model's own)")
+
+
+def parse_model_kwargs(text: Optional[str]) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PoolswapError(f"--model-kwargs is not valid JSON ({exc.msg} at column {exc.colno}); e.g. '{{\"drop_rate\": 0.1}}'") from exc
+    if not isinstance(value, dict):
+        raise PoolswapError("--model-kwargs must be a JSON object, e.g. '{\"drop_rate\": 0.1}'")
+    return value
+
+
+def parse_input_size(text: Optional[str], flag: str = "--input-size") -> Optional[tuple[int, ...]]:
+    """``"3,224,224"`` (or ``3x224x224``) -> ``(3, 224, 224)``; ``"224,224"`` means 3 channels. None stays None."""
+    if text is None or text == "":
+        return None
+    try:
+        size = tuple(int(v) for v in str(text).replace("x", ",").split(","))
+    except ValueError:
+        size = ()
+    if len(size) not in (2, 3) or any(v < 1 for v in size):
+        raise PoolswapError(f"{flag} must look like C,H,W (e.g. 3,224,224) or H,W, got {text!r}")
+    return (3, *size) if len(size) == 2 else size
+
+
+def build_model(args: argparse.Namespace):
+    """(model, example input or None) from the parsed arguments."""
+    import torch
+
+    from ..model import build_from_checkpoint
+
+    model = build_from_checkpoint(
+        args.model, args.checkpoint, num_classes=args.num_classes,
+        model_kwargs=parse_model_kwargs(args.model_kwargs), use_ema=args.use_ema,
+    )
+    size = parse_input_size(args.input_size)
+    example = torch.randn((1, *size)) if size is not None else None
+    return model, example
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Preprocessing overrides of the model's own data config (shared with ``poolswap eval``)."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", metavar="DIR", required=False,
+                       help="ImageFolder root with train/ and val/ (class folders, or images alone: no labels)")
+    group.add_argument("--batch-size", type=int, default=32, help="images per step (per process)")
+    group.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    group.add_argument("--input-size", metavar="C,H,W", help="input size (default: the model's data config)")
+    group.add_argument("--crop-pct", type=float, help="center-crop fraction; 1 resizes to the input size (default: the model's)")
+    group.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="resize interpolation (default: the model's)")
+    group.add_argument("--mean", metavar="R,G,B", help="normalisation mean (default: the model's)")
+    group.add_argument("--std", metavar="R,G,B", help="normalisation std (default: the model's)")
+    group.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (this rank's GPU where there is one)")
+    return group
+
+
+def _floats(text: Optional[str], name: str, count: int = 3):
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise PoolswapError(f"{name} must be {count} comma-separated numbers, got {text!r}")
+    return values
+
+
+def data_overrides(args: argparse.Namespace) -> dict:
+    overrides = {}
+    if args.input_size:
+        overrides["input_size"] = parse_input_size(args.input_size)
+    if args.crop_pct is not None:
+        if not 0 < args.crop_pct <= 1:
+            raise PoolswapError(f"--crop-pct must be in (0, 1], got {args.crop_pct}")
+        overrides["crop_pct"] = args.crop_pct
+    if args.interpolation:
+        overrides["interpolation"] = args.interpolation
+    if args.mean:
+        overrides["mean"] = _floats(args.mean, "--mean")
+    if args.std:
+        overrides["std"] = _floats(args.std, "--std")
+    return overrides

@@ -1,0 +1,70 @@
+"""``poolswap eval``: top-1/top-5 of a model on an image folder, and its agreement with another."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from ...errors import PoolswapError
+from ..arguments import add_data_arguments, data_overrides
+
+NAME = "eval"
+HELP = "top-1/top-5 of a model or checkpoint on an image folder, and agreement with another model"
+ORDER = 35
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL_OR_CHECKPOINT",
+                        help="a poolswap model file (convert/finetune output) or a spec such as timm:NAME")
+    parser.add_argument("--weights", metavar="FILE", help="checkpoint for a MODEL spec (default: none)")
+    parser.add_argument("--against", metavar="OTHER",
+                        help="a second model (file or spec) to measure agreement with; 'original' for MODEL's "
+                             "unconverted original (default: none)")
+    parser.add_argument("--against-weights", metavar="FILE", help="checkpoint for an --against spec (default: none)")
+    add_data_arguments(parser)
+    parser.add_argument("--min-agreement", type=float,
+                        help="fail (exit 1) when the agreement with --against is below this fraction (default: off)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ...model import load_model, spec_of
+    from ...train import evaluate
+    from ...train.data import build_transform, image_dataset, resolve_data_config, split_dir
+    from ...train.distill import original_of
+    from ...train.distributed import resolve_device
+
+    if not args.data:
+        raise PoolswapError("eval needs --data DIR (an image folder; DIR/val is used when it exists)")
+    model = load_model(args.model, args.weights)
+    other = None
+    if args.against == "original":
+        other = original_of(model)
+    elif args.against:
+        other = load_model(args.against, args.against_weights)
+    if args.min_agreement is not None and other is None:
+        raise PoolswapError("--min-agreement needs --against OTHER")
+    folder = split_dir(args.data, "val", required=False) or split_dir(args.data, "train")
+    spec = spec_of(model)
+    config = resolve_data_config(model, spec=spec.text if spec else None, overrides=data_overrides(args))
+    dataset = image_dataset(folder, build_transform(config))
+    device = resolve_device(args.device)
+    model.to(device)
+    if other is not None:
+        other.to(device)
+    with torch.inference_mode():
+        result = evaluate(model, dataset, against=other, batch_size=args.batch_size, workers=args.workers,
+                          device=device, progress=not args.json)
+    if args.json:
+        print(json.dumps({"model": args.model, "against": args.against, "data": str(folder), **result.as_dict()}))
+    else:
+        print(f"{args.model} on {folder}: {result.summary()}")
+    if args.min_agreement is not None and (result.agreement or 0.0) < args.min_agreement:
+        logger.error("agreement %.4f is below --min-agreement %.4f", result.agreement or 0.0, args.min_agreement)
+        return 1
+    return 0

@@ -1,0 +1,222 @@
+"""ONNX Runtime sessions for poolswap models: the custom-op library registered, CUDA first.
+
+Needs only ``onnxruntime`` and ``numpy`` at run time (torch is imported only to
+build the library or to find the cache folder).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from ..errors import PoolswapError, first_line
+from ..kernels import ort_library_path
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["check_library", "ort_library_status", "resolve_providers", "session"]
+
+#: The ORT C API version the library is built against (ORT >= 1.21).
+MIN_ORT_API = 21
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _ort_api_version() -> int:
+    import onnxruntime
+
+    match = re.match(r"(\d+)\.(\d+)", onnxruntime.__version__)
+    return int(match.group(2)) if match and match.group(1) == "1" else 0
+
+
+def check_library(path: Optional[PathLike]) -> tuple[bool, str]:
+    """Whether ``path`` is a poolswap ORT library this process can register, and why not.
+
+    Loads it with ``ctypes`` (it links no ORT, so this is safe) and reads its
+    ``poolswap_ort_library_info()``: another architecture or ABI, a file that is not
+    poolswap's library, or a library built for a newer ORT API each get their own message.
+    """
+    if path is None:
+        return False, "not built: run `poolswap build` (or set ORT_INCLUDE_DIR and run it) to compile it"
+    path = Path(path)
+    if not path.is_file():
+        return False, f"{path} does not exist: run `poolswap build`"
+    try:
+        handle = ctypes.CDLL(str(path))
+    except OSError as exc:
+        return False, f"{path} cannot be loaded on this machine (built for another ABI or architecture?): {exc}"
+    try:
+        info_fn = handle.poolswap_ort_library_info
+        _ = handle.RegisterCustomOps
+    except AttributeError:
+        return False, f"{path} is not poolswap's ONNX Runtime library (no poolswap_ort_library_info/RegisterCustomOps)"
+    info_fn.restype = ctypes.c_char_p
+    info = info_fn().decode("utf-8", "replace")
+    match = re.search(r"ort_api=(\d+)", info)
+    built_api = int(match.group(1)) if match else 0
+    have_api = _ort_api_version()
+    if built_api > have_api:
+        return False, f"{path} was built for ORT API {built_api} but onnxruntime here has API {have_api}; rebuild it"
+    return True, f"{path} ({info})"
+
+
+def ort_library_status() -> dict:
+    """``{"active": bool, "detail": str}`` for ``poolswap doctor``."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return {"active": False, "detail": "onnxruntime is not installed (pip install 'poolswap[onnx]')"}
+    try:
+        path = ort_library_path(build=False)
+    except Exception as exc:  # a broken cache, an unreadable source tree: report, don't crash doctor
+        return {"active": False, "detail": f"lookup failed: {exc}"}
+    ok, detail = check_library(path)
+    return {"active": ok, "detail": detail}
+
+
+def _cuda_device_present() -> bool:
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            return bool(torch.cuda.is_available())
+        except Exception:
+            return False
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+        if cuda.cuInit(0) != 0:
+            return False
+        count = ctypes.c_int(0)
+        return cuda.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+    except (OSError, AttributeError):
+        return False
+
+
+def resolve_providers(providers: Union[str, Sequence[Any], None] = "auto") -> list:
+    """``"auto"``: CUDA first when onnxruntime has it and a GPU is present, then CPU; ``"cpu"``, ``"cuda"`` or a list."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    if providers is None or providers == "auto":
+        chosen = ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" in available and _cuda_device_present():
+            chosen.insert(0, "CUDAExecutionProvider")
+        return chosen
+    if providers == "cpu":
+        return ["CPUExecutionProvider"]
+    if providers == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise PoolswapError(f"onnxruntime here has no CUDA provider (it has {', '.join(available)})")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if isinstance(providers, str):
+        return [providers]
+    return list(providers)
+
+
+def _describe(arg: Any) -> str:
+    shape = getattr(arg, "shape", None)
+    dtype = getattr(arg, "dtype", None)
+    if shape is None:
+        return type(arg).__name__
+    return f"{dtype} {tuple(shape)}"
+
+
+def _onnx_type(ort_type: str) -> str:
+    match = re.match(r"tensor\((\w+)\)", ort_type or "")
+    return {"float": "float32", "double": "float64"}.get(match.group(1), match.group(1)) if match else str(ort_type)
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise PoolswapError("onnxruntime is not installed: pip install 'poolswap[onnx]'") from exc
+    return onnxruntime
+
+
+def _session_class():
+    onnxruntime = _import_ort()
+
+    class PoolswapSession(onnxruntime.InferenceSession):
+        """An ``onnxruntime.InferenceSession`` whose input errors are one line naming the expected inputs.
+
+        ``poolswap_library`` is the registered library (None when the model runs its function body).
+        """
+
+        poolswap_library: Optional[Path] = None
+
+        def expected_inputs(self) -> str:
+            return ", ".join(f"'{i.name}' {_onnx_type(i.type)} {list(i.shape)}" for i in self.get_inputs())
+
+        def run(self, output_names, input_feed, run_options=None):
+            try:
+                return super().run(output_names, input_feed, run_options)
+            except Exception as exc:
+                if type(exc).__module__.startswith("onnxruntime") or isinstance(exc, (ValueError, TypeError, RuntimeError)):
+                    given = ", ".join(f"'{k}' {_describe(v)}" for k, v in dict(input_feed).items())
+                    raise PoolswapError(
+                        f"the model expects input {self.expected_inputs()}; got {given}: {first_line(exc)}"
+                    ) from exc
+                raise
+
+    return PoolswapSession
+
+
+PoolswapSession = None  # the class is created on first use (it subclasses onnxruntime's)
+
+
+def session(
+    path: PathLike,
+    providers: Union[str, Sequence[Any], None] = "auto",
+    *,
+    library: Union[bool, str, PathLike] = True,
+    strict: bool = False,
+    options: Any = None,
+    intra_op_threads: Optional[int] = None,
+):
+    """An ``onnxruntime.InferenceSession`` for ``path`` with poolswap's library registered.
+
+    ``providers``: ``"auto"`` (CUDA first when available), ``"cpu"``, ``"cuda"`` or
+    an ORT provider list. ``library``: True (find it, :func:`ort_library_path`),
+    False (run the model's function body), or a path. When the library is missing
+    or unusable, the session falls back to the function body with a warning, or
+    raises :class:`PoolswapError` when ``strict``.
+    """
+    global PoolswapSession
+    onnxruntime = _import_ort()
+    if PoolswapSession is None:
+        PoolswapSession = _session_class()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no ONNX model at {path}")
+    so = options if options is not None else onnxruntime.SessionOptions()
+    if intra_op_threads is not None:
+        so.intra_op_num_threads = int(intra_op_threads)
+    registered: Optional[Path] = None
+    if library is not False and library is not None:
+        candidate = ort_library_path() if library is True or library == "auto" else Path(library)
+        ok, detail = check_library(candidate)
+        if ok:
+            try:
+                so.register_custom_ops_library(str(candidate))
+                registered = candidate
+            except Exception as exc:
+                ok, detail = False, f"ONNX Runtime refused {candidate}: {first_line(exc)}"
+        if not ok:
+            message = f"poolswap's ONNX Runtime library is unusable: {detail}"
+            if strict:
+                raise PoolswapError(message)
+            fallback = f"{message}; running SoftPool through the model's function body (slower)"
+            logger.warning(fallback)
+            warnings.warn(fallback, RuntimeWarning, stacklevel=2)
+    try:
+        sess = PoolswapSession(str(path), sess_options=so, providers=resolve_providers(providers))
+    except Exception as exc:
+        raise PoolswapError(f"ONNX Runtime could not load {path}: {first_line(exc)}") from exc
+    sess.poolswap_library = registered
+    return sess

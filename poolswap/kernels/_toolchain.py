@@ -1,0 +1,125 @@
+"""What every kernel build shares: the cache folder, the compilers, the CUDA targets and the cache key.
+
+Both builders (the PyTorch extension in :mod:`._torch_extension` and the ONNX
+Runtime library in :mod:`._ort_library`) take their toolchain from here, so
+they detect nvcc, target the same GPU architectures and key their cache
+folders the same way. Imports no torch: the ORT library builder must stay
+importable with onnxruntime and numpy alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+from typing import Iterable, Optional
+
+__all__ = [
+    "CSRC_DIR",
+    "DEFAULT_CUDA_ARCHS",
+    "build_key",
+    "cache_dir",
+    "cpu_signature",
+    "cuda_arch_list",
+    "cuda_home",
+    "cudart_static_dir",
+    "cxx_compiler",
+    "gencode_flags",
+    "nvcc_path",
+]
+
+#: The kernel sources, shared by every front-end.
+CSRC_DIR = Path(__file__).resolve().parent / "csrc"
+#: Ampere and Hopper machine code, plus PTX that newer GPUs compile at load time (torch's notation).
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+
+
+def cache_dir() -> Path:
+    """``$POOLSWAP_CACHE``, else ``$XDG_CACHE_HOME/poolswap`` (``~/.cache/poolswap``)."""
+    root = os.environ.get("POOLSWAP_CACHE")
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "poolswap"
+
+
+def cpu_signature() -> str:
+    """The machine and its instruction-set flags: builds use -march=native, so they key on it."""
+    flags = platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return flags + line
+    except OSError:
+        pass
+    return flags + platform.processor()
+
+
+def cxx_compiler() -> str:
+    """The C++ compiler: ``$CXX``, else ``c++`` / ``g++`` on PATH."""
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or "c++"
+
+
+def nvcc_path() -> Optional[str]:
+    """The CUDA compiler: ``$CUDA_HOME/bin/nvcc`` (or ``$CUDA_PATH``), else nvcc on PATH; None without one."""
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if home and Path(home, "bin", "nvcc").exists():
+        return str(Path(home, "bin", "nvcc"))
+    return shutil.which("nvcc")
+
+
+def cuda_home(nvcc: str) -> Path:
+    """The toolkit folder holding nvcc's headers (``include/cuda_runtime.h``)."""
+    for candidate in (Path(nvcc).resolve().parent.parent, Path("/usr/local/cuda")):
+        if (candidate / "include" / "cuda_runtime.h").exists():
+            return candidate
+    return Path(nvcc).resolve().parent.parent
+
+
+def cudart_static_dir(nvcc: str) -> Optional[Path]:
+    """The folder holding ``libcudart_static.a`` of nvcc's toolkit, or None."""
+    for root in (Path(nvcc).resolve().parent.parent, Path("/usr/local/cuda")):
+        for lib in ("lib64", "lib"):
+            if (root / lib / "libcudart_static.a").is_file():
+                return root / lib
+    return None
+
+
+def cuda_arch_list() -> str:
+    """The GPU targets of every CUDA build, in torch's notation: ``$TORCH_CUDA_ARCH_LIST`` or the default."""
+    return os.environ.get("TORCH_CUDA_ARCH_LIST") or DEFAULT_CUDA_ARCHS
+
+
+def gencode_flags(arch_list: str) -> list[str]:
+    """nvcc ``-gencode`` flags for a torch-style list (``"8.0;9.0+PTX"``: sm_80, sm_90 and compute_90 PTX)."""
+    flags = []
+    for item in arch_list.replace(" ", ";").split(";"):
+        if not item:
+            continue
+        ptx = item.endswith("+PTX")
+        number = item.removesuffix("+PTX").replace(".", "")
+        if not number.isdigit():
+            raise ValueError(f"TORCH_CUDA_ARCH_LIST entry {item!r} is not an architecture such as 8.0 or 9.0+PTX")
+        flags.append(f"-gencode=arch=compute_{number},code=sm_{number}")
+        if ptx:
+            flags.append(f"-gencode=arch=compute_{number},code=compute_{number}")
+    return flags
+
+
+def build_key(sources: Iterable[str], command: Iterable[str]) -> str:
+    """A 16-hex-digit key of a build: its sources' contents and everything that shapes the build command.
+
+    The command parts include the source folder, compilers, flags and versions: two
+    checkouts or two toolchains never share (and never rewrite) one build folder.
+    """
+    digest = hashlib.sha256()
+    for name in sources:
+        digest.update(name.encode())
+        digest.update((CSRC_DIR / name).read_bytes())
+    for part in (str(CSRC_DIR), sys.version, cpu_signature(), *command):
+        digest.update(b"\0" + str(part).encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,229 @@
+"""Build and load the PyTorch extension: the fused CPU and CUDA kernels of ``poolswap/kernels/csrc``.
+
+The kernels are compiled once per machine, poolswap source and torch version
+into a cache (``$POOLSWAP_CACHE``, default ``~/.cache/poolswap``) and loaded on
+first use of the op. ``poolswap build`` compiles them ahead of time. Where they
+cannot be built (no compiler, ``POOLSWAP_DISABLE_EXTENSION=1``), the op runs the
+pure-PyTorch reference and says so once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ._toolchain import CSRC_DIR, build_key, cache_dir, cuda_arch_list, cuda_home, cxx_compiler, nvcc_path
+
+logger = logging.getLogger(__name__)
+
+CPU_SOURCES = ("softpool_torch_cpu.cpp",)
+CPU_HEADERS = ("softpool_kernel.h", "softpool_cpu.h", "torch_problem.h")
+# -fopenmp: ATen's at::parallel_for is inlined from its OpenMP header, so without the flag the
+# extension runs every plane on the calling thread. The OpenMP runtime is the one torch loaded.
+CPU_PARALLEL_FLAGS = () if sys.platform == "darwin" else ("-fopenmp",)
+CPU_CFLAGS = ("-O3", "-march=native", "-fno-math-errno", *CPU_PARALLEL_FLAGS)
+CUDA_SOURCES = ("softpool_torch_cuda.cu",)
+CUDA_HEADERS = ("softpool_kernel.h", "softpool_cuda_thread.h", "softpool_cuda.cuh", "torch_problem.h")
+CUDA_FLAGS = ("-O3", "-lineinfo")
+
+__all__ = [
+    "KernelStatus", "active_backend", "build_cpu", "build_cuda", "build_error_line", "cpu_parallel_backend",
+    "cpu_threads_last_call", "ensure_loaded", "kernel_status",
+]
+
+
+@dataclass
+class KernelStatus:
+    """Whether a fused kernel is active, and where it came from or why not."""
+
+    name: str
+    active: bool
+    detail: str
+
+
+_lock = threading.Lock()
+_loaded = False
+_status: dict[str, KernelStatus] = {}
+
+
+def _build_location(kind: str, files: tuple[str, ...], command: tuple[str, ...], what: str) -> tuple[str, Path, Path]:
+    """The extension's name, build folder and library for these sources and build command; logs a first build."""
+    name = f"poolswap_{kind}_{build_key(files, (torch.__version__, *command))}"
+    build_dir = cache_dir() / name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    library = build_dir / f"{name}.so"
+    if not library.exists():
+        logger.info("compiling poolswap's %s into %s (once per machine and version)", what, build_dir)
+    return name, build_dir, library
+
+
+def _ensure_ninja_on_path() -> None:
+    """torch's builder runs ``ninja``; a venv's ninja may not be on PATH when the venv is not activated."""
+    dirs = [os.path.dirname(sys.executable)]
+    try:
+        import ninja  # type: ignore
+
+        dirs.append(getattr(ninja, "BIN_DIR", ""))
+    except ImportError:
+        pass
+    path = os.environ.get("PATH", "")
+    for d in dirs:
+        if d and d not in path.split(os.pathsep):
+            path = d + os.pathsep + path
+    os.environ["PATH"] = path
+
+
+def build_cpu(verbose: bool = False) -> Path:
+    """Compile (if needed) and load the fused CPU kernel; returns the shared library's path."""
+    # torch's builder warns on import that a CPU-only machine has no CUDA runtime: true and irrelevant here.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import cpp_extension
+
+    name, build_dir, library = _build_location(
+        "cpu", CPU_SOURCES + CPU_HEADERS, (cxx_compiler(), *CPU_CFLAGS), "fused CPU kernel"
+    )
+    _ensure_ninja_on_path()
+    cpp_extension.load(
+        name=name,
+        sources=[str(CSRC_DIR / s) for s in CPU_SOURCES],
+        extra_cflags=list(CPU_CFLAGS),
+        extra_ldflags=list(CPU_PARALLEL_FLAGS),
+        extra_include_paths=[str(CSRC_DIR)],
+        build_directory=str(build_dir),
+        is_python_module=False,
+        with_cuda=False,
+        verbose=verbose,
+    )
+    return library
+
+
+def _cuda_library_includes() -> list[str]:
+    """Header folders of the CUDA math libraries (cuSPARSE, cuBLAS, ...) that ATen's CUDA headers include.
+
+    A bare toolkit may lack them; torch's own CUDA wheels ship them. They go after
+    the toolkit's include folder, so the toolkit's headers win where both exist.
+    """
+    try:
+        import nvidia  # the namespace package of torch's CUDA wheels
+    except ImportError:
+        return []
+    found = []
+    for root in getattr(nvidia, "__path__", []):
+        for header in sorted(Path(root).glob("*/include/cusparse.h")):
+            found += ["-isystem", str(header.parent)]
+    return found
+
+
+def build_cuda(verbose: bool = False) -> Path:
+    """Compile (if needed) and load the CUDA kernels; works without a GPU (compile and link only)."""
+    if torch.version.cuda is None:
+        raise RuntimeError("this torch build has no CUDA support")
+    nvcc = nvcc_path()
+    if nvcc is None:
+        raise RuntimeError("nvcc not found (set CUDA_HOME or put nvcc on PATH)")
+    os.environ.setdefault("CUDA_HOME", str(cuda_home(nvcc)))
+    os.environ["TORCH_CUDA_ARCH_LIST"] = archs = cuda_arch_list()
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import cpp_extension
+
+    # The builder reads CUDA_HOME once, at its import (maybe before this call): give it ours.
+    cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"]
+
+    command = (cxx_compiler(), nvcc, os.environ["CUDA_HOME"], *CUDA_FLAGS, archs, str(torch.version.cuda))
+    name, build_dir, library = _build_location("cuda", CUDA_SOURCES + CUDA_HEADERS, command, f"CUDA kernels ({archs})")
+    _ensure_ninja_on_path()
+    cpp_extension.load(
+        name=name,
+        sources=[str(CSRC_DIR / s) for s in CUDA_SOURCES],
+        extra_cflags=["-O3", *_cuda_library_includes()],
+        extra_cuda_cflags=[*CUDA_FLAGS, *_cuda_library_includes()],
+        extra_include_paths=[str(CSRC_DIR)],
+        build_directory=str(build_dir),
+        is_python_module=False,
+        with_cuda=True,
+        verbose=verbose,
+    )
+    _status["cuda"] = KernelStatus("cuda", True, str(library))
+    return library
+
+
+def build_error_line(exc: BaseException) -> str:
+    """The compiler's first error, not ninja's closing line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "error" in line.lower() and "ninja" not in line.lower():
+            return line[:300]
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+def _fall_back(kind: str, what: str, exc: BaseException) -> None:
+    """Record why a kernel is missing and say once that the reference runs instead."""
+    reason = build_error_line(exc)
+    _status[kind] = KernelStatus(kind, False, f"build failed: {reason}")
+    message = (
+        f"poolswap: the {what} SoftPool kernel could not be built ({reason}); "
+        "using the pure-PyTorch reference, which is slower. Run `poolswap doctor` for details."
+    )
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def ensure_loaded() -> None:
+    """Load the fused kernels once; on failure keep the reference and warn once."""
+    global _loaded
+    if _loaded:
+        return
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True
+        if os.environ.get("POOLSWAP_DISABLE_EXTENSION") == "1":
+            _status["cpu"] = KernelStatus("cpu", False, "disabled by POOLSWAP_DISABLE_EXTENSION=1")
+            return
+        try:
+            path = build_cpu()
+            _status["cpu"] = KernelStatus("cpu", True, str(path))
+        except Exception as exc:  # a compiler error, no compiler, no ninja, ...
+            _fall_back("cpu", "fused CPU", exc)
+        if torch.cuda.is_available():
+            try:
+                build_cuda()
+            except Exception as exc:
+                _fall_back("cuda", "CUDA", exc)
+
+
+def cpu_parallel_backend() -> str:
+    """ATen's parallel backend as the fused CPU kernel was compiled with: openmp, native or serial."""
+    ensure_loaded()
+    if not _status.get("cpu", KernelStatus("cpu", False, "")).active:
+        return "none (reference)"
+    return str(torch.ops.poolswap._cpu_parallel_backend())
+
+
+def cpu_threads_last_call() -> int:
+    """How many threads ran the planes of the fused CPU kernel's last call (0 before any call)."""
+    ensure_loaded()
+    return int(torch.ops.poolswap._cpu_threads_last_call())
+
+
+def kernel_status() -> dict[str, KernelStatus]:
+    """The state of every kernel, loading them first."""
+    ensure_loaded()
+    status = dict(_status)
+    status.setdefault("cuda", KernelStatus("cuda", False, "not loaded (no GPU here; `poolswap build` compiles it)"))
+    return status
+
+
+def active_backend(device: Optional[torch.device] = None) -> str:
+    """``"fused"`` or ``"reference"``: what the op runs on ``device`` (default CPU)."""
+    kind = torch.device(device).type if device is not None else "cpu"
+    status = kernel_status().get(kind)
+    return "fused" if status is not None and status.active else "reference"

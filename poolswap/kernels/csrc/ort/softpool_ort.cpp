@@ -1,0 +1,473 @@
+// ONNX Runtime front-end of SoftPool: a custom-op library registering the
+// operator poolswap::SoftPool (domain "poolswap", version 1) for ORT sessions.
+//
+// The plane loops are softpool_cpu.h, the same header the PyTorch CPU op
+// compiles: one kernel source, two front-ends. This file only reads the node's
+// attributes, checks shapes and walks the (n, c) planes on ORT's thread pool.
+//
+// Attributes (as ONNX's MaxPool names them, see docs/softpool.md):
+//   kernel_shape (ints, required), strides, pads (begins then ends), dilations,
+//   ceil_mode (int), beta (float, default 1.0), betas (floats, optional: one
+//   temperature per channel; when present it overrides beta).
+//
+// Built against ORT's C/C++ headers (API 21, ORT >= 1.21) with
+// ORT_API_MANUAL_INIT: the library does not link libonnxruntime; the API table
+// comes from the OrtApiBase that ORT hands to RegisterCustomOps.
+//
+// CUDA: the kernel of softpool_ort_cuda.cu (from the shared .cuh) is
+// registered in RegisterCustomOps next to the CPU kernels (see
+// register_cuda_kernels below): a library registering a CUDA kernel alone would
+// hide the model's function body from CPU sessions.
+#define ORT_API_MANUAL_INIT
+#include <onnxruntime_cxx_api.h>
+#undef ORT_API_MANUAL_INIT
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../softpool_cpu.h"
+#if defined(POOLSWAP_ORT_WITH_CUDA)
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+
+#include "../softpool_ort_cuda.h"
+#endif
+
+#ifndef POOLSWAP_ORT_LIBRARY_VERSION
+#define POOLSWAP_ORT_LIBRARY_VERSION "unknown"
+#endif
+
+namespace poolswap_ort {
+
+constexpr const char* kDomain = "poolswap";
+constexpr const char* kOpName = "SoftPool";
+
+// ---------------------------------------------------------------------------
+// Attributes and geometry
+// ---------------------------------------------------------------------------
+
+struct SoftPoolAttributes {
+  std::vector<int64_t> kernel;
+  std::vector<int64_t> strides;
+  std::vector<int64_t> pads;  // begins then ends
+  std::vector<int64_t> dilations;
+  bool ceil_mode = false;
+  float beta = 1.0f;
+  std::vector<float> betas;  // per channel; empty when one beta serves all
+};
+
+template <typename T>
+bool optional_attribute(const Ort::ConstKernelInfo& info, const char* name, T& out) {
+  try {
+    out = info.GetAttribute<T>(name);
+    return true;
+  } catch (const Ort::Exception&) {
+    return false;
+  }
+}
+
+template <typename T>
+bool optional_attributes(const Ort::ConstKernelInfo& info, const char* name, std::vector<T>& out) {
+  try {
+    out = info.GetAttributes<T>(name);
+    return true;
+  } catch (const Ort::Exception&) {
+    return false;
+  }
+}
+
+std::string join(const std::vector<int64_t>& v) {
+  std::ostringstream s;
+  s << "[";
+  for (size_t i = 0; i < v.size(); ++i) s << (i ? ", " : "") << v[i];
+  s << "]";
+  return s.str();
+}
+
+SoftPoolAttributes read_attributes(const OrtKernelInfo* raw_info) {
+  Ort::ConstKernelInfo info(raw_info);
+  SoftPoolAttributes a;
+  if (!optional_attributes(info, "kernel_shape", a.kernel) || a.kernel.empty() || a.kernel.size() > 3) {
+    throw std::invalid_argument("poolswap::SoftPool needs a kernel_shape attribute of 1, 2 or 3 values");
+  }
+  const size_t nd = a.kernel.size();
+  // Defaults as ONNX's MaxPool: stride 1, no padding, dilation 1.
+  if (!optional_attributes(info, "strides", a.strides)) a.strides.assign(nd, 1);
+  if (!optional_attributes(info, "pads", a.pads)) a.pads.assign(2 * nd, 0);
+  if (!optional_attributes(info, "dilations", a.dilations)) a.dilations.assign(nd, 1);
+  int64_t ceil_mode = 0;
+  optional_attribute(info, "ceil_mode", ceil_mode);
+  a.ceil_mode = ceil_mode != 0;
+  optional_attribute(info, "beta", a.beta);
+  optional_attributes(info, "betas", a.betas);
+  if (a.strides.size() != nd || a.pads.size() != 2 * nd || a.dilations.size() != nd) {
+    throw std::invalid_argument("poolswap::SoftPool: strides, dilations need " + std::to_string(nd) +
+                                " values and pads " + std::to_string(2 * nd) + " (kernel_shape " +
+                                join(a.kernel) + ")");
+  }
+  for (size_t i = 0; i < nd; ++i) {
+    if (a.kernel[i] < 1 || a.strides[i] < 1 || a.dilations[i] < 1 || a.pads[i] < 0 || a.pads[nd + i] < 0) {
+      throw std::invalid_argument("poolswap::SoftPool: kernel, strides and dilations must be >= 1, pads >= 0");
+    }
+  }
+  if (!(a.beta > 0.0f)) throw std::invalid_argument("poolswap::SoftPool: beta must be > 0");
+  for (float b : a.betas) {
+    if (!(b > 0.0f)) throw std::invalid_argument("poolswap::SoftPool: every value of betas must be > 0");
+  }
+  return a;
+}
+
+// Output length along one dim: torch.nn.MaxPoolNd's rule, with begin and end pads.
+int64_t pooled_size(int64_t size, int64_t k, int64_t s, int64_t pad_begin, int64_t pad_end, int64_t d,
+                    bool ceil_mode) {
+  const int64_t extent = d * (k - 1) + 1;
+  const int64_t numerator = size + pad_begin + pad_end - extent + (ceil_mode ? s - 1 : 0);
+  int64_t out = (numerator >= 0 ? numerator / s : -((-numerator + s - 1) / s)) + 1;
+  if (ceil_mode && out > 0 && (out - 1) * s >= size + pad_begin) --out;  // a window starting in the end padding
+  return out;
+}
+
+// The problem as the shared kernel sees it: (planes, D, H, W) with 1-d and 2-d
+// problems padded to 3 dims by leading dims of size 1.
+struct Problem {
+  poolswap::Geometry g;
+  int64_t batch = 0;
+  int64_t channels = 0;
+  std::vector<int64_t> out_shape;
+};
+
+Problem make_problem(const SoftPoolAttributes& a, const std::vector<int64_t>& shape) {
+  const size_t nd = a.kernel.size();
+  if (shape.size() != nd + 2) {
+    throw std::invalid_argument("poolswap::SoftPool with a " + std::to_string(nd) +
+                                "-d kernel expects an (N, C, spatial...) input of rank " + std::to_string(nd + 2) +
+                                ", got rank " + std::to_string(shape.size()));
+  }
+  Problem p;
+  p.batch = shape[0];
+  p.channels = shape[1];
+  if (!a.betas.empty() && static_cast<int64_t>(a.betas.size()) != p.channels) {
+    throw std::invalid_argument("poolswap::SoftPool: betas holds " + std::to_string(a.betas.size()) +
+                                " values but the input has " + std::to_string(p.channels) + " channels");
+  }
+  p.out_shape = {p.batch, p.channels};
+  for (int i = 0; i < 3; ++i) {
+    const int src = i - (3 - static_cast<int>(nd));
+    poolswap::Geometry& g = p.g;
+    if (src < 0) {
+      g.in[i] = g.out[i] = g.kernel[i] = g.stride[i] = g.dilation[i] = 1;
+      g.pad[i] = 0;
+      continue;
+    }
+    g.in[i] = shape[2 + src];
+    g.kernel[i] = a.kernel[src];
+    g.stride[i] = a.strides[src];
+    g.pad[i] = a.pads[src];
+    g.dilation[i] = a.dilations[src];
+    g.out[i] = pooled_size(g.in[i], g.kernel[i], g.stride[i], a.pads[src], a.pads[nd + src], g.dilation[i],
+                           a.ceil_mode);
+    if (g.out[i] < 1) {
+      throw std::invalid_argument("poolswap::SoftPool: kernel_shape " + join(a.kernel) +
+                                  " is larger than the padded input in spatial dim " + std::to_string(src));
+    }
+    // Every window must hold at least one input position (padding is absent, not zero).
+    for (int64_t o = 0; o < g.out[i]; ++o) {
+      const poolswap::WindowRange r = poolswap::window_range(g, i, o);
+      if (r.lo >= r.hi) {
+        throw std::invalid_argument("poolswap::SoftPool: output window " + std::to_string(o) + " of spatial dim " +
+                                    std::to_string(src) + " covers only padding");
+      }
+    }
+    p.out_shape.push_back(g.out[i]);
+  }
+  return p;
+}
+
+// A kernel's Compute with its exceptions turned into ORT statuses: bad shapes
+// and attributes are the caller's (INVALID_ARGUMENT), anything else a failure.
+template <typename Kernel>
+OrtStatusPtr compute_with_status(const Kernel& kernel, OrtKernelContext* context) {
+  try {
+    kernel.Compute(context);
+    return nullptr;
+  } catch (const Ort::Exception& e) {
+    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
+  } catch (const std::invalid_argument& e) {
+    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+  } catch (const std::exception& e) {
+    return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
+  }
+}
+
+// ---------------------------------------------------------------------------
+// CPU kernel
+// ---------------------------------------------------------------------------
+
+// How many distinct threads of ORT's intra-op pool ran the planes of the last CPU
+// call (poolswap_ort_threads_last_call): the tests check that the pool is used.
+std::atomic<int64_t> g_threads_last_call{0};
+
+class ThreadSet {
+ public:
+  void record() {
+    const std::thread::id me = std::this_thread::get_id();
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (std::find(ids_.begin(), ids_.end(), me) == ids_.end()) ids_.push_back(me);
+  }
+  ~ThreadSet() { g_threads_last_call.store(static_cast<int64_t>(ids_.size())); }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::thread::id> ids_;
+};
+
+template <typename scalar_t>
+struct PlaneJob {
+  const scalar_t* x;
+  scalar_t* y;
+  const Problem* problem;
+  const SoftPoolAttributes* attributes;
+  int64_t x_plane;
+  int64_t y_plane;
+  int64_t x_stride[3];
+  int64_t y_stride[3];
+  int64_t group;   // planes per task: planes with short rows share the kernel's padded buffers
+  int64_t planes;
+  ThreadSet* threads;
+};
+
+template <typename scalar_t>
+void run_planes(void* data, size_t index) {
+  const auto* job = static_cast<const PlaneJob<scalar_t>*>(data);
+  job->threads->record();
+  const int64_t first = static_cast<int64_t>(index) * job->group;
+  const int64_t count = std::min(job->group, job->planes - first);
+  const auto& betas = job->attributes->betas;
+  if (betas.empty()) {  // one temperature for every plane
+    poolswap::forward_planes<scalar_t, float>(
+        count, [&](int64_t k) { return job->x + (first + k) * job->x_plane; }, job->x_stride,
+        [&](int64_t k) { return job->y + (first + k) * job->y_plane; }, job->y_stride, job->problem->g,
+        job->attributes->beta);
+    return;
+  }
+  for (int64_t i = first; i < first + count; ++i) {
+    const float beta = betas[static_cast<size_t>(i % job->problem->channels)];
+    poolswap::forward_plane<scalar_t, float>(job->x + i * job->x_plane, job->x_stride, job->y + i * job->y_plane,
+                                             job->y_stride, job->problem->g, beta);
+  }
+}
+
+template <typename scalar_t>
+struct SoftPoolCpuKernel {
+  explicit SoftPoolCpuKernel(const OrtKernelInfo* info) : attributes(read_attributes(info)) {}
+
+  void Compute(OrtKernelContext* raw_context) const {
+    Ort::KernelContext context(raw_context);
+    Ort::ConstValue input = context.GetInput(0);
+    const std::vector<int64_t> shape = input.GetTensorTypeAndShapeInfo().GetShape();
+    const Problem p = make_problem(attributes, shape);
+    Ort::UnownedValue output = context.GetOutput(0, p.out_shape);
+    const int64_t planes = p.batch * p.channels;
+    const poolswap::Geometry& g = p.g;
+    if (planes == 0) return;
+    PlaneJob<scalar_t> job;
+    job.x = input.GetTensorData<scalar_t>();
+    job.y = output.GetTensorMutableData<scalar_t>();
+    job.problem = &p;
+    job.attributes = &attributes;
+    job.x_plane = g.in[0] * g.in[1] * g.in[2];
+    job.y_plane = g.out[0] * g.out[1] * g.out[2];
+    job.x_stride[0] = g.in[1] * g.in[2];
+    job.x_stride[1] = g.in[2];
+    job.x_stride[2] = 1;
+    job.y_stride[0] = g.out[1] * g.out[2];
+    job.y_stride[1] = g.out[2];
+    job.y_stride[2] = 1;
+    job.planes = planes;
+    job.group = attributes.betas.empty() ? poolswap::plane_group_size(g) : 1;
+    ThreadSet threads;
+    job.threads = &threads;
+    // ORT's intra-op thread pool, a task per group of planes; num_batch 0 lets ORT choose the split.
+    const int64_t tasks = (planes + job.group - 1) / job.group;
+    context.ParallelFor(&run_planes<scalar_t>, static_cast<size_t>(tasks), 0, &job);
+  }
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) const { return compute_with_status(*this, context); }
+
+  static constexpr const char* kProvider = "CPUExecutionProvider";
+  SoftPoolAttributes attributes;
+};
+
+template <typename scalar_t>
+constexpr ONNXTensorElementDataType element_type();
+template <>
+constexpr ONNXTensorElementDataType element_type<float>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+template <>
+constexpr ONNXTensorElementDataType element_type<Ort::Float16_t>() { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16; }
+
+// The op ORT sees, for one kernel type (CPU or CUDA) and element type: the
+// kernel's constructor errors become statuses, the provider is the kernel's.
+template <typename Kernel, typename scalar_t>
+struct SoftPoolOp : Ort::CustomOpBase<SoftPoolOp<Kernel, scalar_t>, Kernel, /*WithStatus=*/true> {
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
+    try {
+      *kernel = new Kernel(info);
+      return nullptr;
+    } catch (const Ort::Exception& e) {
+      return api.CreateStatus(e.GetOrtErrorCode(), e.what());
+    } catch (const std::exception& e) {
+      return api.CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+    }
+  }
+  const char* GetName() const { return kOpName; }
+  const char* GetExecutionProviderType() const { return Kernel::kProvider; }
+  size_t GetInputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetInputType(size_t) const { return element_type<scalar_t>(); }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return element_type<scalar_t>(); }
+};
+
+// ---------------------------------------------------------------------------
+// CUDA kernel (where the library was built with nvcc): the PyTorch CUDA op's
+// forward kernel (softpool_cuda.cuh) on the stream ORT hands the kernel. It
+// joins the same domain as the CPU ones: a CUDA session runs it, a CPU session
+// the CPU kernels.
+// ---------------------------------------------------------------------------
+#if defined(POOLSWAP_ORT_WITH_CUDA)
+
+template <typename scalar_t>
+struct SoftPoolCudaKernel {
+  explicit SoftPoolCudaKernel(const OrtKernelInfo* info) : attributes(read_attributes(info)) {}
+
+  ~SoftPoolCudaKernel() {
+    for (auto& entry : device_betas) poolswap_ort::cuda_release(entry.second);
+  }
+
+  // The per-channel temperatures on the input's device, uploaded at first use.
+  const float* betas_on_device(const void* input, void* stream) const {
+    if (attributes.betas.empty()) return nullptr;
+    int device = 0;
+    check(poolswap_ort::cuda_device_of(input, &device));
+    std::lock_guard<std::mutex> lock(mutex);
+    for (const auto& entry : device_betas) {
+      if (entry.first == device) return entry.second;
+    }
+    float* copy = nullptr;
+    check(poolswap_ort::cuda_upload(attributes.betas.data(), attributes.betas.size(), input, stream, &copy, &device));
+    device_betas.emplace_back(device, copy);
+    return copy;
+  }
+
+  static void check(int status) {
+    if (status != 0) {
+      throw std::runtime_error(std::string("poolswap::SoftPool CUDA kernel: ") + poolswap_ort::cuda_error_string(status));
+    }
+  }
+
+  void Compute(OrtKernelContext* raw_context) const {
+    Ort::KernelContext context(raw_context);
+    Ort::ConstValue input = context.GetInput(0);
+    const std::vector<int64_t> shape = input.GetTensorTypeAndShapeInfo().GetShape();
+    const Problem p = make_problem(attributes, shape);
+    Ort::UnownedValue output = context.GetOutput(0, p.out_shape);
+    if (p.batch * p.channels == 0) return;
+    void* stream = context.GetGPUComputeStream();
+    const void* x = input.GetTensorRawData();
+    const float* betas = betas_on_device(x, stream);
+    const bool per_channel = betas != nullptr;
+    int status;
+    if constexpr (std::is_same<scalar_t, float>::value) {
+      status = poolswap_ort::cuda_forward_float(static_cast<const float*>(x), output.GetTensorMutableData<float>(), p.g,
+                                                p.batch, p.channels, betas, per_channel, attributes.beta, stream);
+    } else {
+      status = poolswap_ort::cuda_forward_half(x, output.GetTensorMutableRawData(), p.g, p.batch, p.channels, betas,
+                                               per_channel, attributes.beta, stream);
+    }
+    check(status);
+  }
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) const { return compute_with_status(*this, context); }
+
+  static constexpr const char* kProvider = "CUDAExecutionProvider";
+  SoftPoolAttributes attributes;
+  mutable std::mutex mutex;
+  mutable std::vector<std::pair<int, float*>> device_betas;
+};
+
+SoftPoolOp<SoftPoolCudaKernel<float>, float> g_cuda_float;
+SoftPoolOp<SoftPoolCudaKernel<Ort::Float16_t>, Ort::Float16_t> g_cuda_half;
+
+void register_cuda_kernels(Ort::CustomOpDomain& domain) {
+  domain.Add(&g_cuda_float);
+  domain.Add(&g_cuda_half);
+}
+constexpr const char* kKernels = "cpu,cuda";
+
+#else
+
+void register_cuda_kernels(Ort::CustomOpDomain& /*domain*/) {}
+constexpr const char* kKernels = "cpu";
+
+#endif  // POOLSWAP_ORT_WITH_CUDA
+
+// The ops and the domain must outlive every session that uses them.
+SoftPoolOp<SoftPoolCpuKernel<float>, float> g_cpu_float;
+SoftPoolOp<SoftPoolCpuKernel<Ort::Float16_t>, Ort::Float16_t> g_cpu_half;
+std::mutex g_mutex;
+std::vector<Ort::CustomOpDomain> g_domains;
+
+}  // namespace poolswap_ort
+
+extern "C" {
+
+// What the Python side checks before registering: library version and ORT API version.
+__attribute__((visibility("default"))) const char* poolswap_ort_library_info() {
+  static const std::string info = std::string("poolswap-ort ") + POOLSWAP_ORT_LIBRARY_VERSION +
+                                  " ort_api=" + std::to_string(ORT_API_VERSION) + " ops=SoftPool(float,float16)" +
+                                  " kernels=" + poolswap_ort::kKernels;
+  return info.c_str();
+}
+
+// Distinct threads that ran the last CPU call's planes (a diagnostic for the tests).
+__attribute__((visibility("default"))) int64_t poolswap_ort_threads_last_call() {
+  return poolswap_ort::g_threads_last_call.load();
+}
+
+__attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
+                                                                                const OrtApiBase* api_base) {
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (api == nullptr) {
+    // An ORT older than the headers: report through API 1, whose CreateStatus every ORT has.
+    const OrtApi* oldest = api_base->GetApi(1);
+    const std::string message = std::string("poolswap's ONNX Runtime library needs ORT API ") +
+                                std::to_string(ORT_API_VERSION) + " (onnxruntime >= 1." +
+                                std::to_string(ORT_API_VERSION) + "), this onnxruntime is " +
+                                api_base->GetVersionString();
+    return oldest == nullptr ? nullptr : oldest->CreateStatus(ORT_FAIL, message.c_str());
+  }
+  Ort::InitApi(api);
+  try {
+    std::lock_guard<std::mutex> lock(poolswap_ort::g_mutex);
+    Ort::CustomOpDomain domain(poolswap_ort::kDomain);
+    domain.Add(&poolswap_ort::g_cpu_float);
+    domain.Add(&poolswap_ort::g_cpu_half);
+    poolswap_ort::register_cuda_kernels(domain);
+    Ort::UnownedSessionOptions session_options(options);
+    session_options.Add(domain);
+    poolswap_ort::g_domains.push_back(std::move(domain));
+    return nullptr;
+  } catch (const std::exception& e) {
+    return api->CreateStatus(ORT_FAIL, e.what());
+  }
+}
+
+}  // extern "C"

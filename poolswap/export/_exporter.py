@@ -23,7 +23,7 @@ from torch import nn
 
 from .. import __version__
 from .._atomic import atomic_path
-from ..errors import PoolswapError, first_line
+from ..errors import PoolswapError, PoolswapTypeError, first_line
 from . import _function
 from ._frozen import SOFT_POOL_FROZEN, freeze_softpools
 
@@ -139,7 +139,7 @@ def export_onnx(
     if opset < _function.MIN_OPSET:
         raise PoolswapError(f"SoftPool's ONNX function needs opset >= {_function.MIN_OPSET}, got {opset}")
     if not isinstance(model, nn.Module):
-        raise TypeError(f"export_onnx needs a torch.nn.Module, got {type(model).__name__}")
+        raise PoolswapTypeError(f"export_onnx needs a torch.nn.Module, got {type(model).__name__}")
     frozen, n_modules = freeze_softpools(model)
     frozen = frozen.cpu()
     if example_input is None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..._atomic import atomic_write_text
+from ..._atomic import atomic_write_text, check_output
 
 NAME = "bench"
 HELP = "benchmark the SoftPool op, whole models or ONNX Runtime sessions (ratios against baselines of the same run)"
@@ -46,9 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--no-reference", action="store_true", help="skip the slow pure-PyTorch reference")
     run.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     run.add_argument("--plot", type=Path, default=None, help="also draw the ratios as a PNG chart here")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing --json or --plot file")
 
 
 def run(args: argparse.Namespace) -> int:
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is not None:  # checked before minutes of timing, not after
+            check_output(path, overwrite=args.overwrite, flag=flag)
     size = args.size or DEFAULT_SIZE[args.what]
     models = args.models or DEFAULT_MODELS.get(args.what)
     if args.what == "ort":

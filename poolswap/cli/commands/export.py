@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..._atomic import check_output
 from ...errors import PoolswapError
 
 NAME = "export"
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a model saved by poolswap.save / poolswap convert")
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    out.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     out.add_argument("--opset", type=int, default=20, help="default-domain ONNX opset (>= 19)")
     batch = out.add_mutually_exclusive_group()
     batch.add_argument("--dynamic-batch", dest="dynamic_batch", action="store_true", default=True,
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ...export import export_onnx, validate
     from ...model import load
 
+    check_output(args.output, overwrite=args.overwrite, inputs=[args.checkpoint])
     model = load(args.checkpoint)
     class_names = None
     if args.class_names is not None:

@@ -77,3 +77,16 @@ def test_a_bug_is_not_disguised_as_a_user_error(monkeypatch, capsys):
         assert main(["doctor"]) == 1
         err = capsys.readouterr().err
         assert "Traceback" in err and type(exc).__name__ in err and "internal error" in err
+
+
+def test_doctor_says_the_fallback_once(tmp_path):
+    import os
+
+    env = dict(os.environ, POOLSWAP_CACHE=str(tmp_path / "cache"), CXX=str(tmp_path / "no-such-compiler"))
+    env.pop("POOLSWAP_DISABLE_EXTENSION", None)
+    result = subprocess.run([sys.executable, "-m", "poolswap.cli", "doctor"], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert output.count("could not be built") == 1, output
+    assert "RuntimeWarning" not in output

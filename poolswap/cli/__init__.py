@@ -14,6 +14,7 @@ import logging
 import pkgutil
 import sys
 import traceback
+import warnings
 from typing import Optional, Sequence
 
 from .. import __version__
@@ -42,9 +43,16 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line, like every other poolswap error (and exit 2, as argparse does)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     """The whole parser; with ``only``, that command's arguments alone (the others' need not be imported)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="poolswap",
         description="Convert trained CNNs to SoftPool, fine-tune them, export them to ONNX and deploy them.",
     )
@@ -72,8 +80,19 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING,
                         format="%(message)s" if verbose == 0 else "%(levelname)s %(name)s: %(message)s")
     logging.getLogger("poolswap").setLevel(level)
+    warnings.formatwarning = _format_warning
     # torch's extension builder warns that no CUDA runtime is found on CPU-only machines: not our user's concern.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+
+_python_format_warning = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """poolswap's own warnings as the one line they are; other libraries' as Python formats them."""
+    if str(message).startswith("poolswap:"):
+        return f"{message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -36,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
         raise PoolswapError("convert needs -o OUT (a .safetensors file), or --dry-run")
     if args.output and not str(args.output).endswith(".safetensors"):
         raise PoolswapError(f"-o {args.output}: the converted model is written as .safetensors; name it OUT.safetensors")
+    config = from_args(ConvertConfig, args)  # settings first: a typo is said before minutes of loading
     if args.output and not args.dry_run:
         check_output(args.output, overwrite=args.overwrite, inputs=[args.checkpoint])
     model, example = build_model(args)
     spec = spec_of(model)
-    config = from_args(ConvertConfig, args)
     converted = convert(model, example_input=example, inplace=True, **config.to_kwargs())
     data = converted.poolswap_manifest
     report = Report([Site.from_dict(s) for s in data["sites"]], untraced=data.get("untraced"))

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from ...errors import PoolswapError
+from ..arguments import integer
 
 NAME = "demo"
 HELP = "train a small CNN on embedded digits, then convert, calibrate, fine-tune, export and run it in ORT"
@@ -23,11 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="poolswap-demo", metavar="OUT_DIR",
                         help="folder for the checkpoints, ONNX models, run directory and report")
     parser.add_argument("--overwrite", action="store_true", help="replace what an earlier demo wrote into OUT_DIR")
-    parser.add_argument("--epochs", type=int, default=2, help="fine-tune epochs of the converted network")
-    parser.add_argument("--train-epochs", type=int, default=6, help="training epochs of the original network")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data split, initialisation and order")
-    parser.add_argument("--size", type=int, default=16, help="the 8x8 digits are upsampled to SIZE x SIZE")
-    parser.add_argument("--latency-runs", type=int, default=50, help="timed ONNX Runtime runs per model and batch")
+    parser.add_argument("--epochs", type=integer(1), default=2, help="fine-tune epochs of the converted network")
+    parser.add_argument("--train-epochs", type=integer(1), default=6, help="training epochs of the original network")
+    parser.add_argument("--seed", type=integer(0), default=0, help="seed of the data split, initialisation and order")
+    parser.add_argument("--size", type=integer(8), default=16, help="the 8x8 digits are upsampled to SIZE x SIZE")
+    parser.add_argument("--latency-runs", type=integer(1), default=50, help="timed ONNX Runtime runs per model and batch")
 
 
 def run(args: argparse.Namespace) -> int:

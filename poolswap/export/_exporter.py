@@ -25,30 +25,25 @@ from .. import __version__
 from .._atomic import atomic_path
 from ..errors import PoolswapError, first_line
 from . import _function
+from ..ops._geometry import PoolGeometry
 from ._frozen import SOFT_POOL_FROZEN, freeze_softpools
+from ._function import DEFAULT_BODY, DEFAULT_OPSET
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["export_onnx", "DEFAULT_OPSET"]
 
-#: The default-domain opset the export targets (the function bodies need >= 19).
-DEFAULT_OPSET = 20
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _attributes(kernel_size, stride, padding, dilation, ceil_mode, beta, betas=()) -> dict:
-    attrs = {
-        "kernel_shape": [int(v) for v in kernel_size],
-        "strides": [int(v) for v in stride],
-        "pads": [int(v) for v in padding] * 2,
-        "dilations": [int(v) for v in dilation],
-        "ceil_mode": int(bool(ceil_mode)),
-        "beta": float(beta),
-    }
-    if len(betas):
-        attrs["betas"] = [float(b) for b in betas]
-    return attrs
+def _channels(x, ndim: int) -> Optional[int]:
+    """The channel count of the pooled value ``x`` at export time, or None when it is symbolic."""
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) < ndim + 1:
+        return None
+    dim = shape[len(shape) - ndim - 1]
+    return dim if isinstance(dim, int) else None
 
 
 def _translation_table() -> dict:
@@ -56,8 +51,13 @@ def _translation_table() -> dict:
 
     poolswap_opset = onnxscript.values.Opset(_function.DOMAIN, _function.DOMAIN_VERSION)
 
+    def node(x, kernel_size, stride, padding, dilation, ceil_mode, beta, betas=()):
+        geometry = PoolGeometry.create(len(kernel_size), kernel_size, stride, padding, dilation, ceil_mode)
+        channels = _channels(x, geometry.ndim)
+        return poolswap_opset.SoftPool(x, **_function.softpool_attributes(geometry, beta, betas, channels))
+
     def soft_pool_frozen(x, kernel_size, stride, padding, dilation, ceil_mode, beta, betas):
-        return poolswap_opset.SoftPool(x, **_attributes(kernel_size, stride, padding, dilation, ceil_mode, beta, betas))
+        return node(x, kernel_size, stride, padding, dilation, ceil_mode, beta, betas)
 
     def soft_pool(x, kernel_size, stride, padding, dilation, ceil_mode, beta, beta_tensor=None):
         if beta_tensor is not None:
@@ -65,7 +65,7 @@ def _translation_table() -> dict:
                 "a SoftPool called functionally with a tensor beta cannot be exported (ONNX attributes are "
                 "constants); use a SoftPool module (poolswap.SoftPool2d) or a float beta"
             )
-        return poolswap_opset.SoftPool(x, **_attributes(kernel_size, stride, padding, dilation, ceil_mode, beta))
+        return node(x, kernel_size, stride, padding, dilation, ceil_mode, beta)
 
     return {SOFT_POOL_FROZEN: soft_pool_frozen, torch.ops.poolswap.soft_pool.default: soft_pool}
 
@@ -112,7 +112,7 @@ def export_onnx(
     example_input: Optional[torch.Tensor] = None,
     opset: Optional[int] = None,
     dynamic_batch: bool = True,
-    body: str = "exact",
+    body: str = DEFAULT_BODY,
     class_names: Optional[Sequence[str]] = None,
     input_name: str = "input",
     output_name: str = "output",

@@ -7,22 +7,27 @@
   ORT with the library, ONNX's reference evaluator, OpenVINO).
 """
 
-from ._exporter import attach_function, export_onnx
-from ._function import (
-    BODIES,
-    DEFAULT_BODY,
-    DEFAULT_OPSET,
-    DOMAIN,
-    DOMAIN_VERSION,
-    OP_NAME,
-    model_body,
-    node_attributes,
-    softpool_attributes,
-    softpool_function,
-    softpool_nodes,
-)
-from ._inline import inline_softpool, is_inlined
-from ._validate import PairResult, ValidationReport, compare_outputs, validate
+import importlib
+from typing import Any
+
+from .defaults import BODIES, DEFAULT_BODY, DEFAULT_OPSET, DOMAIN, DOMAIN_VERSION, OP_NAME
+
+# Imported on first use: torch and onnx are heavy, and the CLI reads the defaults above for --help.
+_LAZY = {
+    "attach_function": "._exporter",
+    "export_onnx": "._exporter",
+    "model_body": "._function",
+    "node_attributes": "._function",
+    "softpool_attributes": "._function",
+    "softpool_function": "._function",
+    "softpool_nodes": "._function",
+    "inline_softpool": "._inline",
+    "is_inlined": "._inline",
+    "PairResult": "._validate",
+    "ValidationReport": "._validate",
+    "compare_outputs": "._validate",
+    "validate": "._validate",
+}
 
 __all__ = [
     "BODIES",
@@ -45,3 +50,16 @@ __all__ = [
     "softpool_nodes",
     "validate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

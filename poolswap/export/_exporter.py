@@ -72,7 +72,7 @@ def _translation_table() -> dict:
     return {SOFT_POOL_FROZEN: soft_pool_frozen, torch.ops.poolswap.soft_pool.default: soft_pool}
 
 
-def _preprocessing(model: nn.Module, input_size: Optional[Sequence[int]], data_config: Optional[dict]) -> Preprocessing:
+def _data_config(model: nn.Module, input_size: Optional[Sequence[int]], data_config: Optional[dict]) -> dict:
     """The model's data config (timm's ``pretrained_cfg``, a torchvision spec's weights), ``data_config`` on top."""
     from ..model import spec_of
     from ..train.data import resolve_data_config
@@ -81,8 +81,15 @@ def _preprocessing(model: nn.Module, input_size: Optional[Sequence[int]], data_c
     overrides = dict(data_config or {})
     if input_size is not None:
         overrides["input_size"] = tuple(int(v) for v in input_size)
-    config = resolve_data_config(model, spec=spec.text if spec else None, overrides=overrides)
-    return Preprocessing.from_data_config(config)
+    return resolve_data_config(model, spec=spec.text if spec else None, overrides=overrides)
+
+
+def _preprocessing(config: dict, example_input: torch.Tensor) -> Optional[Preprocessing]:
+    """The preprocessing to store: for an image batch (N, C, H, W) whose C the data config's mean covers."""
+    if example_input.dim() != 4 or len(config.get("mean", ())) != example_input.shape[1]:
+        logger.info("no preprocessing stored: the input %s is not an image batch of the data config", tuple(example_input.shape))
+        return None
+    return Preprocessing.from_data_config({**config, "input_size": tuple(example_input.shape[1:])})
 
 
 def attach_function(model: onnx.ModelProto, body: str) -> onnx.ModelProto:
@@ -178,15 +185,11 @@ def export_onnx(
         raise PoolswapError(f"SoftPool's ONNX function needs opset >= {_function.MIN_OPSET}, got {opset}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"export_onnx needs a torch.nn.Module, got {type(model).__name__}")
-    if example_input is not None and input_size is None and example_input.dim() == 4:
-        input_size = tuple(example_input.shape[1:])
-    preprocessing = None
-    if example_input is None or example_input.dim() == 4:
-        preprocessing = _preprocessing(model, input_size, data_config)
+    config = _data_config(model, input_size, data_config)
     frozen, n_modules = freeze_softpools(model)
     frozen = frozen.cpu()
     if example_input is None:
-        size = tuple(int(v) for v in input_size) if input_size is not None else preprocessing.input_size
+        size = tuple(int(v) for v in config["input_size"])
         example_input = torch.randn(2 if dynamic_batch else 1, *size)
     example_input = example_input.detach().cpu()
     try:  # one eager run first: a wrong input size is the user's to fix, not an exporter trace to read
@@ -241,6 +244,7 @@ def export_onnx(
         metadata["poolswap.body"] = body
         metadata["poolswap.form"] = "inline" if inline else "function"
     metadata["poolswap.input_shape"] = json.dumps(["batch" if dynamic_batch else example_input.shape[0], *example_input.shape[1:]])
+    preprocessing = _preprocessing(config, example_input)
     if preprocessing is not None:
         metadata[PREPROCESS_KEY] = preprocessing.to_json()
     if class_names is not None:

@@ -53,6 +53,7 @@ import onnx.defs
 import onnx.parser
 
 from ..ops._geometry import PoolGeometry
+from .defaults import BODIES, DEFAULT_BODY, DEFAULT_OPSET, DOMAIN, DOMAIN_VERSION, MIN_OPSET, OP_NAME
 
 __all__ = [
     "DOMAIN",
@@ -67,16 +68,6 @@ __all__ = [
     "softpool_function",
 ]
 
-DOMAIN = "poolswap"
-OP_NAME = "SoftPool"
-DOMAIN_VERSION = 1
-BODIES = ("fast", "exact")
-#: The body written unless asked otherwise: stable for any input.
-DEFAULT_BODY = "exact"
-#: The default-domain opset the export targets.
-DEFAULT_OPSET = 20
-#: AveragePool's ``dilations`` and ReduceMax's ``axes`` input need opset 19.
-MIN_OPSET = 19
 
 # strides, pads and dilations are optional, as for MaxPool (1, 0, 1 per dim). The exporter writes every
 # attribute on every node; the defaults serve hand-written nodes. No default is an empty list: a

@@ -1,14 +1,15 @@
-"""``poolswap validate``: PyTorch vs ORT (function body) vs ORT (custom-op library)."""
+"""``poolswap validate``: PyTorch against each runtime (ORT with the body, ORT with the library, ONNX's reference evaluator, OpenVINO)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from ...deploy.runtimes import RUNTIMES
 from ...errors import PoolswapError
 
 NAME = "validate"
-HELP = "compare an exported model with its checkpoint: PyTorch, ORT body, ORT library (fails beyond tolerance)"
+HELP = "compare an exported model with its checkpoint on every runtime at hand (fails beyond tolerance)"
 ORDER = 55
 
 
@@ -27,8 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tol.add_argument("--rtol", type=float, default=1e-4, help="tolerance relative to the output's largest magnitude")
     tol.add_argument("--min-top1", type=float, default=None, help="also fail when top-1 agreement is below this")
     run_group = parser.add_argument_group("runtime")
-    run_group.add_argument("--providers", default="cpu", help="auto, cpu, cuda or a comma-separated ORT provider list")
-    run_group.add_argument("--strict", action="store_true", help="fail when the ORT library is missing or unusable")
+    run_group.add_argument("--runtime", action="append", choices=RUNTIMES, default=None, metavar="RUNTIME",
+                           help=f"a runtime to compare with PyTorch ({', '.join(RUNTIMES)}); repeat it for several "
+                                "(default: every one available here, the others listed as skipped)")
+    run_group.add_argument("--providers", default="cpu", help="ORT providers: auto, cpu, cuda or a comma-separated list")
+    run_group.add_argument("--strict", action="store_true", help="fail when a runtime (the ORT library, openvino) is missing")
 
 
 def _providers(text: str):
@@ -38,6 +42,7 @@ def _providers(text: str):
 def run(args: argparse.Namespace) -> int:
     from ...deploy import session
     from ...deploy.images import find_images, load_images
+    from ...deploy.preprocess import model_preprocessing
     from ...export import validate
     from ...model import load
 
@@ -46,12 +51,12 @@ def run(args: argparse.Namespace) -> int:
     model = load(args.against) if args.against else None
     inputs = None
     if args.data is not None:
-        spec = session(args.model, "cpu", library=False).get_inputs()[0]
-        size = [d if isinstance(d, int) and d > 0 else 224 for d in spec.shape[-2:]]
-        inputs = load_images(find_images(args.data, args.limit), size)
+        sess = session(args.model, "cpu", library=False)
+        preprocessing = model_preprocessing(sess.get_modelmeta().custom_metadata_map, sess.get_inputs()[0].shape)
+        inputs = load_images(find_images(args.data, args.limit), preprocessing)
     report = validate(
         args.model, model, inputs, n=args.n, atol=args.atol, rtol=args.rtol, min_top1=args.min_top1,
-        providers=_providers(args.providers), strict=args.strict, seed=args.seed,
+        providers=_providers(args.providers), runtimes=args.runtime, strict=args.strict, seed=args.seed,
     )
     print(report.format())
     if not report.ok:

@@ -11,8 +11,9 @@ attribute                 type       meaning
 ``dilations``             ints       as MaxPool
 ``ceil_mode``             int        0 or 1, ``torch.nn.MaxPoolNd``'s output-size rule
 ``beta``                  float      the temperature (default 1.0)
-``betas``                 floats     optional: one temperature per channel; overrides
-                                     ``beta`` when present (learnt per-channel betas)
+``betas``                 floats     one temperature per channel; overrides ``beta``
+                                     (the exporter always writes it; a non-positive
+                                     entry, the function's default [0], means ``beta``)
 ========================  =========  ==================================================
 
 The input is ``(N, C, *spatial)`` (ONNX pools are batched), float32, float16 or
@@ -36,7 +37,9 @@ runtime runs it without poolswap. Two bodies are available:
     input, finite or not, with the contract's NaN/``inf`` rules; it needs
     ``K`` times the output's memory (``K`` = window size) and is slower. ONNX shape
     inference gives its output's rank only (the sizes are computed at run time);
-    the exporter records the full shapes in the model's ``value_info``.
+    the exporter records the full shapes in the model's ``value_info``. Inlined
+    (:func:`poolswap.export.inline_softpool`), its geometry folds to constants
+    and every shape is static for a static input size.
 
 Both bodies accumulate in float32 and return the input's type; the exact body
 computes float64 models in float64 (ONNX Runtime's AveragePool has no float64

@@ -11,7 +11,7 @@ from ..errors import PoolswapError
 
 __all__ = [
     "add_data_arguments", "add_model_arguments", "build_model", "data_overrides", "parse_input_size",
-    "parse_model_kwargs", "integer", "fraction", "positive_number",
+    "parse_model_kwargs", "integer", "fraction", "positive_number", "add_preprocessing_arguments",
 ]
 
 
@@ -111,13 +111,18 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGro
                        help="ImageFolder root with train/ and val/ (class folders, or images alone: no labels)")
     group.add_argument("--batch-size", type=integer(1), default=32, help="images per step (per process)")
     group.add_argument("--workers", type=integer(0), default=0, help="data-loading worker processes")
+    add_preprocessing_arguments(group)
+    group.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (this rank's GPU where there is one)")
+    return group
+
+
+def add_preprocessing_arguments(group: Any) -> None:
+    """The model's data-config overrides: input size, crop, interpolation, mean and std (see data_overrides)."""
     group.add_argument("--input-size", metavar="C,H,W", help="input size (default: the model's data config)")
     group.add_argument("--crop-pct", type=float, help="center-crop fraction; 1 resizes to the input size (default: the model's)")
     group.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="resize interpolation (default: the model's)")
     group.add_argument("--mean", metavar="R,G,B", help="normalisation mean (default: the model's)")
     group.add_argument("--std", metavar="R,G,B", help="normalisation std (default: the model's)")
-    group.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (this rank's GPU where there is one)")
-    return group
 
 
 def _floats(text: Optional[str], name: str, count: int = 3, positive: bool = False):

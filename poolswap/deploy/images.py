@@ -1,24 +1,25 @@
 """Image loading for ``poolswap predict`` and ``poolswap validate --data``: PIL and numpy only.
 
-Standard ImageNet preprocessing: RGB, resize the shorter side to ``size / 0.875``,
-centre crop ``size``, scale to [0, 1], normalise with ImageNet's mean and std.
+Each image goes through the model's :class:`~poolswap.deploy.preprocess.Preprocessing`
+the way timm's evaluation transform does it on a PIL image: RGB, resize (the
+shorter side to ``size / crop_pct``, or both sides with ``crop_mode="squash"``),
+centre crop ``size``, scale to [0, 1], normalise with the model's mean and std.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, Union
 
 import numpy as np
 
 from ..errors import PoolswapError
+from .preprocess import Preprocessing
 
 __all__ = ["IMAGE_SUFFIXES", "find_images", "load_image", "load_images"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-CROP_PCT = 0.875
 
 
 def find_images(folder: Path, limit: int | None = None) -> list[Path]:
@@ -32,26 +33,49 @@ def find_images(folder: Path, limit: int | None = None) -> list[Path]:
     return files[:limit] if limit else files
 
 
-def load_image(path: Path, size: Sequence[int]) -> np.ndarray:
-    """One image as a normalised (3, H, W) float32 array."""
+def _preprocessing(preprocessing: Union[Preprocessing, Sequence[int]]) -> Preprocessing:
+    if isinstance(preprocessing, Preprocessing):
+        return preprocessing
+    height, width = (int(v) for v in preprocessing)  # a bare (H, W): ImageNet's preprocessing at that size
+    return Preprocessing(input_size=(3, height, width))
+
+
+def _resize_shape(width: int, height: int, p: Preprocessing) -> tuple[int, int]:
+    """Target (width, height) of the resize, as timm's evaluation transform computes it."""
+    scale_h, scale_w = math.floor(p.input_size[1] / p.crop_pct), math.floor(p.input_size[2] / p.crop_pct)
+    if p.crop_mode == "squash" or scale_h != scale_w:  # timm resizes to both sizes here
+        return scale_w, scale_h
+    if width <= height:  # the shorter side to the scale size, the longer one in proportion (torchvision's rule)
+        return scale_w, int(scale_w * height / width)
+    return int(scale_h * width / height), scale_h
+
+
+def load_image(path: Path, preprocessing: Union[Preprocessing, Sequence[int]]) -> np.ndarray:
+    """One image as a normalised (C, H, W) float32 array."""
     try:
         from PIL import Image
     except ImportError as exc:  # pragma: no cover - torchvision depends on Pillow
         raise PoolswapError("reading images needs Pillow: pip install pillow") from exc
-    height, width = int(size[0]), int(size[1])
+    p = _preprocessing(preprocessing)
+    if p.input_size[0] != 3:
+        raise PoolswapError(f"images give 3 channels but the model takes {p.input_size[0]}")
+    height, width = p.input_size[1], p.input_size[2]
     try:
-        image = Image.open(path).convert("RGB")
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
     except (OSError, ValueError) as exc:
         raise PoolswapError(f"cannot read image {path}: {exc}") from exc
-    scale = max(height, width) / CROP_PCT / min(image.size)
-    resized = image.resize((max(width, round(image.size[0] * scale)), max(height, round(image.size[1] * scale))), Image.BILINEAR)
-    left = (resized.size[0] - width) // 2
-    top = (resized.size[1] - height) // 2
+    filters = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+    resized = image.resize(_resize_shape(*image.size, p), filters[p.interpolation])
+    left = int(round((resized.size[0] - width) / 2.0))
+    top = int(round((resized.size[1] - height) / 2.0))
     crop = resized.crop((left, top, left + width, top + height))
     array = np.asarray(crop, dtype=np.float32) / 255.0
-    return ((array - MEAN) / STD).transpose(2, 0, 1).copy()
+    mean = np.asarray(p.mean, dtype=np.float32)
+    std = np.asarray(p.std, dtype=np.float32)
+    return ((array - mean) / std).transpose(2, 0, 1).copy()
 
 
-def load_images(paths: Iterable[Path], size: Sequence[int]) -> np.ndarray:
-    """A (N, 3, H, W) float32 batch."""
-    return np.stack([load_image(Path(p), size) for p in paths])
+def load_images(paths: Iterable[Path], preprocessing: Union[Preprocessing, Sequence[int]]) -> np.ndarray:
+    """A (N, C, H, W) float32 batch; ``preprocessing`` is the model's, or a bare (H, W) for ImageNet's."""
+    return np.stack([load_image(Path(p), preprocessing) for p in paths])

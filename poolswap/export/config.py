@@ -6,16 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..options import check_choice, check_fraction, check_int, check_number, option
+from ..deploy.runtimes import RUNTIMES
+from ..options import OptionError, check_choice, check_fraction, check_int, check_number, option
+from .defaults import BODIES, DEFAULT_BODY, DEFAULT_OPSET, MIN_OPSET
 
-__all__ = ["ExportConfig", "ValidateConfig", "BODIES", "DEFAULT_BODY", "DEFAULT_OPSET", "MIN_OPSET"]
-
-#: The function bodies (see :mod:`poolswap.export._function`): ``exact`` is stable for every input.
-BODIES = ("exact", "fast")
-DEFAULT_BODY = "exact"
-#: The default-domain opset the export targets; the bodies need AveragePool's dilations (opset 19).
-DEFAULT_OPSET = 20
-MIN_OPSET = 19
+__all__ = ["ExportConfig", "ValidateConfig"]
 
 
 def _max_opset() -> Optional[int]:
@@ -36,6 +31,9 @@ class ExportConfig:
                                      "channel's max)", choices=BODIES, group="output")
     opset: int = option(DEFAULT_OPSET, f"default-domain ONNX opset (>= {MIN_OPSET})", group="output")
     dynamic_batch: bool = option(True, "a symbolic batch dim", off_flag="--static", group="output")
+    inline: bool = option(False, "standard ONNX operators only (the body inlined, static shapes): for runtimes that "
+                                 "do not expand functions (OpenVINO, TensorRT); the default keeps poolswap::SoftPool "
+                                 "nodes with the function, for ONNX Runtime with poolswap's library", group="output")
 
     def __post_init__(self) -> None:
         check_choice("body", self.body, BODIES)
@@ -55,7 +53,11 @@ class ValidateConfig:
     atol: float = option(1e-4, "absolute tolerance", group="tolerance")
     rtol: float = option(1e-4, "tolerance relative to the output's largest magnitude", group="tolerance")
     min_top1: Optional[float] = option(None, "also fail when top-1 agreement is below this", group="tolerance")
-    strict: bool = option(False, "fail when the ORT library is missing or unusable", group="runtime")
+    runtimes: Optional[tuple[str, ...]] = option(
+        None, f"runtimes to compare with PyTorch ({', '.join(RUNTIMES)}) (default: every one available here, the "
+              "others listed as skipped)", flag="--runtime", metavar="RUNTIME", choices=RUNTIMES, group="runtime")
+    providers: str = option("cpu", "ORT providers: auto, cpu, cuda or a comma-separated list", group="runtime")
+    strict: bool = option(False, "fail when a runtime (the ORT library, openvino) is missing", group="runtime")
 
     def __post_init__(self) -> None:
         check_int("n", self.n)
@@ -64,7 +66,14 @@ class ValidateConfig:
         check_number("rtol", self.rtol, allow_zero=True)
         if self.min_top1 is not None:
             check_fraction("min_top1", self.min_top1)
+        for runtime in self.runtimes or ():
+            check_choice("runtimes", runtime, RUNTIMES)
+        if not isinstance(self.providers, str) or not self.providers.strip():
+            raise OptionError("providers", f"must be auto, cpu, cuda or a comma-separated list, got {self.providers!r}")
 
     def to_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`poolswap.export.validate`."""
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if self.providers not in ("auto", "cpu", "cuda"):
+            values["providers"] = [p.strip() for p in self.providers.split(",") if p.strip()]
+        return values

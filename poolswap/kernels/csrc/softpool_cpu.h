@@ -1041,6 +1041,10 @@ void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, cons
 // How many planes forward_planes computes together for this geometry (1: one by one).
 inline int64_t plane_group_size(const Geometry& g) {
 #if defined(POOLSWAP_HAS_LANES)
+  SeparablePlan separable;
+  // Rows of a tile's width and more: separable strips (per plane); shorter ones share padded tiles
+  // (callgrind: the demo network's 8- and 4-wide rows take 1.25x to 1.5x the instructions in strips).
+  if (plan_separable(g, separable) && g.out[2] >= kLanes) return 1;
   PaddedPlan plan;
   if (plan_padded(g, plan, kLanes)) return plan.planes;
 #endif
@@ -1056,7 +1060,7 @@ void forward_planes(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf&& y_
 #if defined(POOLSWAP_HAS_LANES)
   if constexpr (std::is_same<acc_t, float>::value) {
     PaddedPlan plan;
-    if (count > 1 && plan_padded(g, plan, count) && plan.planes > 1) {
+    if (count > 1 && plane_group_size(g) > 1 && plan_padded(g, plan, count) && plan.planes > 1) {
       for (int64_t first = 0; first < count; first += plan.planes) {
         const int64_t n = std::min(plan.planes, count - first);
         const float* buffer =

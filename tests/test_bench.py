@@ -57,9 +57,17 @@ def test_ort_benchmark_times_every_variant_of_the_pool_alone(tmp_path, capsys):
         assert r["library thread speedup"] == pytest.approx(r["ms"]["library 1 thread"] / r["ms"]["library"])
         assert r["library/original"] == pytest.approx(r["ms"]["library"] / r["ms"]["original"])
         assert r["exact body/library"] == pytest.approx(r["ms"]["exact body"] / r["ms"]["library"])
+        # The per-op profile: the library's one node is a SoftPool; the original's MaxPool (which ORT may
+        # run in its blocked layout, between reorders).
+        library, original = r["profile"]["library"], r["profile"]["original"]
+        assert set(library["ops ms"]) == {"SoftPool"} and "MaxPool" in original["ops ms"]
+        assert library["ms"]["softpool"] == library["ops ms"]["SoftPool"] > 0
+        assert original["ms"]["pools"] > 0 and original["ms"]["softpool"] == 0
+        assert library["run ms"] >= library["ms"]["softpool"]
+        assert sum(library["share"].values()) == pytest.approx(1.0)
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
-    assert "| op | 2 |" in printed and "1 -> 2 threads" in printed
+    assert "| op | 2 |" in printed and "1 -> 2 threads" in printed and "ORT profile" in printed
 
 
 @pytest.mark.slow
@@ -67,11 +75,17 @@ def test_ort_benchmark_converts_and_exports_a_model():
     pytest.importorskip("onnxruntime")
     from poolswap.bench.ort import OrtBenchConfig, format_ort_table, run_ort_benchmark
 
-    result = run_ort_benchmark(OrtBenchConfig(models=["torchvision:resnet18"], batches=[1], size=64, repeats=2,
-                                              warmup=1, min_seconds=0.01))
-    (row,) = result["rows"]
+    result = run_ort_benchmark(OrtBenchConfig(models=["torchvision:resnet18", "poolswap.demo.model:digits_cnn"],
+                                              batches=[1], size=64, repeats=2, warmup=1, min_seconds=0.01,
+                                              profile_runs=2))
+    row, demo = result["rows"]  # the demo's network takes one input channel: read off its first conv
     assert row["model"] == "torchvision:resnet18" and row["provider"] == "CPUExecutionProvider"
     assert "| torchvision:resnet18 | 1 |" in format_ort_table(result)
+    for r, pools in ((row, 1), (demo, 3)):
+        library, original = r["profile"]["library"], r["profile"]["original"]
+        assert library["ms"]["softpool"] > 0 and library["ms"]["pools"] == 0
+        assert original["ms"]["pools"] > 0 and original["ms"]["softpool"] == 0
+        assert library["ms"]["rest"] > 0  # the convolutions
 
 
 def test_every_variant_is_timed_on_the_threads_the_result_reports(monkeypatch):

@@ -10,11 +10,19 @@ one more job, where the kernels differ most.
 The sessions are timed round-robin, so that a change of load hits them all
 alike, and their idle intra-op threads sleep instead of spinning (``spin=False``):
 spinning threads of the idle sessions would take the cores of the one being timed.
+
+Each row also holds a per-op profile (ORT's profiler, in sessions of their own, so
+that profiling never slows the timed ones) of the original and the library
+sessions: milliseconds per run in SoftPool nodes, in the other pools, in the layout
+reorders ORT inserts around ops that do not take its blocked (NCHWc) layout, and in
+the rest, with each op type's total, so the gap between them is explained in every run.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
+import json
 import logging
 import statistics
 import tempfile
@@ -53,6 +61,7 @@ class OrtBenchConfig:
     warmup: int = 3
     repeats: int = 10
     min_seconds: float = 2.0
+    profile_runs: int = 10  # profiled runs per session (0: no profile)
 
 
 def _session_options(config: OrtBenchConfig):
@@ -62,6 +71,48 @@ def _session_options(config: OrtBenchConfig):
     if not config.spin:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
+
+
+#: How the per-op profile groups ORT's nodes by op type; everything else is "rest".
+PROFILE_GROUPS = {"SoftPool": "softpool", "MaxPool": "pools", "AveragePool": "pools",
+                  "ReorderInput": "reorders", "ReorderOutput": "reorders"}
+PROFILED = ("original", "library")
+
+
+def _profile_session(path: Path, how: dict, x: np.ndarray, config: OrtBenchConfig, threads: int, folder: Path) -> dict:
+    """Milliseconds per run by group (softpool, pools, reorders, rest) and by op type, from ORT's profiler."""
+    from ..deploy import session
+
+    so = _session_options(config)
+    so.enable_profiling = True
+    so.profile_file_prefix = str(folder / "profile")
+    sess = session(path, config.providers, options=so, intra_op_threads=threads, **how)
+    feed = {sess.get_inputs()[0].name: x}
+    for _ in range(config.warmup):
+        sess.run(None, feed)
+    for _ in range(config.profile_runs):
+        sess.run(None, feed)
+    trace = Path(sess.end_profiling())
+    events = json.loads(trace.read_text(encoding="utf-8"))
+    trace.unlink()
+    # Only the runs after the warm-up ones: their model_run events, and the nodes that start after the last warm-up run.
+    model_runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                        key=lambda e: e["ts"])
+    timed = model_runs[config.warmup:]
+    start = timed[0]["ts"] if timed else float("inf")
+    ops: collections.Counter = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time") and e["ts"] >= start:
+            ops[e["args"]["op_name"]] += e["dur"]
+    per_run = max(len(timed), 1) * 1000.0  # microseconds to milliseconds per run
+    ms_ops = {op: us / per_run for op, us in ops.most_common()}
+    run_ms = sum(e["dur"] for e in timed) / per_run
+    groups = {"softpool": 0.0, "pools": 0.0, "reorders": 0.0, "rest": 0.0}
+    for op, ms in ms_ops.items():
+        groups[PROFILE_GROUPS.get(op, "rest")] += ms
+    groups["between nodes"] = max(0.0, run_ms - sum(groups.values()))
+    return {"run ms": run_ms, "ms": groups, "share": {k: v / run_ms for k, v in groups.items()} if run_ms else {},
+            "ops ms": ms_ops}
 
 
 def _time_sessions(sessions: dict, x: np.ndarray, config: OrtBenchConfig) -> dict:
@@ -120,7 +171,8 @@ def _model_files(spec: str, folder: Path, size: int) -> tuple[dict, tuple[int, .
     torch.manual_seed(0)
     original = create_model(spec).eval()
     converted = convert(copy.deepcopy(original)).eval()
-    input_size = (3, size, size)
+    first_conv = next((m for m in original.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    input_size = (first_conv.in_channels if first_conv is not None else 3, size, size)  # the demo's network: 1
     stem = spec.replace(":", "_").replace("/", "_")
     paths = {
         "original": export_onnx(original, folder / f"{stem}_original.onnx", input_size=input_size),
@@ -166,6 +218,12 @@ def run_ort_benchmark(config: OrtBenchConfig) -> dict:
                        "exact body/library": ms["exact body"] / ms["library"]}
                 if ONE_THREAD in ms:
                     row["library thread speedup"] = ms[ONE_THREAD] / ms["library"]
+                if config.profile_runs > 0:
+                    row["profile"] = {
+                        variant: _profile_session(paths[SESSIONS[variant][0]], SESSIONS[variant][1], x, config, threads,
+                                                  Path(tmp))
+                        for variant in PROFILED
+                    }
                 logger.info("%s batch %d: %s", spec, batch, ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()))
                 rows.append(row)
     return {"config": asdict(config), "onnxruntime": onnxruntime.__version__, "device_name": provider,
@@ -181,6 +239,14 @@ def format_ort_table(result: dict) -> str:
     rows = [[r["model"], str(r["batch"]), *(f"{r['ms'][v]:.2f}" for v in SESSIONS), f"{r['library/original']:.2f}x",
              f"{r['fast body/library']:.2f}x", f"{r['exact body/library']:.2f}x"] for r in result["rows"]]
     table = markdown_table(title, header, rows)
+    profiled = [r for r in result["rows"] if "profile" in r]
+    if profiled:
+        groups = ("softpool", "pools", "reorders", "rest", "between nodes")
+        prof_rows = [[r["model"], str(r["batch"]), v, f"{r['profile'][v]['run ms']:.2f}",
+                      *(f"{r['profile'][v]['ms'][k]:.2f} ({100 * r['profile'][v]['share'].get(k, 0):.0f}%)" for k in groups)]
+                     for r in profiled for v in PROFILED]
+        table += "\n\n" + markdown_table("ORT profile, ms per run (share of the run)",
+                                          ["model", "batch", "session", "run ms", *groups], prof_rows)
     scaling = [r for r in result["rows"] if "library thread speedup" in r]
     if scaling:
         table += "\n\nlibrary kernel alone (op), 1 -> {} threads: {}".format(result["threads"], ", ".join(

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--providers", default="cpu", help="`ort`: cpu, cuda or auto")
     models.add_argument("--spin", action="store_true",
                         help="`ort`: let idle ORT threads spin (ORT's default; skews round-robin timings on few cores)")
+    models.add_argument("--profile-runs", type=int, default=10,
+                        help="`ort`: runs of ORT's per-op profile per session and batch (time in SoftPool nodes, "
+                        "reorders and the rest; 0: none)")
     shape = parser.add_argument_group("problem")
     shape.add_argument("--batch", type=integer(1), default=8, help="N (op and model)")
     shape.add_argument("--channels", type=integer(1), default=64, help="C")
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
         result = run_ort_benchmark(OrtBenchConfig(models=models, batches=args.batches, size=size,
                                                   providers=args.providers, threads=args.threads, spin=args.spin,
-                                                  min_seconds=args.min_run_time))
+                                                  min_seconds=args.min_run_time,
+                                                  profile_runs=args.profile_runs))
         print(format_ort_table(result))
         _write_outputs(result, args)
         return 0

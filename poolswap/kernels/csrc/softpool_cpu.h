@@ -761,16 +761,13 @@ double backward_padded(const scalar_t* grad_y, const int64_t* gy_stride, const s
 
 #endif  // lanes
 
-// Forward of one plane: y[od, oh, ow] for every output.
+// Forward of the outputs (od, oh) for oh in [oh_begin, oh_end), every ow: row blocks
+// where windows lie inside the input along W, scalar windows at the borders.
 template <typename scalar_t, typename acc_t>
-void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
-                   const Geometry& g, acc_t beta) {
+void forward_rows(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride, const Geometry& g,
+                  acc_t beta, int64_t od, int64_t oh_begin, int64_t oh_end) {
 #if defined(POOLSWAP_HAS_LANES)
   constexpr bool use_lanes = std::is_same<acc_t, float>::value;
-  if constexpr (use_lanes) {
-    PaddedPlan padded;
-    if (plan_padded(g, padded)) return forward_padded(x, x_stride, y, y_stride, g, padded, beta);
-  }
   const RowPlan plan = use_lanes ? plan_rows(g, x_stride) : RowPlan{};
   float lanes[kLanes];
   auto block = [&](const WindowRange& rd, const WindowRange& rh, int64_t ow) {
@@ -780,35 +777,274 @@ void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, cons
     });
   };
 #endif
-  for (int64_t od = 0; od < g.out[0]; ++od) {
-    const WindowRange rd = window_range(g, 0, od);
-    for (int64_t oh = 0; oh < g.out[1]; ++oh) {
-      const WindowRange rh = window_range(g, 1, oh);
-      scalar_t* yrow = y + od * y_stride[0] + oh * y_stride[1];
-      int64_t ow = 0;
+  const WindowRange rd = window_range(g, 0, od);
+  for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+    const WindowRange rh = window_range(g, 1, oh);
+    scalar_t* yrow = y + od * y_stride[0] + oh * y_stride[1];
+    int64_t ow = 0;
 #if defined(POOLSWAP_HAS_LANES)
-      if constexpr (use_lanes) {
-        for (; ow < plan.begin; ++ow) yrow[ow * y_stride[2]] = static_cast<scalar_t>(window_value(x, x_stride, g, rd, rh, ow, beta));
-        for (; ow + kLanes <= plan.end; ow += kLanes) {
-          block(rd, rh, ow);
-          for (int j = 0; j < kLanes; ++j) yrow[(ow + j) * y_stride[2]] = static_cast<scalar_t>(lanes[j]);
+    if constexpr (use_lanes) {
+      for (; ow < plan.begin; ++ow) yrow[ow * y_stride[2]] = static_cast<scalar_t>(window_value(x, x_stride, g, rd, rh, ow, beta));
+      for (; ow + kLanes <= plan.end; ow += kLanes) {
+        block(rd, rh, ow);
+        for (int j = 0; j < kLanes; ++j) yrow[(ow + j) * y_stride[2]] = static_cast<scalar_t>(lanes[j]);
+      }
+      if (plan.has_last_block(ow)) {
+        const int64_t ow0 = plan.end - kLanes;
+        block(rd, rh, ow0);
+        for (int64_t o = ow; o < plan.end; ++o) yrow[o * y_stride[2]] = static_cast<scalar_t>(lanes[o - ow0]);
+        ow = plan.end;
+      }
+    }
+#endif
+    for (; ow < g.out[2]; ++ow) yrow[ow * y_stride[2]] = static_cast<scalar_t>(window_value(x, x_stride, g, rd, rh, ow, beta));
+  }
+}
+
+#if defined(POOLSWAP_HAS_LANES)
+// ---- separable strips (kernel 1 along D, stride 1 or 2 along W) -------------
+//
+// The arithmetic floor of SoftPool: one exponential per input element and two
+// window sums per output, shared between neighbouring windows. A strip of output
+// rows takes one shift M, the max of its input rows: e = exp(beta (x - M)) once
+// per input, then row sums of e, e x (and the max of x) for every output column,
+// then column sums of those down each window's rows, y = sum e x / sum e clamped
+// to the window's max. Exactly the window's softmax (the shift cancels), as in the
+// tiles above, under the same trust test: a strip where any window's sum of
+// weights falls below 2^-60, or whose output is not finite (NaN, inf, overflow of
+// sum e x), is redone by forward_rows with per-window shifts.
+//
+// Each input row is copied once into a float buffer in padded coordinates (-inf
+// outside the input: weight 0, as absent positions); at stride 2 its even and odd
+// positions go to two phase arrays, so every row sum reads unit-stride vectors.
+struct SeparablePlan {
+  int64_t s = 1;             // stride along W: 1 or 2
+  int64_t vec_out = 0;       // output columns rounded up to whole vectors
+  int64_t phase_len = 0;     // entries of each phase array (a multiple of kWidth)
+  int64_t row_len = 0;       // floats of a padded input row: s * phase_len
+  int64_t strip_rows = 0;    // output rows per strip
+  int64_t strip_inputs = 0;  // input rows a strip reads at most
+};
+
+inline bool plan_separable(const Geometry& g, SeparablePlan& plan) {
+  const int64_t s = g.stride[2];
+  if (g.kernel[0] != 1 || g.kernel[1] * g.kernel[2] < 2 || (s != 1 && s != 2)) return false;
+  const int64_t ext_h = g.dilation[1] * (g.kernel[1] - 1) + 1, ext_w = g.dilation[2] * (g.kernel[2] - 1) + 1;
+  plan.s = s;
+  plan.vec_out = (g.out[2] + kWidth - 1) / kWidth * kWidth;
+  plan.phase_len = (plan.vec_out + (ext_w - 1) / s + kWidth) / kWidth * kWidth;
+  plan.row_len = s * plan.phase_len;
+  plan.strip_rows = std::min<int64_t>(g.out[1], std::max<int64_t>(1, 16 / g.stride[1]));
+  plan.strip_inputs = (plan.strip_rows - 1) * g.stride[1] + ext_h;
+  // Per-thread buffers of a strip stay within 1 MB.
+  return plan.strip_inputs * (plan.row_len + 3 * plan.vec_out) + 6 * plan.phase_len <= (int64_t(1) << 18);
+}
+
+// The row sums of one padded input row for every output column: e = exp(beta (x - M))
+// and e x by phase, then sum e, sum e x and max x along each window's row into hs, ht
+// and hm. kStride 1 or 2; kKernelW the kernel's width, 0 when read from g at run time.
+template <int kStride, int kKernelW>
+inline void strip_row_sums(const float* row, const Geometry& g, const SeparablePlan& plan, lanes_f b, lanes_f m,
+                           float* phase, float* hs, float* ht, float* hm) {
+  const int64_t wl = plan.phase_len, vo = plan.vec_out;
+  const lanes_f zero = splat(0.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
+  float* const e_of[2] = {phase, phase + wl};
+  float* const t_of[2] = {phase + 2 * wl, phase + 3 * wl};
+  const float* const x_of[2] = {kStride == 1 ? row : phase + 4 * wl, phase + 5 * wl};
+  for (int64_t j = 0; j < wl; j += kWidth) {
+    lanes_f xv[2];
+    if constexpr (kStride == 1) {
+      std::memcpy(&xv[0], row + j, sizeof(lanes_f));
+    } else {
+      lanes_f lo, hi;
+      load_pair(row + 2 * j, lo, hi);
+      xv[0] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+      xv[1] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+      std::memcpy(phase + 4 * wl + j, &xv[0], sizeof(lanes_f));
+      std::memcpy(phase + 5 * wl + j, &xv[1], sizeof(lanes_f));
+    }
+    for (int p = 0; p < kStride; ++p) {
+      const lanes_f ev = exp_nonpositive(b * (xv[p] - m));  // -inf: weight 0
+      const lanes_f tv = ev == zero ? zero : ev * xv[p];     // adds nothing, not 0 * inf
+      std::memcpy(e_of[p] + j, &ev, sizeof(ev));
+      std::memcpy(t_of[p] + j, &tv, sizeof(tv));
+    }
+  }
+  const int64_t kernel_w = kKernelW > 0 ? kKernelW : g.kernel[2];
+  const int64_t dw = kKernelW > 0 ? 1 : g.dilation[2];
+  for (int64_t j = 0; j < vo; j += kWidth) {
+    lanes_f sv = zero, tv = zero, xm = minus_inf;
+    for (int64_t kw = 0; kw < kernel_w; ++kw) {
+      const int64_t tap = kw * dw, p = tap % kStride, at = j + tap / kStride;
+      lanes_f ev, txv, xv;
+      std::memcpy(&ev, e_of[p] + at, sizeof(ev));
+      std::memcpy(&txv, t_of[p] + at, sizeof(txv));
+      std::memcpy(&xv, x_of[p] + at, sizeof(xv));
+      sv += ev, tv += txv;
+      xm = xv > xm ? xv : xm;
+    }
+    std::memcpy(hs + j, &sv, sizeof(sv));
+    std::memcpy(ht + j, &tv, sizeof(tv));
+    std::memcpy(hm + j, &xm, sizeof(xm));
+  }
+}
+
+// Output rows [oh0, oh1) of slice od under one shift; false when the strip needs
+// per-window shifts (what it wrote is then overwritten).
+template <int kStride, int kKernelW, typename scalar_t>
+inline bool forward_strip(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
+                          const Geometry& g, const SeparablePlan& plan, float beta, int64_t od, int64_t oh0,
+                          int64_t oh1, float* rows, float* sums) {
+  const int64_t vo = plan.vec_out, pad_w = g.pad[2];
+  const WindowRange rd = window_range(g, 0, od);
+  const scalar_t* xslice = x + (rd.start + rd.lo * g.dilation[0]) * x_stride[0];
+  const int64_t ih_lo = std::max<int64_t>(0, oh0 * g.stride[1] - g.pad[1]);
+  const int64_t ih_hi = std::min<int64_t>(g.in[1], (oh1 - 1) * g.stride[1] - g.pad[1] +
+                                                       g.dilation[1] * (g.kernel[1] - 1) + 1);
+  const int64_t n_rows = ih_hi - ih_lo;
+  const int64_t copy_w = std::min<int64_t>(g.in[2], plan.row_len - pad_w);
+  const float minus_inf_f = -std::numeric_limits<float>::infinity();
+  const lanes_f minus_inf = splat(minus_inf_f), zero = splat(0.0f);
+  // 1. the strip's input rows in padded coordinates, and their max (NaN never wins: the test below catches it)
+  lanes_f mv = minus_inf;
+  for (int64_t q = 0; q < n_rows; ++q) {
+    float* row = rows + q * plan.row_len;
+    const scalar_t* src = xslice + (ih_lo + q) * x_stride[1];
+    std::fill(row, row + pad_w, minus_inf_f);
+    if (std::is_same<scalar_t, float>::value && x_stride[2] == 1) {
+      std::memcpy(row + pad_w, src, static_cast<size_t>(copy_w) * sizeof(float));
+    } else {
+      for (int64_t w = 0; w < copy_w; ++w) row[pad_w + w] = static_cast<float>(src[w * x_stride[2]]);
+    }
+    // -inf past the row's end, a vector at a time (row_len is whole vectors)
+    for (int64_t j = (pad_w + copy_w) / kWidth * kWidth; j < plan.row_len; j += kWidth) {
+      lanes_f v;
+      std::memcpy(&v, row + j, sizeof(v));
+      const lanes_i at = lanes_i{0, 1, 2, 3, 4, 5, 6, 7} + static_cast<int32_t>(j);
+      v = at < static_cast<int32_t>(pad_w + copy_w) ? v : minus_inf;
+      std::memcpy(row + j, &v, sizeof(v));
+    }
+    for (int64_t j = 0; j < plan.row_len; j += kWidth) {
+      lanes_f v;
+      std::memcpy(&v, row + j, sizeof(v));
+      mv = v > mv ? v : mv;
+    }
+  }
+  const float shift = max_lane(mv);
+  if (!(std::fabs(shift) <= std::numeric_limits<float>::max())) return false;
+  // 2. the row sums of every input row of the strip
+  float* const hs = sums;
+  float* const ht = sums + n_rows * vo;
+  float* const hm = sums + 2 * n_rows * vo;
+  float* const phase = sums + 3 * plan.strip_inputs * vo;
+  const lanes_f b = splat(beta), m = splat(shift);
+  for (int64_t q = 0; q < n_rows; ++q)
+    strip_row_sums<kStride, kKernelW>(rows + q * plan.row_len, g, plan, b, m, phase, hs + q * vo, ht + q * vo,
+                                      hm + q * vo);
+  // 3. down each window's rows: y = sum e x / sum e, at most the window's max
+  const lanes_f smallest = splat(kTileSmallestSum), largest = splat(std::numeric_limits<float>::max());
+  lanes_i tail;
+  for (int j = 0; j < kWidth; ++j) tail[j] = (vo - kWidth + j < g.out[2]) ? -1 : 0;
+  lanes_i untrusted = lanes_i{};
+  const bool vector_store = std::is_same<scalar_t, float>::value && y_stride[2] == 1;
+  const int64_t full_end = g.out[2] / kWidth * kWidth;
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    const WindowRange rh = window_range(g, 1, oh);
+    const int64_t q0 = rh.start + rh.lo * g.dilation[1] - ih_lo, taps = rh.hi - rh.lo;
+    const int64_t dq = g.dilation[1] * vo;
+    scalar_t* yrow = y + od * y_stride[0] + oh * y_stride[1];
+    for (int64_t j = 0; j < vo; j += kWidth) {
+      lanes_f sv = zero, tv = zero, xm = minus_inf;
+      const int64_t at = q0 * vo + j;
+      for (int64_t k = 0; k < taps; ++k) {
+        lanes_f a, c, d;
+        std::memcpy(&a, hs + at + k * dq, sizeof(a));
+        std::memcpy(&c, ht + at + k * dq, sizeof(c));
+        std::memcpy(&d, hm + at + k * dq, sizeof(d));
+        sv += a, tv += c;
+        xm = d > xm ? d : xm;
+      }
+      lanes_f yv = tv / sv;
+      yv = yv > xm ? xm : yv;  // rounding never lifts y above the window's max
+      const lanes_f magnitude = yv < zero ? -yv : yv;
+      const lanes_i trusted = (sv >= smallest) & (magnitude <= largest);  // false for NaN too
+      if (j < full_end) {
+        untrusted |= ~trusted;
+        if (vector_store) {
+          std::memcpy(yrow + j, &yv, sizeof(yv));
+          continue;
         }
-        if (plan.has_last_block(ow)) {
-          const int64_t ow0 = plan.end - kLanes;
-          block(rd, rh, ow0);
-          for (int64_t o = ow; o < plan.end; ++o) yrow[o * y_stride[2]] = static_cast<scalar_t>(lanes[o - ow0]);
-          ow = plan.end;
+      } else {
+        untrusted |= tail & ~trusted;
+      }
+#if defined(__AVX__)
+      if constexpr (std::is_same<scalar_t, float>::value) {
+        if (vector_store) {  // the row's last, partial vector
+          __builtin_ia32_maskstoreps256(reinterpret_cast<lanes_f*>(yrow + j), tail, yv);
+          continue;
         }
       }
 #endif
-      for (; ow < g.out[2]; ++ow) yrow[ow * y_stride[2]] = static_cast<scalar_t>(window_value(x, x_stride, g, rd, rh, ow, beta));
+      for (int64_t i = 0; i < kWidth && j + i < g.out[2]; ++i) yrow[(j + i) * y_stride[2]] = static_cast<scalar_t>(yv[i]);
     }
   }
+  return !any_lane(untrusted);
+}
+
+template <typename scalar_t>
+void forward_separable(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
+                       const Geometry& g, const SeparablePlan& plan, float beta) {
+  std::vector<float>& row_buffer = scratch(0);
+  std::vector<float>& sum_buffer = scratch(1);
+  const size_t rows_size = static_cast<size_t>(plan.strip_inputs * plan.row_len);
+  const size_t sums_size = static_cast<size_t>(3 * plan.strip_inputs * plan.vec_out + 6 * plan.phase_len);
+  if (row_buffer.size() < rows_size) row_buffer.resize(rows_size);
+  if (sum_buffer.size() < sums_size) sum_buffer.resize(sums_size);
+  for (int64_t od = 0; od < g.out[0]; ++od)
+    for (int64_t oh0 = 0; oh0 < g.out[1]; oh0 += plan.strip_rows) {
+      const int64_t oh1 = std::min(g.out[1], oh0 + plan.strip_rows);
+      bool done;
+      const auto strip = [&](auto stride, auto kernel_w) {
+        return forward_strip<decltype(stride)::value, decltype(kernel_w)::value>(
+            x, x_stride, y, y_stride, g, plan, beta, od, oh0, oh1, row_buffer.data(), sum_buffer.data());
+      };
+      using one = std::integral_constant<int, 1>;
+      using two = std::integral_constant<int, 2>;
+      using three = std::integral_constant<int, 3>;
+      using any = std::integral_constant<int, 0>;
+      const bool plain = g.dilation[2] == 1;
+      if (plan.s == 1) {
+        done = plain && g.kernel[2] == 3 ? strip(one{}, three{}) : plain && g.kernel[2] == 2 ? strip(one{}, two{}) : strip(one{}, any{});
+      } else {
+        done = plain && g.kernel[2] == 3 ? strip(two{}, three{}) : plain && g.kernel[2] == 2 ? strip(two{}, two{}) : strip(two{}, any{});
+      }
+      if (!done) forward_rows<scalar_t, float>(x, x_stride, y, y_stride, g, beta, od, oh0, oh1);
+    }
+}
+#endif  // lanes
+
+// Forward of one plane: y[od, oh, ow] for every output.
+template <typename scalar_t, typename acc_t>
+void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
+                   const Geometry& g, acc_t beta) {
+#if defined(POOLSWAP_HAS_LANES)
+  if constexpr (std::is_same<acc_t, float>::value) {
+    SeparablePlan separable;
+    if (plan_separable(g, separable)) return forward_separable(x, x_stride, y, y_stride, g, separable, beta);
+    PaddedPlan padded;
+    if (plan_padded(g, padded)) return forward_padded(x, x_stride, y, y_stride, g, padded, beta);
+  }
+#endif
+  for (int64_t od = 0; od < g.out[0]; ++od) forward_rows<scalar_t, acc_t>(x, x_stride, y, y_stride, g, beta, od, 0, g.out[1]);
 }
 
 // How many planes forward_planes computes together for this geometry (1: one by one).
 inline int64_t plane_group_size(const Geometry& g) {
 #if defined(POOLSWAP_HAS_LANES)
+  SeparablePlan separable;
+  // Rows of a tile's width and more: separable strips (per plane); shorter ones share padded tiles
+  // (callgrind: the demo network's 8- and 4-wide rows take 1.25x to 1.5x the instructions in strips).
+  if (plan_separable(g, separable) && g.out[2] >= kLanes) return 1;
   PaddedPlan plan;
   if (plan_padded(g, plan, kLanes)) return plan.planes;
 #endif
@@ -824,7 +1060,7 @@ void forward_planes(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf&& y_
 #if defined(POOLSWAP_HAS_LANES)
   if constexpr (std::is_same<acc_t, float>::value) {
     PaddedPlan plan;
-    if (count > 1 && plan_padded(g, plan, count) && plan.planes > 1) {
+    if (count > 1 && plane_group_size(g) > 1 && plan_padded(g, plan, count) && plan.planes > 1) {
       for (int64_t first = 0; first < count; first += plan.planes) {
         const int64_t n = std::min(plan.planes, count - first);
         const float* buffer =

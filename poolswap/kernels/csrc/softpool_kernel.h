@@ -38,6 +38,19 @@ struct Geometry {
   int64_t dilation[3];
 };
 
+// Output length along one dim: torch.nn.MaxPoolNd's rule (ONNX MaxPool's with
+// begin and end pads), ceil_mode included: a window that would start inside the
+// end padding is dropped. The one home of this rule for every front-end.
+inline int64_t pooled_size(int64_t size, int64_t kernel, int64_t stride, int64_t pad_begin, int64_t pad_end,
+                           int64_t dilation, bool ceil_mode) {
+  const int64_t extent = dilation * (kernel - 1) + 1;
+  const int64_t numerator = size + pad_begin + pad_end - extent + (ceil_mode ? stride - 1 : 0);
+  // floor division, numerator may be negative
+  int64_t out = (numerator >= 0 ? numerator / stride : -((-numerator + stride - 1) / stride)) + 1;
+  if (ceil_mode && out > 0 && (out - 1) * stride >= size + pad_begin) --out;
+  return out;
+}
+
 // The input positions of output window `o` along one dim are
 // start + k * dilation for k in [lo, hi): exactly the ones inside the input.
 struct WindowRange {

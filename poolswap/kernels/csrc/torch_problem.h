@@ -21,15 +21,6 @@ struct TorchProblem {
   std::vector<int64_t> out_shape;  // of the (possibly unbatched) output
 };
 
-inline int64_t pooled_size(int64_t size, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
-  const int64_t extent = d * (k - 1) + 1;
-  const int64_t numerator = size + 2 * p - extent + (ceil_mode ? s - 1 : 0);
-  // floor division, numerator may be negative
-  int64_t out = (numerator >= 0 ? numerator / s : -((-numerator + s - 1) / s)) + 1;
-  if (ceil_mode && (out - 1) * s >= size + p) --out;
-  return out;
-}
-
 // The same rule as poolswap.ops.reference.output_memory_format.
 inline at::MemoryFormat output_memory_format(const at::Tensor& x) {
   if (x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous())
@@ -74,7 +65,7 @@ inline TorchProblem make_problem(const at::Tensor& x, at::IntArrayRef kernel, at
     TORCH_CHECK_VALUE(g.kernel[i] >= 1 && g.stride[i] >= 1 && g.dilation[i] >= 1 && g.pad[i] >= 0,
                       "SoftPool: kernel, stride and dilation must be >= 1 and padding >= 0");
     TORCH_CHECK_VALUE(2 * g.pad[i] <= g.kernel[i], "SoftPool: padding must be at most half the kernel");
-    g.out[i] = pooled_size(g.in[i], g.kernel[i], g.stride[i], g.pad[i], g.dilation[i], ceil_mode);
+    g.out[i] = pooled_size(g.in[i], g.kernel[i], g.stride[i], g.pad[i], g.pad[i], g.dilation[i], ceil_mode);
     TORCH_CHECK_VALUE(g.out[i] >= 1, "SoftPool: the kernel is larger than the padded input in spatial dim ", src);
     p.x_stride[2 + i] = x.stride(lead + 1 + src);
   }

@@ -132,16 +132,6 @@ SoftPoolAttributes read_attributes(const OrtKernelInfo* raw_info) {
   return a;
 }
 
-// Output length along one dim: torch.nn.MaxPoolNd's rule, with begin and end pads.
-int64_t pooled_size(int64_t size, int64_t k, int64_t s, int64_t pad_begin, int64_t pad_end, int64_t d,
-                    bool ceil_mode) {
-  const int64_t extent = d * (k - 1) + 1;
-  const int64_t numerator = size + pad_begin + pad_end - extent + (ceil_mode ? s - 1 : 0);
-  int64_t out = (numerator >= 0 ? numerator / s : -((-numerator + s - 1) / s)) + 1;
-  if (ceil_mode && out > 0 && (out - 1) * s >= size + pad_begin) --out;  // a window starting in the end padding
-  return out;
-}
-
 // The problem as the shared kernel sees it: (planes, D, H, W) with 1-d and 2-d
 // problems padded to 3 dims by leading dims of size 1.
 struct Problem {
@@ -179,7 +169,7 @@ Problem make_problem(const SoftPoolAttributes& a, const std::vector<int64_t>& sh
     g.stride[i] = a.strides[src];
     g.pad[i] = a.pads[src];
     g.dilation[i] = a.dilations[src];
-    g.out[i] = pooled_size(g.in[i], g.kernel[i], g.stride[i], a.pads[src], a.pads[nd + src], g.dilation[i],
+    g.out[i] = poolswap::pooled_size(g.in[i], g.kernel[i], g.stride[i], a.pads[src], a.pads[nd + src], g.dilation[i],
                            a.ceil_mode);
     if (g.out[i] < 1) {
       throw std::invalid_argument("poolswap::SoftPool: kernel_shape " + join(a.kernel) +

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--providers", default="cpu", help="`ort`: cpu, cuda or auto")
     models.add_argument("--spin", action="store_true",
                         help="`ort`: let idle ORT threads spin (ORT's default; skews round-robin timings on few cores)")
-    models.add_argument("--profile-runs", type=int, default=10,
+    models.add_argument("--profile-runs", type=integer(0), default=10,
                         help="`ort`: runs of ORT's per-op profile per session and batch (time in SoftPool nodes, "
                         "reorders and the rest; 0: none)")
     shape = parser.add_argument_group("problem")

@@ -9,6 +9,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from ..device import resolve_device
 from ._timing import median_seconds, peak_memory, resolve_threads
 from ._table import markdown_table
 
@@ -49,6 +50,7 @@ def run_op_benchmark(config: OpBenchConfig) -> dict:
     from poolswap.ops import soft_pool_reference
 
     threads = resolve_threads(config.threads)
+    resolve_device(config.device)  # a device that is not here: one line, before any tensor is made
     dtype = getattr(torch, config.dtype)
     k, s, p = config.kernel, config.stride, config.padding
     x = torch.randn(config.batch, config.channels, config.size, config.size, device=config.device, dtype=dtype)

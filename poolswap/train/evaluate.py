@@ -137,12 +137,13 @@ def evaluate(
     labels of -1 are unlabelled. ``label_map`` maps folder classes to model
     outputs (found from the folder's class names when ``data`` is a folder).
     """
+    from ..device import resolve_device
     from .data import build_transform, dataset_classes, image_dataset, resolve_data_config
     from .data import label_map as find_label_map
 
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    device = torch.device(device)
+    device = resolve_device(device)
     if isinstance(data, (str, os.PathLike)):
         config = resolve_data_config(model, overrides=data_config)
         data = image_dataset(data, build_transform(config))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from poolswap.deploy import session
+from poolswap.image_files import decode_image
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet normalisation: use your model's own
 
@@ -25,9 +26,8 @@ def load_image(path: Path, channels: int, height: int, width: int) -> np.ndarray
     """One image as a (C, H, W) float32 array, resized and normalised."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        image = image.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
-        array = np.asarray(image, dtype=np.float32) / 255.0
+    image = decode_image(path, channels).resize((width, height), Image.BILINEAR)  # any mode, its real bit depth
+    array = np.asarray(image, dtype=np.float32) / 255.0
     array = array.reshape(height, width, channels).transpose(2, 0, 1)
     if channels == 3:
         array = (array - np.array(MEAN, np.float32)[:, None, None]) / np.array(STD, np.float32)[:, None, None]

@@ -234,7 +234,8 @@ def run_recipe(recipe: Recipe, *, force: bool = False, on_stage: Optional[Callab
             if va.get("data"):
                 from ..deploy.images import find_images, load_images
 
-                inputs = load_images(find_images(recipe.path(va["data"]), limit=va.get("n", 8)), input_size[1:])
+                inputs = load_images(find_images(recipe.path(va["data"]), limit=va.get("n", 8)), input_size[1:],
+                                     input_size[0])
             report = validate(onnx_path, poolswap.load(current), inputs, n=va.get("n", 8), atol=va.get("atol", 1e-4),
                               rtol=va.get("rtol", 1e-4), min_top1=va.get("min_top1"), strict=va.get("strict", False))
             logger.info("%s", report.format())

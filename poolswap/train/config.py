@@ -50,6 +50,7 @@ class FinetuneConfig:
     checkpoint_every: int = 0  # also save the resume state every N steps (0: at epoch ends only)
     log_every: int = 20
     hflip: bool = False  # random horizontal flips of training images (seeded per sample)
+    skip_bad_images: bool = False  # drop image files that do not decode (with a warning) instead of stopping
     data_config: dict = field(default_factory=dict)  # overrides of the model's data config
 
     def __post_init__(self) -> None:

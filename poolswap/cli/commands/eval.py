@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     folder = split_dir(args.data, "val", required=False) or split_dir(args.data, "train")
     spec = spec_of(model)
     config = resolve_data_config(model, spec=spec.text if spec else None, overrides=data_overrides(args))
-    dataset = image_dataset(folder, build_transform(config))
+    dataset = image_dataset(folder, build_transform(config), channels=config["input_size"][0],
+                            skip_bad_images=args.skip_bad_images)
     model.to(device)
     if other is not None:
         other.to(device)

@@ -66,6 +66,7 @@ _CONFIG_FLAGS = {
     "freeze_bn": "freeze_bn", "amp": "amp", "alpha": "alpha", "temperature": "temperature",
     "calibrate": "calibrate", "seed": "seed", "workers": "workers", "device": "device",
     "checkpoint_every": "checkpoint_every", "log_every": "log_every", "hflip": "hflip",
+    "skip_bad_images": "skip_bad_images",
 }
 
 

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", default="auto", help="auto, cpu, cuda or a comma-separated ORT provider list")
     parser.add_argument("--no-library", action="store_true", help="run SoftPool through the model's function body")
     parser.add_argument("--strict", action="store_true", help="fail instead of falling back when the library is unusable")
+    parser.add_argument("--skip-bad-images", action="store_true",
+                        help="skip image files that cannot be decoded, with a warning (default: stop at the first)")
 
 
 def _softmax(logits):
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ...deploy import session
-    from ...deploy.images import load_images
+    from ...deploy.images import load_images, readable_images
     from ...errors import PoolswapError
 
     providers = args.providers if args.providers in ("auto", "cpu", "cuda") else args.providers.split(",")
@@ -49,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     for image in args.images:
         if not image.is_file():
             raise FileNotFoundError(f"no image at {image}")
-    batch = load_images(args.images, size)
+    channels = spec.shape[1] if len(spec.shape) == 4 and isinstance(spec.shape[1], int) else 3
+    images = readable_images(args.images, channels) if args.skip_bad_images else args.images
+    batch = load_images(images, size, channels)
     if isinstance(spec.shape[0], int) and spec.shape[0] > 0 and spec.shape[0] != len(batch):
         outputs = [sess.run(None, {spec.name: batch[i : i + 1]})[0][0] for i in range(len(batch))]
         logits = np.stack(outputs)
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise PoolswapError(f"the model's output has shape {logits.shape}; predict needs (N, classes) logits")
     probs = _softmax(logits.astype(np.float64))
     k = min(args.top_k, probs.shape[1])
-    for image, row in zip(args.images, probs):
+    for image, row in zip(images, probs):
         print(image)
         for idx in np.argsort(-row)[:k]:
             label = names[idx] if names and idx < len(names) else f"class {idx}"

@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--data", type=Path, default=None, help="a folder of images (searched recursively)")
     source.add_argument("--n", type=int, default=8, help="number of random standard-normal inputs")
     data.add_argument("--limit", type=int, default=64, help="at most this many images from --data")
+    data.add_argument("--skip-bad-images", action="store_true",
+                      help="skip image files that cannot be decoded, with a warning (default: stop at the first)")
     data.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     tol = parser.add_argument_group("tolerance")
     tol.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance")
@@ -37,7 +39,7 @@ def _providers(text: str):
 
 def run(args: argparse.Namespace) -> int:
     from ...deploy import session
-    from ...deploy.images import find_images, load_images
+    from ...deploy.images import find_images, load_images, readable_images
     from ...export import validate
     from ...model import load
 
@@ -48,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None:
         spec = session(args.model, "cpu", library=False).get_inputs()[0]
         size = [d if isinstance(d, int) and d > 0 else 224 for d in spec.shape[-2:]]
-        inputs = load_images(find_images(args.data, args.limit), size)
+        channels = spec.shape[1] if len(spec.shape) == 4 and isinstance(spec.shape[1], int) else 3
+        files = find_images(args.data, args.limit)
+        inputs = load_images(readable_images(files, channels) if args.skip_bad_images else files, size, channels)
     report = validate(
         args.model, model, inputs, n=args.n, atol=args.atol, rtol=args.rtol, min_top1=args.min_top1,
         providers=_providers(args.providers), strict=args.strict, seed=args.seed,

@@ -67,7 +67,7 @@ def read_header(path: Union[str, os.PathLike]) -> dict[str, Any]:
     path = Path(path)
     kind = file_kind(path)
     if kind == "missing":
-        raise FileNotFoundError(f"no model file at {path}")
+        raise FileNotFoundError(f"no checkpoint at {path}")
     if kind != "safetensors":
         hint = folder_hint(path, (".safetensors",)) if kind == "directory" else ""
         raise PoolswapError(f"{path} is {describe_kind(kind)}, not a poolswap model file{hint}; {CONVERT_HINT}")

@@ -1,6 +1,6 @@
 """The error poolswap raises for a user's mistake: one line that names the problem and the fix."""
 
-__all__ = ["PoolswapError", "first_line"]
+__all__ = ["PoolswapError", "PoolswapTypeError", "PoolswapValueError", "first_line"]
 
 
 class PoolswapError(Exception):
@@ -11,3 +11,11 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type's name when the message is empty)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PoolswapValueError(PoolswapError, ValueError):
+    """A bad argument value: a user error for the CLI, a ``ValueError`` for Python callers (as torch raises)."""
+
+
+class PoolswapTypeError(PoolswapError, TypeError):
+    """An argument of the wrong type: a user error for the CLI, a ``TypeError`` for Python callers."""

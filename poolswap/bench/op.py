@@ -49,10 +49,14 @@ def run_op_benchmark(config: OpBenchConfig) -> dict:
     from poolswap.kernels import cpu_parallel_backend, kernel_status
     from poolswap.ops import soft_pool_reference
 
+    from poolswap.ops import PoolGeometry
+
+    k, s, p = config.kernel, config.stride, config.padding
+    # an impossible geometry is the user's error, said before any timing (and before max_pool2d says it its way)
+    PoolGeometry.create(2, k, s, p).output_size((config.size, config.size))
     threads = resolve_threads(config.threads)
     resolve_device(config.device)  # a device that is not here: one line, before any tensor is made
     dtype = getattr(torch, config.dtype)
-    k, s, p = config.kernel, config.stride, config.padding
     x = torch.randn(config.batch, config.channels, config.size, config.size, device=config.device, dtype=dtype)
     xg = x.detach().clone().requires_grad_(True)
     variants: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

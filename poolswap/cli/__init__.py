@@ -13,6 +13,8 @@ import importlib
 import logging
 import pkgutil
 import sys
+import traceback
+import warnings
 from typing import Optional, Sequence
 
 from .. import __version__
@@ -31,8 +33,26 @@ def _command_modules() -> list:
     return sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``(default: X)`` to a flag's help unless the help already says its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line, like every other poolswap error (and exit 2, as argparse does)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``only``, that command's arguments alone (the others' need not be imported)."""
+    parser = _Parser(
         prog="poolswap",
         description="Convert trained CNNs to SoftPool, fine-tune them, export them to ONNX and deploy them.",
     )
@@ -46,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
             module.NAME,
             help=module.HELP,
             description=getattr(module, "DESCRIPTION", module.HELP),
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=_HelpFormatter,
         )
-        module.add_arguments(command)
+        if only is None or only == module.NAME:
+            module.add_arguments(command)
         command.set_defaults(_run=module.run)
     return parser
 
@@ -59,13 +80,27 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING,
                         format="%(message)s" if verbose == 0 else "%(levelname)s %(name)s: %(message)s")
     logging.getLogger("poolswap").setLevel(level)
+    warnings.formatwarning = _format_warning
     # torch's extension builder warns that no CUDA runtime is found on CPU-only machines: not our user's concern.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
+_python_format_warning = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """poolswap's own warnings as the one line they are; other libraries' as Python formats them."""
+    if str(message).startswith("poolswap:"):
+        return f"{message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``poolswap`` command; returns the exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    names = {m.NAME for m in _command_modules()}
+    # Only the chosen command's arguments are built: its settings import their stage (and torch), the rest need not.
+    parser = build_parser(only=next((a for a in argv if a in names), ""))
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
         parser.print_help()
@@ -76,8 +111,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("poolswap: interrupted", file=sys.stderr)
         return 130
-    except (PoolswapError, ValueError, TypeError, FileNotFoundError, PermissionError, ImportError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every error ends as one line (the user's) or a traceback (a bug)
+        message = _user_error(exc)
         if args.traceback:
             raise
-        print(f"poolswap: error: {first_line(exc)}", file=sys.stderr)
-        return 2
+        if message is not None:
+            print(f"poolswap: error: {message}", file=sys.stderr)
+            return 2
+        traceback.print_exc()
+        print("poolswap: internal error: the lines above are a bug in poolswap, not a problem with your input; "
+              "please report them", file=sys.stderr)
+        return 1
+
+
+#: Optional dependencies and the extra that installs each.
+_EXTRAS = {"onnx": "onnx", "onnxscript": "onnx", "onnxruntime": "onnx", "matplotlib": "demo", "sklearn": "demo",
+           "PIL": "demo", "tensorboard": "dev"}
+
+
+def _user_error(exc: BaseException) -> Optional[str]:
+    """The one line for an error the user can fix; None for a bug (shown with its traceback)."""
+    if isinstance(exc, PoolswapError):
+        return first_line(exc)
+    if isinstance(exc, ModuleNotFoundError):
+        top = (exc.name or "").split(".")[0]
+        if top not in _EXTRAS:
+            return None
+        return f"{top} is not installed; pip install 'poolswap[{_EXTRAS[top]}]'"
+    # OSError: a file or folder the user named (missing, unreadable, unwritable, disk full)
+    if isinstance(exc, OSError):
+        if exc.strerror and exc.filename is not None:
+            return f"{exc.strerror}: {exc.filename}"
+        return first_line(exc)
+    return None

@@ -4,14 +4,52 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Optional
+import math
+from typing import Any, Callable, Optional
 
 from ..errors import PoolswapError
 
 __all__ = [
     "add_data_arguments", "add_model_arguments", "build_model", "data_overrides", "parse_input_size",
-    "parse_model_kwargs",
+    "parse_model_kwargs", "integer", "fraction", "positive_number", "add_preprocessing_arguments",
 ]
+
+
+def integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+    return parse
+
+
+def _finite(text: str) -> Optional[float]:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    value = _finite(text)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    value = _finite(text)
+    if value is None or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_required: bool) -> None:
@@ -20,7 +58,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_required: bo
     group.add_argument("--checkpoint", metavar="FILE", required=checkpoint_required,
                        help=".pth/.pth.tar/.pt/.bin (read weights-only) or .safetensors; num_classes and in_chans "
                             "are read off its head and stem (default: none, random weights)")
-    group.add_argument("--num-classes", type=int, metavar="N", help="classes of the checkpoint's head (default: inferred)")
+    group.add_argument("--num-classes", type=integer(1), metavar="N", help="classes of the checkpoint's head (default: inferred)")
     group.add_argument("--model-kwargs", metavar="JSON", help="extra keyword arguments for the model factory (default: none)")
     group.add_argument("--use-ema", action="store_true", help="prefer the checkpoint's state_dict_ema (default: off)")
     group.add_argument("--input-size", metavar="C,H,W", help="example input size for shapes (default: the model's own)")
@@ -71,28 +109,31 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGro
     group = parser.add_argument_group("data")
     group.add_argument("--data", metavar="DIR", required=False,
                        help="ImageFolder root with train/ and val/ (class folders, or images alone: no labels)")
-    group.add_argument("--batch-size", type=int, default=32, help="images per step (per process)")
-    group.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
-    group.add_argument("--input-size", metavar="C,H,W", help="input size (default: the model's data config)")
-    group.add_argument("--crop-pct", type=float, help="center-crop fraction; 1 resizes to the input size (default: the model's)")
-    group.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="resize interpolation (default: the model's)")
-    group.add_argument("--mean", metavar="R,G,B", help="normalisation mean (default: the model's)")
-    group.add_argument("--std", metavar="R,G,B", help="normalisation std (default: the model's)")
+    group.add_argument("--batch-size", type=integer(1), default=32, help="images per step (per process)")
+    group.add_argument("--workers", type=integer(0), default=0, help="data-loading worker processes")
+    add_preprocessing_arguments(group)
     group.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (this rank's GPU where there is one)")
     group.add_argument("--skip-bad-images", action="store_true",
                        help="skip image files that cannot be decoded, with a warning (default: stop at the first)")
     return group
 
 
-def _floats(text: Optional[str], name: str, count: int = 3):
+def add_preprocessing_arguments(group: Any) -> None:
+    """The model's data-config overrides: input size, crop, interpolation, mean and std (see data_overrides)."""
+    group.add_argument("--input-size", metavar="C,H,W", help="input size (default: the model's data config)")
+    group.add_argument("--crop-pct", type=float, help="center-crop fraction; 1 resizes to the input size (default: the model's)")
+    group.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="resize interpolation (default: the model's)")
+    group.add_argument("--mean", metavar="R,G,B", help="normalisation mean (default: the model's)")
+    group.add_argument("--std", metavar="R,G,B", help="normalisation std (default: the model's)")
+
+
+def _floats(text: Optional[str], name: str, count: int = 3, positive: bool = False):
     if text is None:
         return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != count:
-        raise PoolswapError(f"{name} must be {count} comma-separated numbers, got {text!r}")
+    values = tuple(_finite(v) for v in text.split(","))
+    if len(values) != count or None in values or (positive and min(values) <= 0):
+        what = "positive numbers" if positive else "finite numbers"
+        raise PoolswapError(f"{name} must be {count} comma-separated {what}, got {text!r}")
     return values
 
 
@@ -109,5 +150,5 @@ def data_overrides(args: argparse.Namespace) -> dict:
     if args.mean:
         overrides["mean"] = _floats(args.mean, "--mean")
     if args.std:
-        overrides["std"] = _floats(args.std, "--std")
+        overrides["std"] = _floats(args.std, "--std", positive=True)
     return overrides

@@ -1,27 +1,27 @@
 """Image loading for ``poolswap predict`` and ``poolswap validate --data``: PIL and numpy only.
 
-Standard ImageNet preprocessing: decode (:func:`poolswap.image_files.decode_image`: RGB,
-or gray for a 1-channel model), resize the shorter side to ``size / 0.875``, centre crop
-``size``, scale to [0, 1], normalise with ImageNet's mean and std (their averages for
-one channel).
+Each image goes through the model's :class:`~poolswap.deploy.preprocess.Preprocessing`
+the way timm's evaluation transform does it on a PIL image: decode
+(:func:`poolswap.image_files.decode_image`: RGB, or gray for a 1-channel model), resize (the
+shorter side to ``size / crop_pct``, or both sides with ``crop_mode="squash"``),
+centre crop ``size``, scale to [0, 1], normalise with the model's mean and std.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, Union
 
 import numpy as np
 
 from ..errors import PoolswapError
 from ..image_files import IMAGE_EXTENSIONS, decode_image, readable_images, require_folder
+from .preprocess import Preprocessing
 
 __all__ = ["IMAGE_SUFFIXES", "find_images", "load_image", "load_images", "readable_images"]
 
 IMAGE_SUFFIXES = IMAGE_EXTENSIONS
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-CROP_PCT = 0.875
 
 
 def find_images(folder: Path, limit: int | None = None) -> list[Path]:
@@ -33,22 +33,41 @@ def find_images(folder: Path, limit: int | None = None) -> list[Path]:
     return files[:limit] if limit else files
 
 
-def load_image(path: Path, size: Sequence[int], channels: int = 3) -> np.ndarray:
-    """One image as a normalised (channels, H, W) float32 array."""
+def _preprocessing(preprocessing: Union[Preprocessing, Sequence[int]]) -> Preprocessing:
+    if isinstance(preprocessing, Preprocessing):
+        return preprocessing
+    height, width = (int(v) for v in preprocessing)  # a bare (H, W): ImageNet's preprocessing at that size
+    return Preprocessing(input_size=(3, height, width))
+
+
+def _resize_shape(width: int, height: int, p: Preprocessing) -> tuple[int, int]:
+    """Target (width, height) of the resize, as timm's evaluation transform computes it."""
+    scale_h, scale_w = math.floor(p.input_size[1] / p.crop_pct), math.floor(p.input_size[2] / p.crop_pct)
+    if p.crop_mode == "squash" or scale_h != scale_w:  # timm resizes to both sizes here
+        return scale_w, scale_h
+    if width <= height:  # the shorter side to the scale size, the longer one in proportion (torchvision's rule)
+        return scale_w, int(scale_w * height / width)
+    return int(scale_h * width / height), scale_h
+
+
+def load_image(path: Path, preprocessing: Union[Preprocessing, Sequence[int]]) -> np.ndarray:
+    """One image as a normalised (C, H, W) float32 array (C: 3, or 1 for a grayscale model)."""
     from PIL import Image
 
-    height, width = int(size[0]), int(size[1])
-    image = decode_image(path, channels)
-    scale = max(height, width) / CROP_PCT / min(image.size)
-    resized = image.resize((max(width, round(image.size[0] * scale)), max(height, round(image.size[1] * scale))), Image.BILINEAR)
-    left = (resized.size[0] - width) // 2
-    top = (resized.size[1] - height) // 2
+    p = _preprocessing(preprocessing)
+    channels, height, width = p.input_size
+    image = decode_image(path, channels)  # any mode at its real bit depth; a bad file is a one-line error
+    filters = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+    resized = image.resize(_resize_shape(*image.size, p), filters[p.interpolation])
+    left = int(round((resized.size[0] - width) / 2.0))
+    top = int(round((resized.size[1] - height) / 2.0))
     crop = resized.crop((left, top, left + width, top + height))
     array = np.asarray(crop, dtype=np.float32).reshape(height, width, channels) / 255.0
-    mean, std = (MEAN, STD) if channels == 3 else (MEAN.mean(keepdims=True), STD.mean(keepdims=True))
+    mean = np.asarray(p.mean, dtype=np.float32)
+    std = np.asarray(p.std, dtype=np.float32)
     return ((array - mean) / std).transpose(2, 0, 1).copy()
 
 
-def load_images(paths: Iterable[Path], size: Sequence[int], channels: int = 3) -> np.ndarray:
-    """A (N, channels, H, W) float32 batch."""
-    return np.stack([load_image(Path(p), size, channels) for p in paths])
+def load_images(paths: Iterable[Path], preprocessing: Union[Preprocessing, Sequence[int]]) -> np.ndarray:
+    """A (N, C, H, W) float32 batch; ``preprocessing`` is the model's, or a bare (H, W) for ImageNet's."""
+    return np.stack([load_image(Path(p), preprocessing) for p in paths])

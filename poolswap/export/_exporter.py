@@ -23,32 +23,30 @@ from torch import nn
 
 from .. import __version__
 from .._atomic import atomic_path
-from ..errors import PoolswapError, first_line
+from ..errors import PoolswapError, PoolswapTypeError, first_line
+from ..deploy.preprocess import CLASS_NAMES_KEY, PREPROCESS_KEY, Preprocessing
+from ..ops._geometry import PoolGeometry
 from . import _function
 from ._frozen import SOFT_POOL_FROZEN, freeze_softpools
+from .config import ExportConfig
+from ._function import DEFAULT_BODY, DEFAULT_OPSET
+from ._inline import inline_softpool
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["export_onnx", "DEFAULT_OPSET"]
+__all__ = ["attach_function", "export_onnx"]
 
-#: The default-domain opset the export targets (the function bodies need >= 19).
-DEFAULT_OPSET = 20
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _attributes(kernel_size, stride, padding, dilation, ceil_mode, beta, betas=()) -> dict:
-    attrs = {
-        "kernel_shape": [int(v) for v in kernel_size],
-        "strides": [int(v) for v in stride],
-        "pads": [int(v) for v in padding] * 2,
-        "dilations": [int(v) for v in dilation],
-        "ceil_mode": int(bool(ceil_mode)),
-        "beta": float(beta),
-    }
-    if len(betas):
-        attrs["betas"] = [float(b) for b in betas]
-    return attrs
+def _channels(x, ndim: int) -> Optional[int]:
+    """The channel count of the pooled value ``x`` at export time, or None when it is symbolic."""
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) < ndim + 1:
+        return None
+    dim = shape[len(shape) - ndim - 1]
+    return dim if isinstance(dim, int) else None
 
 
 def _translation_table() -> dict:
@@ -56,8 +54,13 @@ def _translation_table() -> dict:
 
     poolswap_opset = onnxscript.values.Opset(_function.DOMAIN, _function.DOMAIN_VERSION)
 
+    def node(x, kernel_size, stride, padding, dilation, ceil_mode, beta, betas=()):
+        geometry = PoolGeometry.create(len(kernel_size), kernel_size, stride, padding, dilation, ceil_mode)
+        channels = _channels(x, geometry.ndim)
+        return poolswap_opset.SoftPool(x, **_function.softpool_attributes(geometry, beta, betas, channels))
+
     def soft_pool_frozen(x, kernel_size, stride, padding, dilation, ceil_mode, beta, betas):
-        return poolswap_opset.SoftPool(x, **_attributes(kernel_size, stride, padding, dilation, ceil_mode, beta, betas))
+        return node(x, kernel_size, stride, padding, dilation, ceil_mode, beta, betas)
 
     def soft_pool(x, kernel_size, stride, padding, dilation, ceil_mode, beta, beta_tensor=None):
         if beta_tensor is not None:
@@ -65,19 +68,29 @@ def _translation_table() -> dict:
                 "a SoftPool called functionally with a tensor beta cannot be exported (ONNX attributes are "
                 "constants); use a SoftPool module (poolswap.SoftPool2d) or a float beta"
             )
-        return poolswap_opset.SoftPool(x, **_attributes(kernel_size, stride, padding, dilation, ceil_mode, beta))
+        return node(x, kernel_size, stride, padding, dilation, ceil_mode, beta)
 
     return {SOFT_POOL_FROZEN: soft_pool_frozen, torch.ops.poolswap.soft_pool.default: soft_pool}
 
 
-def _input_size(model: nn.Module, input_size: Optional[Sequence[int]]) -> tuple[int, ...]:
+def _data_config(model: nn.Module, input_size: Optional[Sequence[int]], data_config: Optional[dict]) -> dict:
+    """The model's data config (timm's ``pretrained_cfg``, a torchvision spec's weights), ``data_config`` on top."""
+    from ..model import spec_of
+    from ..train.data import resolve_data_config
+
+    spec = spec_of(model)
+    overrides = dict(data_config or {})
     if input_size is not None:
-        return tuple(int(v) for v in input_size)
-    for attr in ("default_cfg", "pretrained_cfg"):  # timm models know theirs
-        cfg = getattr(model, attr, None)
-        if isinstance(cfg, dict) and cfg.get("input_size"):
-            return tuple(int(v) for v in cfg["input_size"])
-    return (3, 224, 224)
+        overrides["input_size"] = tuple(int(v) for v in input_size)
+    return resolve_data_config(model, spec=spec.text if spec else None, overrides=overrides)
+
+
+def _preprocessing(config: dict, example_input: torch.Tensor) -> Optional[Preprocessing]:
+    """The preprocessing to store: for an image batch (N, C, H, W) whose C the data config's mean covers."""
+    if example_input.dim() != 4 or len(config.get("mean", ())) != example_input.shape[1]:
+        logger.info("no preprocessing stored: the input %s is not an image batch of the data config", tuple(example_input.shape))
+        return None
+    return Preprocessing.from_data_config({**config, "input_size": tuple(example_input.shape[1:])})
 
 
 def attach_function(model: onnx.ModelProto, body: str) -> onnx.ModelProto:
@@ -104,6 +117,32 @@ def _set_metadata(model: onnx.ModelProto, values: dict) -> None:
             model.metadata_props.add(key=key, value=value)
 
 
+#: Node metadata the export keeps: where a node comes from in the module tree (no file names).
+_KEPT_NODE_METADATA = ("namespace", "pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy")
+
+
+def _strip_node_metadata(model: onnx.ModelProto) -> None:
+    """Drop the exporter's stack traces and FX node dumps (they hold the exporting machine's paths)."""
+
+    def graphs(graph: onnx.GraphProto):
+        yield graph
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    yield from graphs(attr.g)
+                for sub in attr.graphs:
+                    yield from graphs(sub)
+
+    nodes = [n for g in graphs(model.graph) for n in g.node] + [n for f in model.functions for n in f.node]
+    for node in nodes:
+        kept = [(p.key, p.value) for p in node.metadata_props if p.key in _KEPT_NODE_METADATA]
+        del node.metadata_props[:]
+        for key, value in kept:
+            node.metadata_props.add(key=key, value=value)
+        node.doc_string = ""
+    model.graph.doc_string = ""
+
+
 def export_onnx(
     model: nn.Module,
     path: PathLike,
@@ -112,8 +151,10 @@ def export_onnx(
     example_input: Optional[torch.Tensor] = None,
     opset: Optional[int] = None,
     dynamic_batch: bool = True,
-    body: str = "exact",
+    body: str = DEFAULT_BODY,
+    inline: bool = False,
     class_names: Optional[Sequence[str]] = None,
+    data_config: Optional[dict] = None,
     input_name: str = "input",
     output_name: str = "output",
     check: bool = True,
@@ -121,29 +162,33 @@ def export_onnx(
     """Export ``model`` to ONNX at ``path``; returns the path.
 
     Every SoftPool module (and every functional ``poolswap`` SoftPool call with a
-    float beta) becomes one ``poolswap::SoftPool`` node; the model carries a
-    model-local function of that name with the ``body`` (``"exact"``, stable
-    for any input, or ``"fast"``, which turns NaN where a window lies more than
-    ~80/beta below its channel's max; see :mod:`poolswap.export._function`) so
-    plain ONNX Runtime runs it. Learnt temperatures are frozen at their current values.
+    float beta) becomes one ``poolswap::SoftPool`` node with all its attributes;
+    the model carries a model-local function of that name with the ``body``
+    (``"exact"``, stable for any input, or ``"fast"``, which turns NaN where a
+    window lies more than ~80/beta below its channel's max; see
+    :mod:`poolswap.export._function`), so any runtime that expands functions runs
+    it. ``inline`` writes standard ONNX operators only instead (the body inlined
+    into each node, constants folded: fully static shapes for a static input
+    size), for runtimes that do not expand functions (OpenVINO, TensorRT).
+    Learnt temperatures are frozen at their current values.
 
-    ``input_size`` is (C, H, W) without the batch (default: the model's own
-    ``default_cfg`` when it has one, else 3x224x224), or give ``example_input``.
-    ``dynamic_batch`` makes the batch dim symbolic (``batch``). ``class_names``
-    are stored in the model's metadata (``poolswap.class_names``, JSON) for
-    ``poolswap predict``. ``check`` runs ``onnx.checker.check_model(full_check=True)``.
+    ``input_size`` is (C, H, W) without the batch (default: the model's data
+    config, else 3x224x224), or give ``example_input``. ``dynamic_batch`` makes
+    the batch dim symbolic (``batch``). The model's preprocessing (its data
+    config, ``data_config`` keys on top: ``mean``, ``std``, ``interpolation``,
+    ``crop_pct``, ``crop_mode``) and ``class_names`` are stored in the model's
+    metadata for ``poolswap predict``. ``check`` runs ``onnx.checker.check_model(full_check=True)``.
     """
-    if body not in _function.BODIES:
-        raise PoolswapError(f"--body must be one of {', '.join(_function.BODIES)}, got {body!r}")
-    opset = DEFAULT_OPSET if opset is None else int(opset)
-    if opset < _function.MIN_OPSET:
-        raise PoolswapError(f"SoftPool's ONNX function needs opset >= {_function.MIN_OPSET}, got {opset}")
+    # the settings' one set of checks (body, opset within what this onnx knows)
+    opset = ExportConfig(body=body, opset=DEFAULT_OPSET if opset is None else opset, dynamic_batch=dynamic_batch,
+                         inline=inline).opset
     if not isinstance(model, nn.Module):
-        raise TypeError(f"export_onnx needs a torch.nn.Module, got {type(model).__name__}")
+        raise PoolswapTypeError(f"export_onnx needs a torch.nn.Module, got {type(model).__name__}")
+    config = _data_config(model, input_size, data_config)
     frozen, n_modules = freeze_softpools(model)
     frozen = frozen.cpu()
     if example_input is None:
-        size = _input_size(model, input_size)
+        size = tuple(int(v) for v in config["input_size"])
         example_input = torch.randn(2 if dynamic_batch else 1, *size)
     example_input = example_input.detach().cpu()
     try:  # one eager run first: a wrong input size is the user's to fix, not an exporter trace to read
@@ -183,6 +228,7 @@ def export_onnx(
     import onnx_ir
 
     proto = onnx_ir.to_proto(program.model)
+    _strip_node_metadata(proto)
     n_nodes = len(_function.softpool_nodes(proto))
     if n_nodes:
         attach_function(proto, body)
@@ -190,17 +236,24 @@ def export_onnx(
         raise PoolswapError(
             f"the model has {n_modules} SoftPool module(s) but the export holds no poolswap::SoftPool node"
         )
+    if inline and n_nodes:
+        proto = inline_softpool(proto)
     metadata = {"poolswap.version": __version__, "poolswap.softpool_nodes": str(n_nodes)}
     if n_nodes:
         metadata["poolswap.body"] = body
+        metadata["poolswap.form"] = "inline" if inline else "function"
     metadata["poolswap.input_shape"] = json.dumps(["batch" if dynamic_batch else example_input.shape[0], *example_input.shape[1:]])
+    preprocessing = _preprocessing(config, example_input)
+    if preprocessing is not None:
+        metadata[PREPROCESS_KEY] = preprocessing.to_json()
     if class_names is not None:
-        metadata["poolswap.class_names"] = json.dumps(list(class_names))
+        metadata[CLASS_NAMES_KEY] = json.dumps(list(class_names))
     _set_metadata(proto, metadata)
     if check:
         onnx.checker.check_model(proto, full_check=True)
     path = Path(path)
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
-    logger.info("exported %s: %d SoftPool node(s), %s body, opset %d", path, n_nodes, body, opset)
+    form = "inlined" if inline and n_nodes else "function"
+    logger.info("exported %s: %d SoftPool node(s), %s body (%s), opset %d", path, n_nodes, body, form, opset)
     return path

@@ -11,8 +11,9 @@ attribute                 type       meaning
 ``dilations``             ints       as MaxPool
 ``ceil_mode``             int        0 or 1, ``torch.nn.MaxPoolNd``'s output-size rule
 ``beta``                  float      the temperature (default 1.0)
-``betas``                 floats     optional: one temperature per channel; overrides
-                                     ``beta`` when present (learnt per-channel betas)
+``betas``                 floats     one temperature per channel; overrides ``beta``
+                                     (the exporter always writes it; a non-positive
+                                     entry, the function's default [0], means ``beta``)
 ========================  =========  ==================================================
 
 The input is ``(N, C, *spatial)`` (ONNX pools are batched), float32, float16 or
@@ -36,7 +37,9 @@ runtime runs it without poolswap. Two bodies are available:
     input, finite or not, with the contract's NaN/``inf`` rules; it needs
     ``K`` times the output's memory (``K`` = window size) and is slower. ONNX shape
     inference gives its output's rank only (the sizes are computed at run time);
-    the exporter records the full shapes in the model's ``value_info``.
+    the exporter records the full shapes in the model's ``value_info``. Inlined
+    (:func:`poolswap.export.inline_softpool`), its geometry folds to constants
+    and every shape is static for a static input size.
 
 Both bodies accumulate in float32 and return the input's type; the exact body
 computes float64 models in float64 (ONNX Runtime's AveragePool has no float64
@@ -46,60 +49,59 @@ kernel, so the fast body stays in float32).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import onnx
 import onnx.defs
 import onnx.parser
+
+from ..ops._geometry import PoolGeometry
+from .defaults import BODIES, DEFAULT_BODY, DEFAULT_OPSET, DOMAIN, DOMAIN_VERSION, MIN_OPSET, OP_NAME
 
 __all__ = [
     "DOMAIN",
     "OP_NAME",
     "DOMAIN_VERSION",
     "BODIES",
+    "DEFAULT_BODY",
+    "DEFAULT_OPSET",
     "MIN_OPSET",
+    "softpool_attributes",
     "schema_registered",
     "softpool_function",
 ]
 
-DOMAIN = "poolswap"
-OP_NAME = "SoftPool"
-DOMAIN_VERSION = 1
-BODIES = ("fast", "exact")
-#: AveragePool's ``dilations`` and ReduceMax's ``axes`` input need opset 19.
-MIN_OPSET = 19
 
-# strides, pads and dilations are optional, as for MaxPool (1, 0, 1 per dim). The fast body passes
-# them on to AveragePool, which applies those defaults when they are absent; the exact body reads
-# them with Constant nodes, so it declares them empty by default and fills in the defaults itself.
+# strides, pads and dilations are optional, as for MaxPool (1, 0, 1 per dim). The exporter writes every
+# attribute on every node; the defaults serve hand-written nodes. No default is an empty list: a
+# consumer may read an empty list as "no value" (ONNX's reference evaluator and inliner do). The fast
+# body passes the geometry on to AveragePool, so it declares no default there (an attribute reference
+# without a value drops the attribute, and AveragePool applies MaxPool's defaults); the exact body reads
+# them with Constant nodes and takes the first k values of the given list followed by the defaults, so
+# a one-value default ([1] or [0]) fills every dim. ``betas`` defaults to [0]: no temperature is <= 0,
+# so a non-positive entry stands for "not given" and ``beta`` applies.
 _SIGNATURE = {
     "fast": (
         "SoftPool <kernel_shape, strides, pads, dilations, ceil_mode: int = 0, beta: float = 1.0, "
-        "betas: floats = []> (X) => (Y)"
+        "betas: floats = [0.0]> (X) => (Y)"
     ),
     "exact": (
-        "SoftPool <kernel_shape, strides: ints = [], pads: ints = [], dilations: ints = [], ceil_mode: int = 0, "
-        "beta: float = 1.0, betas: floats = []> (X) => (Y)"
+        "SoftPool <kernel_shape, strides: ints = [1], pads: ints = [0], dilations: ints = [1], ceil_mode: int = 0, "
+        "beta: float = 1.0, betas: floats = [0.0]> (X) => (Y)"
     ),
 }
 
-# Temperatures as a tensor that broadcasts against a rank-`rank` tensor whose dim 1 is the channel:
-# `betas` when given (C values), else `beta` (1 value).
+# Temperatures as a 1-d tensor: `betas` (C values) where positive, else `beta` (1 value, broadcast).
 _BETA_BLOCK = """
   beta_one = Constant <value_float: float = @beta> ()
-  beta_vec = Reshape (beta_one, one_shape)
   betas_given = Constant <value_floats: floats = @betas> ()
-  beta_all = Concat <axis = 0> (betas_given, beta_vec)
-  beta_count = Size (beta_all)
-  beta_count_1 = Sub (beta_count, one_scalar)
-  beta_end_s = Max (beta_count_1, one_scalar)
-  beta_end = Reshape (beta_end_s, one_shape)
-  beta_list = Slice (beta_all, zero_1, beta_end)
+  zero_beta = Constant <value_float: float = 0.0> ()
+  betas_set = Greater (betas_given, zero_beta)
+  beta_list = Where (betas_set, betas_given, beta_one)
   beta_f = Cast <to = {acc}> (beta_list)
 """
 
 _COMMON = """
-  one_shape = Constant <value_ints: ints = [1]> ()
   one_scalar = Constant <value_int: int = 1> ()
   zero_1 = Constant <value_ints: ints = [0]> ()
 """
@@ -109,7 +111,6 @@ _FAST = """
 {common}
 {beta}
   xf = Cast <to = {acc}> (X)
-  x_shape = Shape (X)
   kernel = Constant <value_ints: ints = @kernel_shape> ()
   ones_nd = Div (kernel, kernel)
   minus_one = Constant <value_ints: ints = [-1]> ()
@@ -139,11 +140,8 @@ _EXACT = """
 {common}
 {beta}
   xf = Cast <to = {acc}> (X)
-  x_shape = Shape (X)
-  two_1 = Constant <value_ints: ints = [2]> ()
-  lead = Slice (x_shape, zero_1, two_1)
-  big_1 = Constant <value_ints: ints = [9223372036854775807]> ()
-  spatial = Slice (x_shape, two_1, big_1)
+  lead = Constant <value_ints: ints = [0, 0]> ()
+  spatial = Shape <start = 2> (X)
   kernel = Constant <value_ints: ints = @kernel_shape> ()
   ones_k = Div (kernel, kernel)
   zeros_k = Sub (kernel, kernel)
@@ -162,7 +160,9 @@ _EXACT = """
   dil_all = Concat <axis = 0> (dil_given, ones_k)
   dil = Gather (dil_all, iota_k)
   nd = Shape (kernel)
-  pad_begin, pad_end = Split <num_outputs = 2> (pads)
+  pad_begin = Gather (pads, iota_k)
+  iota_end = Add (iota_k, nd)
+  pad_end = Gather (pads, iota_end)
   ceil = Constant <value_int: int = @ceil_mode> ()
   kernel_m1 = Sub (kernel, one_scalar)
   ext_0 = Mul (dil, kernel_m1)
@@ -183,8 +183,9 @@ _EXACT = """
   out_nd = Sub (out_0, drop)
   three_1 = Constant <value_ints: ints = [3]> ()
   n_lift = Sub (three_1, nd)
-  ones_l = ConstantOfShape <value = int64[1] {{1}}> (n_lift)
-  zeros_l = ConstantOfShape <value = int64[1] {{0}}> (n_lift)
+  ones_3 = Constant <value_ints: ints = [1, 1, 1]> ()
+  ones_l = Slice (ones_3, zero_1, n_lift)
+  zeros_l = Sub (ones_l, ones_l)
   s3 = Concat <axis = 0> (ones_l, spatial)
   k3 = Concat <axis = 0> (ones_l, kernel)
   st3 = Concat <axis = 0> (ones_l, stride)
@@ -319,7 +320,7 @@ def function_text(body: str, opset: int, accumulate: str = "float") -> str:
     return header + _SIGNATURE[body] + "\n" + code
 
 
-def softpool_function(body: str = "fast", opset: int = 20, accumulate: str = "float") -> onnx.FunctionProto:
+def softpool_function(body: str = DEFAULT_BODY, opset: int = DEFAULT_OPSET, accumulate: str = "float") -> onnx.FunctionProto:
     """The model-local ``poolswap::SoftPool`` function with the chosen body.
 
     ``accumulate="double"`` gives a body that computes in float64 (for float64 models).
@@ -327,6 +328,20 @@ def softpool_function(body: str = "fast", opset: int = 20, accumulate: str = "fl
     function = onnx.parser.parse_function(function_text(body, opset, accumulate))
     function.doc_string = f"poolswap SoftPool, {body} body (see poolswap.export._function)"
     return function
+
+
+def softpool_attributes(geometry: PoolGeometry, beta: float, betas: Sequence[float], channels: Optional[int]) -> dict:
+    """Every attribute of a ``poolswap::SoftPool`` node, written out (no consumer needs a default).
+
+    ``betas`` is the per-channel list when given, else ``beta`` repeated ``channels`` times; with an
+    unknown channel count (a symbolic dim) it is left out and the function's default applies.
+    """
+    attrs = {**geometry.onnx_attributes(), "beta": float(beta)}
+    if len(betas):
+        attrs["betas"] = [float(b) for b in betas]
+    elif channels is not None:
+        attrs["betas"] = [float(beta)] * int(channels)
+    return attrs
 
 
 def softpool_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:

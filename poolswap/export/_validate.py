@@ -1,6 +1,7 @@
-"""Validate an exported model: PyTorch vs ORT with the function body vs ORT with the custom-op library.
+"""Validate an exported model: PyTorch against every runtime poolswap checks (see :mod:`poolswap.deploy.runtimes`).
 
-Each pair of runs on the same inputs gets its max absolute difference, its max
+Each runtime's output is compared with PyTorch's (without a checkpoint, with the
+first runtime's). Each pair of runs on the same inputs gets its max absolute difference, its max
 relative difference (the absolute one divided by the reference's largest
 magnitude, so near-zero logits do not blow it up) and, for (N, classes)
 outputs, top-1 and top-5 agreement. A pair fails when
@@ -39,7 +40,7 @@ class PairResult:
     def line(self) -> str:
         top = "" if self.top1 is None else f"  top-1 {self.top1:6.1%}  top-5 {self.top5:6.1%}"
         verdict = "ok" if self.ok else "FAIL"
-        return f"{self.a:>9} vs {self.b:<9} max abs {self.max_abs:.3e}  max rel {self.max_rel:.3e}{top}  {verdict}"
+        return f"{self.a:>11} vs {self.b:<11} max abs {self.max_abs:.3e}  max rel {self.max_rel:.3e}{top}  {verdict}"
 
 
 @dataclass
@@ -103,6 +104,18 @@ def compare_outputs(
     return PairResult(name_a, name_b, max_abs, max_rel, top1, top5, ok)
 
 
+def _pytorch(model, inputs: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        result = model.eval()(torch.from_numpy(inputs))
+    if isinstance(result, (tuple, list)):
+        result = result[0]
+    elif hasattr(result, "logits"):  # torchvision's GoogLeNet/Inception named tuples
+        result = result.logits
+    return result.detach().float().cpu().numpy()
+
+
 def validate(
     onnx_path: Union[str, Path],
     model=None,
@@ -113,51 +126,45 @@ def validate(
     rtol: float = 1e-4,
     min_top1: Optional[float] = None,
     providers="cpu",
+    runtimes: Optional[Sequence[str]] = None,
     strict: bool = False,
     seed: int = 0,
 ) -> ValidationReport:
-    """Run ``model`` (PyTorch, optional), ORT with the function body and ORT with the library on ``inputs``.
+    """Run ``model`` (PyTorch, optional) and the exported model on each of ``runtimes`` on the same inputs.
 
-    Without ``inputs``, ``n`` standard-normal inputs shaped like the model's input
-    (a symbolic batch becomes ``n``). Without the library, its pairs are skipped
-    with the reason (``strict`` makes that an error).
+    ``runtimes``: names from :data:`poolswap.deploy.runtimes.RUNTIMES`; None runs every
+    one available here and lists the others as skipped with the reason (``strict``
+    makes a missing one an error, as naming it does). Without ``inputs``, ``n``
+    standard-normal inputs shaped like the model's input (a symbolic batch becomes ``n``).
     """
-    from ..deploy import check_library, ort_library_path, session
+    import onnx
 
-    body_session = session(onnx_path, providers, library=False)
-    spec = body_session.get_inputs()[0]
+    from ..deploy.runtimes import RUNTIMES, available_runtimes, runner
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"no ONNX model at {onnx_path}")
+    asked = list(RUNTIMES if runtimes is None else runtimes)
+    usable, missing = available_runtimes(asked)
+    if missing and (strict or runtimes is not None):
+        name, reason = next(iter(missing.items()))
+        raise PoolswapError(f"runtime {name}: {reason}")
     if inputs is None:
-        shape = [n if not isinstance(d, int) or d <= 0 else d for d in spec.shape]
-        if isinstance(spec.shape[0], int) and spec.shape[0] > 0:
-            shape[0] = spec.shape[0]
+        graph_input = onnx.load(str(onnx_path), load_external_data=False).graph.input[0]
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in graph_input.type.tensor_type.shape.dim]
+        shape = [n if d <= 0 else d for d in dims]
         inputs = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     inputs = np.ascontiguousarray(inputs, dtype=np.float32)
     outputs: dict[str, np.ndarray] = {}
     report = ValidationReport(n_inputs=int(inputs.shape[0]), atol=atol, rtol=rtol)
     if model is not None:
-        import torch
-
-        with torch.no_grad():
-            result = model.eval()(torch.from_numpy(inputs))
-        if isinstance(result, (tuple, list)):
-            result = result[0]
-        elif hasattr(result, "logits"):  # torchvision's GoogLeNet/Inception named tuples in eval return tensors
-            result = result.logits
-        outputs["pytorch"] = result.detach().float().cpu().numpy()
+        outputs["pytorch"] = _pytorch(model, inputs)
     else:
         report.skipped.append("pytorch: no checkpoint given")
-    outputs["ort-body"] = body_session.run(None, {spec.name: inputs})[0]
-    library = ort_library_path()
-    usable, detail = check_library(library)
-    if usable:
-        library_session = session(onnx_path, providers, library=library, strict=True)
-        outputs["ort-lib"] = library_session.run(None, {spec.name: inputs})[0]
-    elif strict:
-        raise PoolswapError(f"the ONNX Runtime library is unusable: {detail}")
-    else:
-        report.skipped.append(f"ort-lib: {detail}")
+    for name in usable:
+        outputs[name] = runner(onnx_path, name, providers)(inputs)
+    report.skipped += [f"{name}: {reason}" for name, reason in missing.items()]
     names = list(outputs)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            report.pairs.append(compare_outputs(a, outputs[a], b, outputs[b], atol, rtol, min_top1))
+    for other in names[1:]:
+        report.pairs.append(compare_outputs(names[0], outputs[names[0]], other, outputs[other], atol, rtol, min_top1))
     return report

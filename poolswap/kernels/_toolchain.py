@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
-from ..errors import PoolswapError
+from ..errors import PoolswapError, PoolswapValueError
 
 __all__ = [
     "CSRC_DIR",
@@ -122,7 +122,7 @@ def gencode_flags(arch_list: str) -> list[str]:
         ptx = item.endswith("+PTX")
         number = item.removesuffix("+PTX").replace(".", "")
         if not number.isdigit():
-            raise ValueError(f"TORCH_CUDA_ARCH_LIST entry {item!r} is not an architecture such as 8.0 or 9.0+PTX")
+            raise PoolswapValueError(f"TORCH_CUDA_ARCH_LIST entry {item!r} is not an architecture such as 8.0 or 9.0+PTX")
         flags.append(f"-gencode=arch=compute_{number},code=sm_{number}")
         if ptx:
             flags.append(f"-gencode=arch=compute_{number},code=compute_{number}")

@@ -197,8 +197,7 @@ def _fall_back(kind: str, what: str, exc: BaseException) -> None:
         f"poolswap: the {what} SoftPool kernel could not be built ({reason}); "
         "using the pure-PyTorch reference, which is slower. Run `poolswap doctor` for details."
     )
-    logger.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)  # once per process; the CLI shows it as one line
 
 
 def ensure_loaded() -> None:

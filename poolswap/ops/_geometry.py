@@ -12,14 +12,17 @@ from typing import Sequence, Union
 
 import torch
 
+from ..errors import PoolswapTypeError, PoolswapValueError
+
 IntOrTuple = Union[int, Sequence[int]]
 
-__all__ = ["PoolGeometry", "pooled_size", "IntOrTuple"]
+__all__ = ["PoolGeometry", "pooled_size", "IntOrTuple", "to_tuple"]
 
 
-def _to_tuple(value: IntOrTuple, ndim: int, name: str) -> tuple[int, ...]:
+def to_tuple(value: IntOrTuple, ndim: int, name: str) -> tuple[int, ...]:
+    """An int or a sequence of ``ndim`` ints (or of one) as a tuple of ``ndim`` ints; ``name`` is for the error."""
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got a bool")
+        raise PoolswapTypeError(f"{name} must be an int or a tuple of {ndim} ints, got a bool")
     if isinstance(value, int):
         return (value,) * ndim
     if isinstance(value, torch.Size) or isinstance(value, (tuple, list)):
@@ -27,9 +30,9 @@ def _to_tuple(value: IntOrTuple, ndim: int, name: str) -> tuple[int, ...]:
         if len(items) == 1:
             items = items * ndim
         if len(items) != ndim or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-            raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
+            raise PoolswapTypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}")
         return items
-    raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {type(value).__name__}")
+    raise PoolswapTypeError(f"{name} must be an int or a tuple of {ndim} ints, got {type(value).__name__}")
 
 
 def pooled_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
@@ -85,21 +88,21 @@ class PoolGeometry:
     ) -> "PoolGeometry":
         """Normalise ``nn.MaxPoolNd``-style arguments; raise on impossible values."""
         if ndim not in (1, 2, 3):
-            raise ValueError(f"SoftPool supports 1, 2 or 3 spatial dims, got {ndim}")
-        kernel = _to_tuple(kernel_size, ndim, "kernel_size")
+            raise PoolswapValueError(f"SoftPool supports 1, 2 or 3 spatial dims, got {ndim}")
+        kernel = to_tuple(kernel_size, ndim, "kernel_size")
         # An empty stride (as nn.MaxPool2d stores for stride=[]) means "same as the kernel".
         if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
             strides = kernel
         else:
-            strides = _to_tuple(stride, ndim, "stride")
-        pads = _to_tuple(padding, ndim, "padding")
-        dils = _to_tuple(dilation, ndim, "dilation")
+            strides = to_tuple(stride, ndim, "stride")
+        pads = to_tuple(padding, ndim, "padding")
+        dils = to_tuple(dilation, ndim, "dilation")
         for name, values, low in (("kernel_size", kernel, 1), ("stride", strides, 1), ("dilation", dils, 1), ("padding", pads, 0)):
             if any(v < low for v in values):
-                raise ValueError(f"{name} must be >= {low} in every dim, got {values}")
+                raise PoolswapValueError(f"{name} must be >= {low} in every dim, got {values}")
         for k, p in zip(kernel, pads):
             if 2 * p > k:
-                raise ValueError(
+                raise PoolswapValueError(
                     f"padding {pads} is larger than half the kernel {kernel}; "
                     f"use padding <= kernel_size // 2 (as MaxPool requires)"
                 )
@@ -112,14 +115,14 @@ class PoolGeometry:
             o = pooled_size(size, k, s, p, d, self.ceil_mode)
             if o < 1:
                 extent = d * (k - 1) + 1
-                raise ValueError(
+                raise PoolswapValueError(
                     f"kernel extent {extent} (kernel {k}, dilation {d}) is larger than the padded input "
                     f"{size} + 2*{p} in spatial dim {dim}; use a smaller kernel or a larger input"
                 )
             if isinstance(size, int):
                 empty = _first_empty_window(size, k, s, p, d, o)
                 if empty >= 0:
-                    raise ValueError(
+                    raise PoolswapValueError(
                         f"output window {empty} of spatial dim {dim} covers only padding "
                         f"(input {size}, kernel {k}, stride {s}, padding {p}, dilation {d}); "
                         f"use less padding or a smaller dilation"
@@ -130,19 +133,19 @@ class PoolGeometry:
     def check_input(self, x: torch.Tensor) -> tuple[int, ...]:
         """Validate ``x`` for this geometry and return the full output shape."""
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"SoftPool expects a torch.Tensor, got {type(x).__name__}")
+            raise PoolswapTypeError(f"SoftPool expects a torch.Tensor, got {type(x).__name__}")
         if not (x.is_floating_point()):
-            raise TypeError(
+            raise PoolswapTypeError(
                 f"SoftPool needs a floating-point input, got {x.dtype}; convert it first, e.g. x.float()"
             )
         if x.dim() not in (self.ndim + 1, self.ndim + 2):
-            raise ValueError(
+            raise PoolswapValueError(
                 f"SoftPool{self.ndim}d expects a ({self.ndim + 1}D unbatched or {self.ndim + 2}D batched) input "
                 f"(N, C, {', '.join('LHW'[-self.ndim:] if self.ndim < 3 else 'DHW')}), got shape {tuple(x.shape)}"
             )
         lead = tuple(x.shape[: x.dim() - self.ndim])
         if any(s == 0 for s in lead[-1:]):
-            raise ValueError(f"SoftPool needs at least one channel, got shape {tuple(x.shape)}")
+            raise PoolswapValueError(f"SoftPool needs at least one channel, got shape {tuple(x.shape)}")
         return lead + self.output_size(tuple(x.shape[x.dim() - self.ndim :]))
 
     def onnx_attributes(self) -> dict:

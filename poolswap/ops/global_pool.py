@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 
+from ..errors import PoolswapValueError
 from .functional import soft_pool
 from .temperature import LearnBeta, SoftPoolBase
 
@@ -43,7 +44,7 @@ class GlobalSoftPool(SoftPoolBase):
     ) -> None:
         super().__init__()
         if ndim not in (1, 2, 3):
-            raise ValueError(f"GlobalSoftPool supports 1, 2 or 3 spatial dims, got {ndim}")
+            raise PoolswapValueError(f"GlobalSoftPool supports 1, 2 or 3 spatial dims, got {ndim}")
         self.ndim = int(ndim)
         self.keepdim = bool(keepdim)
         self._init_temperature(beta, learn_beta, num_channels)

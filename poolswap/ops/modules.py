@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from ..errors import PoolswapValueError
 from ._geometry import IntOrTuple, PoolGeometry
 from .functional import soft_pool
 from .temperature import LearnBeta, SoftPoolBase
@@ -39,7 +40,7 @@ class SoftPoolNd(SoftPoolBase):
     ) -> None:
         super().__init__()
         if return_indices:
-            raise ValueError(
+            raise PoolswapValueError(
                 "SoftPool has no argmax indices (return_indices=True); keep this layer a MaxPool"
             )
         geometry = PoolGeometry.create(self.ndim, kernel_size, stride, padding, dilation, ceil_mode)

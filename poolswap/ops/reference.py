@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..errors import PoolswapValueError
 from ._geometry import PoolGeometry
 
 __all__ = ["soft_pool_reference", "soft_pool_backward_reference", "accumulation_dtype", "output_memory_format"]
@@ -68,7 +69,7 @@ def _beta_view(beta: float, beta_tensor: Optional[torch.Tensor], channels: int, 
     if b.numel() == 1:
         return b.reshape(())
     if b.numel() != channels:
-        raise ValueError(f"a per-channel beta needs {channels} values (one per channel), got {b.numel()}")
+        raise PoolswapValueError(f"a per-channel beta needs {channels} values (one per channel), got {b.numel()}")
     return b.reshape((1, channels) + (1,) * (nd + 1))
 
 

@@ -20,14 +20,12 @@ from typing import Optional
 
 import torch
 
+from ..errors import PoolswapValueError
+from ._geometry import to_tuple
 from .functional import soft_pool
 from .temperature import LearnBeta, SoftPoolBase
 
 __all__ = ["SoftPool2dSame", "same_padding_plan", "soft_pool2d_same"]
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else tuple(int(i) for i in v)  # type: ignore[return-value]
 
 
 def same_padding_plan(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, bool, bool]:
@@ -42,7 +40,8 @@ def same_padding_plan(size: int, kernel: int, stride: int, dilation: int) -> tup
 def soft_pool2d_same(input: torch.Tensor, kernel_size, stride, dilation=1, beta=1.0, *,
                      validate_beta: bool = True) -> torch.Tensor:
     """2-d SoftPool with 'SAME' padding whose padded positions are absent (weight 0)."""
-    kernel, strides, dils = _pair(kernel_size), _pair(stride), _pair(dilation)
+    kernel, strides, dils = (to_tuple(v, 2, name) for v, name in
+                             ((kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
     plans = [same_padding_plan(int(s), k, st, d) for s, k, st, d in zip(input.shape[-2:], kernel, strides, dils)]
     padding = tuple(p for p, _, _ in plans)
     ceil_mode = any(c for _, c, _ in plans)
@@ -68,12 +67,12 @@ class SoftPool2dSame(SoftPoolBase):
         num_channels: Optional[int] = None,
     ) -> None:
         super().__init__()
-        self.kernel_size = _pair(kernel_size)
-        self.stride = self.kernel_size if stride is None else _pair(stride)
-        self.dilation = _pair(dilation)
+        self.kernel_size = to_tuple(kernel_size, 2, "kernel_size")
+        self.stride = self.kernel_size if stride is None else to_tuple(stride, 2, "stride")
+        self.dilation = to_tuple(dilation, 2, "dilation")
         for k, d in zip(self.kernel_size, self.dilation):
             if d != 1 and math.ceil((k - 1) * d / 2) * 2 > k:
-                raise ValueError(f"'same' padding of kernel {k} with dilation {d} exceeds half the kernel; SoftPool cannot pad that much")
+                raise PoolswapValueError(f"'same' padding of kernel {k} with dilation {d} exceeds half the kernel; SoftPool cannot pad that much")
         self._init_temperature(beta, learn_beta, num_channels)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:

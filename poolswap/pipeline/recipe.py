@@ -20,99 +20,106 @@ from typing import Any, Callable, Optional, Union
 
 from .._atomic import atomic_write_text
 from ..errors import PoolswapError, first_line
+from ..options import from_mapping
 
 __all__ = ["Recipe", "load_recipe", "run_recipe", "STAGES"]
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("convert", "finetune", "export", "validate")
-_NUMBER = (int, float)
-_STR_LIST = "list of strings"
 
-
-def _is(value: Any, kind: Any) -> bool:
-    if kind == _STR_LIST:
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
-    if kind == "ints":
-        return isinstance(value, list) and bool(value) and all(_is(v, int) for v in value)
-    if isinstance(value, bool):  # YAML's true/false only where a boolean is meant
-        return kind is bool or (isinstance(kind, tuple) and bool in kind)
-    return isinstance(value, kind)
-
-
-def _kind_name(kind: Any) -> str:
-    names = {str: "a string", bool: "true or false", int: "an integer", dict: "a mapping", _NUMBER: "a number",
-             "ints": "a list of integers", _STR_LIST: "a list of strings", (bool, str): "true, false or a string"}
-    return names.get(kind, str(kind))
-
-
-# key -> (type, required)
-TOP = {"model": (str, True), "checkpoint": (str, False), "model_kwargs": (dict, False), "input_size": ("ints", True),
-       "run_dir": (str, False), "convert": (dict, False), "finetune": (dict, False), "export": (dict, False),
-       "validate": (dict, False)}
-CONVERT = {"kinds": (_STR_LIST, False), "include": (_STR_LIST, False), "exclude": (_STR_LIST, False),
-           "beta": (_NUMBER, False), "learn_beta": ((bool, str), False), "strict": (bool, False)}
-EXPORT = {"body": (str, False), "opset": (int, False), "dynamic_batch": (bool, False)}
-VALIDATE = {"n": (int, False), "atol": (_NUMBER, False), "rtol": (_NUMBER, False), "data": (str, False),
-            "min_top1": (_NUMBER, False), "strict": (bool, False)}
-
-
-def _check(section: dict, schema: dict, where: str) -> None:
-    for key in section:
-        if key not in schema:
-            raise PoolswapError(f"recipe: unknown key '{where}{key}' (known: {', '.join(schema)})")
-    for key, (kind, required) in schema.items():
-        if key not in section:
-            if required:
-                raise PoolswapError(f"recipe: missing key '{where}{key}'")
-            continue
-        if not _is(section[key], kind):
-            raise PoolswapError(f"recipe: '{where}{key}' must be {_kind_name(kind)}, got {section[key]!r}")
+#: The recipe's own keys: (what it must be, required). The stage sections are checked by their configs.
+TOP = {"model": (str, True), "checkpoint": (str, False), "model_kwargs": (dict, False),
+       "input_size": (list, True), "run_dir": (str, False), "convert": (dict, False), "finetune": (dict, False),
+       "export": (dict, False), "validate": (dict, False)}
+_KIND_NAMES = {str: "a string", dict: "a mapping", list: "a list of integers"}
 
 
 @dataclasses.dataclass
 class Recipe:
-    """A validated recipe: paths resolved against the recipe's folder."""
+    """A validated recipe: its settings as stage configs, paths resolved against the recipe's folder."""
 
     data: dict
     base: Path
+    input_size: tuple[int, ...] = ()
+    convert: Any = None
+    finetune: Any = None
+    finetune_data: Optional[Path] = None
+    export: Any = None
+    validate: Any = None
+    validate_data: Optional[Path] = None
 
     def path(self, value: str) -> Path:
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else self.base / p
 
     @property
+    def checkpoint(self) -> Optional[Path]:
+        return self.path(self.data["checkpoint"]) if self.data.get("checkpoint") else None
+
+    @property
     def run_dir(self) -> Path:
         return self.path(self.data.get("run_dir", "runs/" + Path(self.data["model"].split(":")[-1]).name))
 
 
+def _check_top(data: dict) -> None:
+    for key in data:
+        if key not in TOP:
+            raise PoolswapError(f"recipe: unknown key '{key}' (known: {', '.join(TOP)})")
+    for key, (kind, required) in TOP.items():
+        if key not in data or data[key] is None:
+            if required:
+                raise PoolswapError(f"recipe: missing key '{key}'")
+            continue
+        if not isinstance(data[key], kind):
+            raise PoolswapError(f"recipe: '{key}' must be {_KIND_NAMES[kind]}, got {data[key]!r}")
+
+
+def _folder(recipe: Recipe, section: dict, where: str, required: bool) -> Optional[Path]:
+    """The section's ``data`` folder, taken out of the stage's settings (its existence is checked last)."""
+    value = section.pop("data", None)
+    if value is None:
+        if required:
+            raise PoolswapError(f"recipe: '{where}.data' is missing: an ImageFolder root with train/ (and val/)")
+        return None
+    if not isinstance(value, str):
+        raise PoolswapError(f"recipe: '{where}.data' must be a string (a folder), got {value!r}")
+    return recipe.path(value)
+
+
 def check_recipe(data: Any, base: Union[str, os.PathLike] = ".") -> Recipe:
-    """Validate a recipe mapping (unknown keys, wrong types, bad stage settings) before anything runs."""
+    """Validate a whole recipe before anything runs: keys, types, every stage's settings, files and folders."""
+    from ..export.config import ExportConfig, ValidateConfig
+    from ..surgery.config import ConvertConfig
     from ..train import FinetuneConfig
 
     if not isinstance(data, dict):
         raise PoolswapError("recipe: the file must hold a mapping (model:, checkpoint:, stages...)")
-    _check(data, TOP, "")
-    for name, schema in (("convert", CONVERT), ("export", EXPORT), ("validate", VALIDATE)):
-        _check(data.get(name) or {}, schema, f"{name}.")
-    body = (data.get("export") or {}).get("body", "exact")
-    if body not in ("fast", "exact"):
-        raise PoolswapError(f"recipe: 'export.body' must be fast or exact, got {body!r}")
-    finetune = data.get("finetune")
-    if finetune is not None:
-        fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
-        for key in finetune:
-            if key != "data" and key not in fields:
-                raise PoolswapError(f"recipe: unknown key 'finetune.{key}' (known: data, {', '.join(sorted(fields))})")
-        if not isinstance(finetune.get("data"), str):
-            raise PoolswapError("recipe: 'finetune.data' must be a string: an ImageFolder root with train/ (and val/)")
-        try:
-            FinetuneConfig(**{k: v for k, v in finetune.items() if k != "data"})
-        except PoolswapError as exc:
-            raise PoolswapError(f"recipe: finetune.{exc}") from None
-        except TypeError as exc:
-            raise PoolswapError(f"recipe: finetune: {exc}") from None
-    return Recipe(data=data, base=Path(base))
+    _check_top(data)
+    size = data["input_size"]
+    if len(size) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise PoolswapError(f"recipe: 'input_size' must be three positive integers [C, H, W], got {size!r}")
+    recipe = Recipe(data=data, base=Path(base), input_size=tuple(size))
+    recipe.convert = from_mapping(ConvertConfig, data.get("convert"), "convert")
+    if data.get("finetune") is not None:
+        section = dict(data["finetune"])
+        recipe.finetune_data = _folder(recipe, section, "finetune", required=True)
+        recipe.finetune = from_mapping(FinetuneConfig, section, "finetune")
+    if data.get("export") is not None or data.get("validate") is not None:
+        recipe.export = from_mapping(ExportConfig, data.get("export"), "export")
+    if data.get("validate") is not None:
+        section = dict(data["validate"])
+        recipe.validate_data = _folder(recipe, section, "validate", required=False)
+        recipe.validate = from_mapping(ValidateConfig, section, "validate")
+    # the files and folders last: a recipe with a typo should say so before it says a path is missing
+    if recipe.checkpoint is not None and not recipe.checkpoint.is_file():
+        what = "is a folder, not a file" if recipe.checkpoint.exists() else "does not exist"
+        raise PoolswapError(f"recipe: 'checkpoint' {recipe.checkpoint} {what}")
+    for where, folder in (("finetune", recipe.finetune_data), ("validate", recipe.validate_data)):
+        if folder is not None and not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise PoolswapError(f"recipe: '{where}.data' {folder} {what}; give a folder of images")
+    return recipe
 
 
 def load_recipe(path: Union[str, os.PathLike]) -> Recipe:
@@ -154,7 +161,7 @@ def run_recipe(recipe: Recipe, *, force: bool = False, on_stage: Optional[Callab
     run_dir.mkdir(parents=True, exist_ok=True)
     record_path = run_dir / "stages.json"
     record = {} if force or not record_path.is_file() else json.loads(record_path.read_text(encoding="utf-8"))
-    input_size = tuple(data["input_size"])
+    input_size = recipe.input_size
 
     def stage(name: str, settings: Any, upstream: Path, outputs: list[Path], work: Callable[[], Any]) -> None:
         key = _fingerprint(settings, _file_id(upstream) if upstream.is_file() else str(upstream))
@@ -172,10 +179,7 @@ def run_recipe(recipe: Recipe, *, force: bool = False, on_stage: Optional[Callab
 
     # convert
     converted = run_dir / "converted.safetensors"
-    convert_cfg = dict(data.get("convert") or {})
-    checkpoint = recipe.path(data["checkpoint"]) if data.get("checkpoint") else None
-    if checkpoint is not None and not checkpoint.is_file():
-        raise FileNotFoundError(f"recipe checkpoint {checkpoint} does not exist")
+    checkpoint = recipe.checkpoint
 
     def do_convert() -> dict:
         import torch
@@ -183,65 +187,60 @@ def run_recipe(recipe: Recipe, *, force: bool = False, on_stage: Optional[Callab
         model = build_from_checkpoint(data["model"], checkpoint, model_kwargs=data.get("model_kwargs"))
         example = torch.randn(1, *input_size)
         report = poolswap.inspect(model, example)
-        out = poolswap.convert(model, example_input=example, report=report, **convert_cfg)
+        out = poolswap.convert(model, example_input=example, report=report, **recipe.convert.to_kwargs())
         poolswap.save(out, converted)
         return {"swapped": [s.name for s in report if s.action == "swap"], "sites": len(report)}
 
-    stage("convert", [data["model"], data.get("model_kwargs"), convert_cfg, list(input_size)],
+    stage("convert", [data["model"], data.get("model_kwargs"), dataclasses.asdict(recipe.convert), list(input_size)],
           checkpoint or Path(data["model"]), [converted], do_convert)
     current = converted
 
     # finetune
-    if data.get("finetune") is not None:
-        ft = dict(data["finetune"])
-        folder = recipe.path(ft.pop("data"))
+    if recipe.finetune is not None:
+        folder = recipe.finetune_data
         finetuned = run_dir / "finetuned.safetensors"
 
         def do_finetune() -> dict:
-            from ..train import FinetuneConfig, finetune
+            from ..train import finetune
             from ..train.data import split_dir
 
             model = poolswap.load(converted)
             val = split_dir(folder, "val", required=False)
-            result = finetune(model, train_data=split_dir(folder, "train"), val_data=val,
-                              config=FinetuneConfig(**ft), run_dir=run_dir / "finetune", overwrite=True, progress=False)
+            result = finetune(model, train_data=split_dir(folder, "train"), val_data=val, config=recipe.finetune,
+                              run_dir=run_dir / "finetune", overwrite=True, progress=False)
             poolswap.save(result.model, finetuned)
             return {"history": result.history}
 
-        stage("finetune", [ft, str(folder)], current, [finetuned], do_finetune)
+        stage("finetune", [recipe.finetune.to_dict(), str(folder)], current, [finetuned], do_finetune)
         current = finetuned
 
     # export
     onnx_path = run_dir / "model.onnx"
-    if data.get("export") is not None or data.get("validate") is not None:
-        ex = {"body": "exact", **(data.get("export") or {})}
-
+    if recipe.export is not None:
         def do_export() -> dict:
             model = poolswap.load(current)
-            poolswap.export_onnx(model, onnx_path, input_size=input_size, **ex)
+            poolswap.export_onnx(model, onnx_path, input_size=input_size, **recipe.export.to_kwargs())
             return {"file": onnx_path.name}
 
-        stage("export", ex, current, [onnx_path], do_export)
+        stage("export", recipe.export.to_kwargs(), current, [onnx_path], do_export)
 
     # validate
-    if data.get("validate") is not None:
-        va = dict(data["validate"])
+    if recipe.validate is not None:
+        settings = recipe.validate
 
         def do_validate() -> dict:
             from ..export import validate
 
             inputs = None
-            if va.get("data"):
+            if recipe.validate_data is not None:
                 from ..deploy.images import find_images, load_images
 
-                inputs = load_images(find_images(recipe.path(va["data"]), limit=va.get("n", 8)), input_size[1:],
-                                     input_size[0])
-            report = validate(onnx_path, poolswap.load(current), inputs, n=va.get("n", 8), atol=va.get("atol", 1e-4),
-                              rtol=va.get("rtol", 1e-4), min_top1=va.get("min_top1"), strict=va.get("strict", False))
+                inputs = load_images(find_images(recipe.validate_data, limit=settings.n), input_size[1:])
+            report = validate(onnx_path, poolswap.load(current), inputs, **settings.to_kwargs())
             logger.info("%s", report.format())
             if not report.ok:
                 raise PoolswapError(f"validation failed beyond the tolerance; see {record_path}")
             return {"pairs": [dataclasses.asdict(p) for p in report.pairs], "ok": report.ok}
 
-        stage("validate", va, onnx_path, [], do_validate)
+        stage("validate", [settings.to_kwargs(), str(recipe.validate_data)], onnx_path, [], do_validate)
     return record

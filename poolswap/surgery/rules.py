@@ -109,3 +109,14 @@ def apply_rules(
             elif soft == "kind":
                 action, reason = "swap", f"{site.kind} asked for by kind"
         site.action, site.reason = action, reason
+    if strict:
+        _check_includes_swap(sites, include_l)
+
+
+def _check_includes_swap(sites: Sequence[Site], include: list[str]) -> None:
+    """Strict: an include rule whose sites all end up skipped (excluded, wrong kind) contradicts another rule."""
+    for rule in include:
+        matched = [s for s in sites if _matches(rule, s)]
+        if matched and not any(s.action == "swap" for s in matched):
+            raise PoolswapError(f"strict: include {rule!r} swaps nothing: {matched[0].name} is skipped "
+                                f"({matched[0].reason}); remove one of the contradicting rules")

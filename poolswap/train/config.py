@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..errors import PoolswapError
+from ..options import OptionError, check_choice, check_fraction, check_int, check_number, option
 
 __all__ = ["FinetuneConfig", "OPTIMIZERS", "AMP_MODES"]
 
@@ -20,82 +20,72 @@ class FinetuneConfig:
     """How to fine-tune a converted network against its original (the teacher).
 
     Distillation: ``loss = alpha * T^2 * KL(student/T || teacher/T) + (1 - alpha) * CE``;
-    on unlabelled data (or ``alpha=1``) it is pure distillation.
+    on unlabelled data (or ``alpha=1``) it is pure distillation. Each setting is
+    also a ``poolswap finetune`` flag and a key of a recipe's ``finetune:`` section.
     """
 
     # schedule
-    epochs: int = 1
-    batch_size: int = 32
-    max_steps_per_epoch: Optional[int] = None  # stop an epoch early (quick runs, smoke tests)
+    epochs: int = option(1, "passes over the training data", group="optimisation")
+    batch_size: int = option(32, "images per step (per process)", group="data")
+    max_steps_per_epoch: Optional[int] = option(None, "stop each epoch after N steps (default: the whole epoch)",
+                                                flag="--max-steps", metavar="N", group="data")
     # optimiser
-    optimizer: str = "sgd"
-    lr: float = 1e-3
-    beta_lr: Optional[float] = None  # learning rate of SoftPool's log-betas; None: same as lr
-    momentum: float = 0.9
-    weight_decay: float = 1e-4  # never applied to norms, biases or betas
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0  # the cosine ends at lr * min_lr_ratio
-    clip_grad: Optional[float] = None  # max global L2 norm of the gradients
-    freeze_bn: bool = False  # keep BatchNorm running statistics as they are
-    amp: Optional[str] = None  # "bf16" or "fp16", CUDA only
+    optimizer: str = option("sgd", "optimiser", choices=OPTIMIZERS, group="optimisation")
+    lr: float = option(1e-3, "peak learning rate (cosine schedule)", group="optimisation")
+    beta_lr: Optional[float] = option(None, "learning rate of learnt betas (default: --lr)", group="optimisation")
+    momentum: float = option(0.9, "SGD momentum (Nesterov)", group="optimisation")
+    weight_decay: float = option(1e-4, "weight decay, never on norms, biases or betas", group="optimisation")
+    warmup_steps: int = option(0, "linear warmup steps", group="optimisation")
+    min_lr_ratio: float = option(0.0, "final lr as a fraction of --lr", group="optimisation")
+    clip_grad: Optional[float] = option(None, "clip the gradients' global L2 norm (default: off)", group="optimisation")
+    freeze_bn: bool = option(False, "keep BatchNorm running statistics (default: off)", group="optimisation")
+    amp: Optional[str] = option(None, "mixed precision on CUDA (default: off)", choices=AMP_MODES, group="optimisation")
     # distillation
-    alpha: float = 0.5
-    temperature: float = 2.0
-    # zero-shot calibration of the betas before training (number of batches; 0: off)
-    calibrate: int = 0
+    alpha: float = option(0.5, "weight of the distillation term (1: no labels used)", group="distillation")
+    temperature: float = option(2.0, "distillation temperature T", group="distillation")
+    calibrate: int = option(0, "choose each site's beta on N batches before training (default: 0, off)",
+                            metavar="N", group="distillation")
     # run
-    seed: int = 0
-    workers: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 0  # also save the resume state every N steps (0: at epoch ends only)
-    log_every: int = 20
-    hflip: bool = False  # random horizontal flips of training images (seeded per sample)
-    skip_bad_images: bool = False  # drop image files that do not decode (with a warning) instead of stopping
-    data_config: dict = field(default_factory=dict)  # overrides of the model's data config
+    seed: int = option(0, "random seed", group="run")
+    workers: int = option(0, "data-loading worker processes", group="data")
+    device: str = option("auto", "cpu, cuda, cuda:N or auto (this rank's GPU where there is one)", group="data")
+    checkpoint_every: int = option(0, "also save the resume state every N steps (default: 0, at epoch ends)",
+                                   metavar="N", group="run")
+    log_every: int = option(20, "log a progress line every N steps off a terminal", group="run")
+    hflip: bool = option(False, "random horizontal flips of training images (default: off)", group="data")
+    skip_bad_images: bool = option(False, "skip image files that cannot be decoded, with a warning (default: stop "
+                                   "at the first)", group="data")
+    data_config: dict = option(help="overrides of the model's data config", default_factory=dict, cli=False)
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        def positive_int(name: str, value: Any, minimum: int = 1) -> None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise PoolswapError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-        def positive(name: str, value: Any, allow_zero: bool = False) -> None:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or value < 0 or (value == 0 and not allow_zero):
-                raise PoolswapError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
-
-        positive_int("epochs", self.epochs)
-        positive_int("batch_size", self.batch_size)
+        check_int("epochs", self.epochs)
+        check_int("batch_size", self.batch_size)
         if self.max_steps_per_epoch is not None:
-            positive_int("max_steps_per_epoch", self.max_steps_per_epoch)
-        if self.optimizer not in OPTIMIZERS:
-            raise PoolswapError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        positive("lr", self.lr)
+            check_int("max_steps_per_epoch", self.max_steps_per_epoch)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_number("lr", self.lr)
         if self.beta_lr is not None:
-            positive("beta_lr", self.beta_lr, allow_zero=True)
-        positive("momentum", self.momentum, allow_zero=True)
-        positive("weight_decay", self.weight_decay, allow_zero=True)
-        positive_int("warmup_steps", self.warmup_steps, 0)
-        positive("min_lr_ratio", self.min_lr_ratio, allow_zero=True)
-        if self.min_lr_ratio > 1:
-            raise PoolswapError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+            check_number("beta_lr", self.beta_lr, allow_zero=True)
+        check_number("momentum", self.momentum, allow_zero=True)
+        check_number("weight_decay", self.weight_decay, allow_zero=True)
+        check_int("warmup_steps", self.warmup_steps, 0)
+        check_fraction("min_lr_ratio", self.min_lr_ratio)
         if self.clip_grad is not None:
-            positive("clip_grad", self.clip_grad)
-        if self.amp is not None and self.amp not in AMP_MODES:
-            raise PoolswapError(f"amp must be one of {', '.join(AMP_MODES)} (or off), got {self.amp!r}")
-        positive("alpha", self.alpha, allow_zero=True)
-        if self.alpha > 1:
-            raise PoolswapError(f"alpha must be in [0, 1], got {self.alpha}")
-        positive("temperature", self.temperature)
-        positive_int("calibrate", self.calibrate, 0)
-        positive_int("seed", self.seed, 0)
-        positive_int("workers", self.workers, 0)
-        positive_int("checkpoint_every", self.checkpoint_every, 0)
-        positive_int("log_every", self.log_every, 1)
+            check_number("clip_grad", self.clip_grad)
+        if self.amp is not None:
+            check_choice("amp", self.amp, AMP_MODES)
+        check_fraction("alpha", self.alpha)
+        check_number("temperature", self.temperature)
+        check_int("calibrate", self.calibrate, 0)
+        check_int("seed", self.seed, 0)
+        check_int("workers", self.workers, 0)
+        check_int("checkpoint_every", self.checkpoint_every, 0)
+        check_int("log_every", self.log_every, 1)
         if not isinstance(self.data_config, dict):
-            raise PoolswapError("data_config must be a dict of data-config overrides")
+            raise OptionError("data_config", "must be a dict of data-config overrides")
 
     @property
     def effective_beta_lr(self) -> float:

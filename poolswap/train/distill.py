@@ -78,6 +78,9 @@ def original_of(model: nn.Module) -> nn.Module:
     spec = spec_of(model)
     if spec is None:
         raise PoolswapError("the original model cannot be rebuilt: this model has no architecture spec; pass the teacher")
+    if not softpool_modules(model):
+        raise PoolswapError("this model has no SoftPool: it is not a converted model, so its original is the model "
+                            "itself; compare it with another model instead")
     betas = {f"{name}.log_beta" if name else "log_beta" for name in softpool_modules(model)}
     state = {k: v for k, v in model.state_dict().items() if k not in betas}
     original = spec.build()

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..errors import PoolswapError
 from .distributed import DistributedContext, all_reduce_sum
 
 __all__ = ["EvalResult", "evaluate", "Metrics"]
@@ -65,6 +66,10 @@ class Metrics:
         c["samples"] += logits.shape[0]
         top1 = logits.argmax(1)
         if other is not None:
+            if other.shape != logits.shape:
+                raise PoolswapError(
+                    f"the two models' outputs differ in shape ({tuple(logits.shape[1:])} and {tuple(other.shape[1:])}): "
+                    f"agreement needs models with the same classes (check --num-classes or the checkpoints' heads)")
             c["agree"] += float((top1 == other.argmax(1)).sum())
         if targets is None:
             return

@@ -85,10 +85,11 @@ class RunDir:
                 raise PoolswapError(f"cannot resume: {self.path} holds no {RESUME_FILE}")
             return
         if self.holds_run() and not overwrite:
-            raise PoolswapError(
-                f"run directory {self.path} already holds a run; pass --resume {self.path} to continue it "
-                "or --overwrite to replace it"
-            )
+            if self.resume_file.is_file():
+                raise PoolswapError(f"run directory {self.path} already holds a run; pass --resume {self.path} to "
+                                    "continue it or --overwrite to replace it")
+            raise PoolswapError(f"run directory {self.path} holds a run that stopped before it saved any resume "
+                                "state; pass --overwrite to start it again, or choose another folder")
         if not self.enabled:
             return
         if overwrite:
@@ -96,6 +97,16 @@ class RunDir:
                 (self.path / name).unlink(missing_ok=True)
             shutil.rmtree(self.path / TENSORBOARD_DIR, ignore_errors=True)
         self.path.mkdir(parents=True, exist_ok=True)
+
+    def abandon(self, created: bool) -> None:
+        """After a run failed before its first resume state: remove what it wrote (and the folder it made)."""
+        if not self.enabled or self.resume_file.exists():
+            return
+        for name in _RUN_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        shutil.rmtree(self.path / TENSORBOARD_DIR, ignore_errors=True)
+        if created and self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
 
     def write_args(self, args: dict) -> None:
         if not self.enabled:

@@ -49,11 +49,14 @@ class TestGraph:
 
     def test_attributes_round_trip(self, exported, cnn):
         nodes = softpool_nodes(onnx.load(str(exported["fast"])))
+        # Every attribute written out, a shared temperature once per channel: no consumer needs a default.
         assert node_attributes(nodes[0]) == {
-            "kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "dilations": [1, 1], "ceil_mode": 1, "beta": 1.0,
+            "kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "dilations": [1, 1], "ceil_mode": 1,
+            "beta": 1.0, "betas": [1.0] * 8,
         }
         assert node_attributes(nodes[1]) == {
-            "kernel_shape": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0], "dilations": [1, 1], "ceil_mode": 0, "beta": 2.0,
+            "kernel_shape": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0], "dilations": [1, 1], "ceil_mode": 0,
+            "beta": 2.0, "betas": [2.0] * 8,
         }
 
     @pytest.mark.parametrize("body", ["fast", "exact"])
@@ -109,7 +112,8 @@ class TestLearntBetas:
         attrs = node_attributes(softpool_nodes(onnx.load(str(path)))[1])
         expected = model[4].beta.reshape(-1).tolist()
         if mode == "scalar":
-            assert "betas" not in attrs and attrs["beta"] == pytest.approx(expected[0], rel=1e-6)
+            assert attrs["beta"] == pytest.approx(expected[0], rel=1e-6)
+            assert attrs["betas"] == pytest.approx(expected * 8, rel=1e-6)
         else:
             assert attrs["betas"] == pytest.approx(expected, rel=1e-6)
         assert model[4].log_beta.requires_grad  # the user's model is untouched
@@ -150,8 +154,10 @@ class TestOtherModels:
         np.testing.assert_allclose(run_body(path, x), torch_out(model, x), rtol=1e-5, atol=1e-5)
 
     def test_bad_arguments(self, cnn, tmp_path):
-        with pytest.raises(PoolswapError, match="opset >= 19"):
+        with pytest.raises(PoolswapError, match="opset must be an integer between 19 and"):
             export_onnx(cnn, tmp_path / "x.onnx", input_size=(3, 16, 16), opset=17)
+        with pytest.raises(PoolswapError, match="opset must be an integer between 19 and"):
+            export_onnx(cnn, tmp_path / "x.onnx", input_size=(3, 16, 16), opset=99)
         with pytest.raises(PoolswapError, match="body must be one of"):
             export_onnx(cnn, tmp_path / "x.onnx", input_size=(3, 16, 16), body="slow")
         with pytest.raises(TypeError, match="nn.Module"):

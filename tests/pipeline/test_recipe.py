@@ -87,11 +87,17 @@ BASE = {"model": SPEC, "input_size": [1, 16, 16]}
     ({"convert": {"kinds": "max"}}, "'convert.kinds' must be a list of strings"),
     ({"convert": {"strict": 1}}, "'convert.strict' must be true or false"),
     ({"export": {"opset": True}}, "'export.opset' must be an integer"),
-    ({"export": {"body": "slow"}}, "'export.body' must be fast or exact"),
+    ({"export": {"body": "slow"}}, "'export.body' must be one of exact, fast"),
     ({"validate": {"tolerance": 1}}, "unknown key 'validate.tolerance'"),
     ({"finetune": {"data": "d", "epoch": 2}}, "unknown key 'finetune.epoch'"),
-    ({"finetune": {"data": "d", "epochs": "two"}}, "finetune.epochs must be an integer"),
-    ({"finetune": {"epochs": 2}}, "'finetune.data' must be a string"),
+    ({"finetune": {"data": "d", "epochs": "two"}}, "'finetune.epochs' must be an integer"),
+    ({"finetune": {"epochs": 2}}, "'finetune.data' is missing"),
+    ({"finetune": {"data": 3}}, "'finetune.data' must be a string"),
+    ({"convert": {"beta": -1.0}}, "'convert.beta' must be a finite number > 0"),
+    ({"convert": {"learn_beta": "layer"}}, "'convert.learn_beta' must be one of False, scalar, channel"),
+    ({"input_size": [224, 224]}, "'input_size' must be three positive integers"),
+    ({"export": {"opset": 12}}, "'export.opset' must be an integer between 19 and"),
+    ({"validate": {"n": 0}}, "'validate.n' must be an integer >= 1"),
 ])
 def test_errors_name_the_key(change, message):
     with pytest.raises(PoolswapError, match=message.replace("[", r"\[").replace("(", r"\(")):
@@ -105,8 +111,29 @@ def test_missing_model_and_not_a_mapping(tmp_path):
     assert main(["run", str(tmp_path / "r.yaml")]) == 2
 
 
-def test_example_recipe_is_valid(capsys):
-    recipe = load_recipe(ROOT / "examples" / "recipe.yaml")
-    assert recipe.data["model"] == "timm:resnet18"
-    assert main(["run", str(ROOT / "examples" / "recipe.yaml"), "--check"]) == 0
+def test_example_recipe_is_valid(tmp_path, capsys):
+    # --check also wants the recipe's checkpoint and data folder: the user's own, stood in for here
+    path = tmp_path / "recipe.yaml"
+    path.write_text((ROOT / "examples" / "recipe.yaml").read_text())
+    (tmp_path / "resnet18.pth").write_bytes(b"")
+    (tmp_path / "data").mkdir()
+    recipe = load_recipe(path)
+    assert recipe.data["model"] == "timm:resnet18" and recipe.finetune.epochs == 2
+    assert main(["run", str(path), "--check"]) == 0
     assert "ok" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"checkpoint": "missing.pth"}, "'checkpoint' .*missing.pth does not exist"),
+    ({"checkpoint": "."}, "'checkpoint' .* is a folder, not a file"),
+    ({"finetune": {"data": "nowhere"}}, "'finetune.data' .*nowhere does not exist"),
+    ({"validate": {"data": "r.yaml"}}, "'validate.data' .*r.yaml is a file, not a folder"),
+])
+def test_check_finds_missing_files_before_any_stage_runs(tmp_path, capsys, change, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **change}))
+    with pytest.raises(PoolswapError, match=message):
+        load_recipe(path)
+    assert main(["run", str(path), "--check"]) == 2
+    assert "ok" not in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]  # nothing written

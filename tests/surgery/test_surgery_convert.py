@@ -116,6 +116,13 @@ def test_rules_kinds_include_exclude_strict():
         poolswap.convert(model, example_input=x, include=["layer9.*"], strict=True)
     with pytest.raises(PoolswapError, match="unknown pool kind"):
         poolswap.convert(model, example_input=x, kinds=["median"])
+    # contradicting rules: without strict the exclusion wins; with strict they are an error, not a silent no-op
+    assert isinstance(poolswap.convert(model, example_input=x, include=["maxpool"], exclude=["maxpool"]).maxpool,
+                      nn.MaxPool2d)
+    with pytest.raises(PoolswapError, match="include 'maxpool' swaps nothing: maxpool is skipped .excluded by rule"):
+        poolswap.convert(model, example_input=x, include=["maxpool"], exclude=["maxpool"], strict=True)
+    with pytest.raises(PoolswapError, match="include 'maxpool' swaps nothing: maxpool is skipped .kind max not"):
+        poolswap.convert(model, example_input=x, include=["maxpool"], kinds=["adaptive_avg"], strict=True)
 
 
 @pytest.mark.slow

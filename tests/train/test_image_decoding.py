@@ -12,6 +12,7 @@ from PIL import Image
 
 from poolswap.cli import main
 from poolswap.deploy.images import find_images, load_image
+from poolswap.deploy.preprocess import Preprocessing
 from poolswap.errors import PoolswapError
 from poolswap.image_files import BadImageError, decode_image, to_model_mode
 from poolswap.train.data import image_dataset, resolve_data_config, split_dir
@@ -85,7 +86,8 @@ def test_a_one_channel_model_gets_one_channel(gradient_pngs):
     dataset = image_dataset(gradient_pngs.parent, build_transform(config), channels=config["input_size"][0])
     assert dataset[0][0].shape[0] == 1
     assert model(dataset[0][0].unsqueeze(0)).shape == (1, 10)
-    assert load_image(gradient_pngs / "b16.png", (16, 16), channels=1).shape == (1, 16, 16)
+    gray = Preprocessing(input_size=(1, 16, 16), mean=(0.5,), std=(0.5,))
+    assert load_image(gradient_pngs / "b16.png", gray).shape == (1, 16, 16)
 
 
 @pytest.fixture

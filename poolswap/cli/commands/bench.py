@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..._atomic import atomic_write_text
+from ..._atomic import atomic_write_text, check_output
+from ..arguments import integer, positive_number
 
 NAME = "bench"
 HELP = "benchmark the SoftPool op, whole models or ONNX Runtime sessions (ratios against baselines of the same run)"
@@ -26,29 +27,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--models", nargs="+", default=None,
                         help="model specs; `ort` also takes `op` (the stem pool alone) "
                         f"(default: {DEFAULT_MODELS['model']} for model, {DEFAULT_MODELS['ort']} for ort)")
-    models.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes for `ort`")
+    models.add_argument("--batches", type=integer(1), nargs="+", default=[1, 32], help="batch sizes for `ort`")
     models.add_argument("--providers", default="cpu", help="`ort`: cpu, cuda or auto")
     models.add_argument("--spin", action="store_true",
                         help="`ort`: let idle ORT threads spin (ORT's default; skews round-robin timings on few cores)")
     shape = parser.add_argument_group("problem")
-    shape.add_argument("--batch", type=int, default=8, help="N (op and model)")
-    shape.add_argument("--channels", type=int, default=64, help="C")
-    shape.add_argument("--size", type=int, default=None, help="H = W (default: 112 for op and model, 224 for ort)")
-    shape.add_argument("--kernel", type=int, default=3, help="kernel size")
-    shape.add_argument("--stride", type=int, default=2, help="stride")
-    shape.add_argument("--padding", type=int, default=1, help="padding")
+    shape.add_argument("--batch", type=integer(1), default=8, help="N (op and model)")
+    shape.add_argument("--channels", type=integer(1), default=64, help="C")
+    shape.add_argument("--size", type=integer(1), default=None, help="H = W (default: 112 for op and model, 224 for ort)")
+    shape.add_argument("--kernel", type=integer(1), default=3, help="kernel size")
+    shape.add_argument("--stride", type=integer(1), default=2, help="stride")
+    shape.add_argument("--padding", type=integer(0), default=1, help="padding")
     shape.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"], help="dtype")
     shape.add_argument("--device", default="cpu", help="cpu or cuda")
     run = parser.add_argument_group("run")
-    run.add_argument("--threads", type=int, default=None,
+    run.add_argument("--threads", type=integer(1), default=None,
                      help="intra-op threads of every variant (default: all cores, torch.get_num_threads())")
-    run.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timing per measurement")
+    run.add_argument("--min-run-time", type=positive_number, default=1.0, help="seconds of timing per measurement")
     run.add_argument("--no-reference", action="store_true", help="skip the slow pure-PyTorch reference")
     run.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     run.add_argument("--plot", type=Path, default=None, help="also draw the ratios as a PNG chart here")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing --json or --plot file")
 
 
 def run(args: argparse.Namespace) -> int:
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is not None:  # checked before minutes of timing, not after
+            check_output(path, overwrite=args.overwrite, flag=flag)
     size = args.size or DEFAULT_SIZE[args.what]
     models = args.models or DEFAULT_MODELS.get(args.what)
     if args.what == "ort":

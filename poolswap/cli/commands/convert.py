@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..._atomic import check_output
 from ...errors import PoolswapError
+from ...options import add_options, from_args
 from ..arguments import add_model_arguments, build_model
 
 NAME = "convert"
@@ -16,38 +18,30 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ...surgery.config import ConvertConfig
+
     add_model_arguments(parser, checkpoint_required=True)
     parser.add_argument("-o", "--output", metavar="OUT", help="the converted model file, .safetensors (required unless --dry-run)")
-    rules = parser.add_argument_group("which sites")
-    rules.add_argument("--include", nargs="+", action="extend", metavar="GLOB",
-                       help="swap only sites whose name matches a glob (or a kind / role name) (default: all)")
-    rules.add_argument("--exclude", nargs="+", action="extend", metavar="GLOB",
-                       help="never swap sites matching a glob, kind or role (default: none)")
-    rules.add_argument("--kinds", nargs="+", action="extend", metavar="KIND",
-                       help="kinds to swap: max avg global_max global_avg adaptive_max adaptive_avg, local, global, all "
-                            "(default: max avg)")
-    rules.add_argument("--strict", action="store_true", help="a rule that matches no site is an error (default: off)")
-    soft = parser.add_argument_group("SoftPool")
-    soft.add_argument("--beta", type=float, default=1.0, help="temperature of every SoftPool")
-    soft.add_argument("--learn-beta", nargs="?", const="scalar", choices=("scalar", "channel"),
-                      help="make beta a parameter, one per site or per channel (default: fixed)")
+    add_options(parser, ConvertConfig)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT (never the input checkpoint)")
     parser.add_argument("--dry-run", action="store_true", help="show what would be swapped; write nothing (default: off)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ...model import save, spec_of
     from ...surgery import Report, Site, convert
+    from ...surgery.config import ConvertConfig
 
     if not args.dry_run and not args.output:
         raise PoolswapError("convert needs -o OUT (a .safetensors file), or --dry-run")
     if args.output and not str(args.output).endswith(".safetensors"):
         raise PoolswapError(f"-o {args.output}: the converted model is written as .safetensors; name it OUT.safetensors")
+    config = from_args(ConvertConfig, args)  # settings first: a typo is said before minutes of loading
+    if args.output and not args.dry_run:
+        check_output(args.output, overwrite=args.overwrite, inputs=[args.checkpoint])
     model, example = build_model(args)
     spec = spec_of(model)
-    converted = convert(
-        model, kinds=args.kinds, include=args.include, exclude=args.exclude, beta=args.beta,
-        learn_beta=args.learn_beta or False, strict=args.strict, example_input=example, inplace=True,
-    )
+    converted = convert(model, example_input=example, inplace=True, **config.to_kwargs())
     data = converted.poolswap_manifest
     report = Report([Site.from_dict(s) for s in data["sites"]], untraced=data.get("untraced"))
     print(report.table())

@@ -7,7 +7,7 @@ import json
 import logging
 
 from ...errors import PoolswapError
-from ..arguments import add_data_arguments, data_overrides
+from ..arguments import add_data_arguments, data_overrides, fraction
 
 NAME = "eval"
 HELP = "top-1/top-5 of a model or checkpoint on an image folder, and agreement with another model"
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "unconverted original (default: none)")
     parser.add_argument("--against-weights", metavar="FILE", help="checkpoint for an --against spec (default: none)")
     add_data_arguments(parser)
-    parser.add_argument("--min-agreement", type=float,
+    parser.add_argument("--min-agreement", type=fraction,
                         help="fail (exit 1) when the agreement with --against is below this fraction (default: off)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 NAME = "predict"
@@ -16,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", metavar="IMAGE", nargs="+", type=Path, help="image files")
     parser.add_argument("--top-k", type=int, default=5, help="classes to print per image")
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="input size when the model's is symbolic (default: the model's, else 224 224)")
+                        help="input size (default: the model's, from its stored preprocessing)")
     parser.add_argument("--providers", default="auto", help="auto, cpu, cuda or a comma-separated ORT provider list")
     parser.add_argument("--no-library", action="store_true", help="run SoftPool through the model's function body")
     parser.add_argument("--strict", action="store_true", help="fail instead of falling back when the library is unusable")
@@ -37,23 +36,22 @@ def run(args: argparse.Namespace) -> int:
 
     from ...deploy import session
     from ...deploy.images import load_images, readable_images
+    from ...deploy.preprocess import class_names, model_preprocessing
     from ...errors import PoolswapError
 
     providers = args.providers if args.providers in ("auto", "cpu", "cuda") else args.providers.split(",")
     sess = session(args.model, providers, library=not args.no_library, strict=args.strict)
     spec = sess.get_inputs()[0]
     meta = sess.get_modelmeta().custom_metadata_map
+    preprocessing = model_preprocessing(meta, spec.shape)  # the model's mean, std, crop and interpolation
     if args.size is not None:
-        size = args.size
-    else:
-        size = [d if isinstance(d, int) and d > 0 else 224 for d in spec.shape[-2:]]
-    names = json.loads(meta["poolswap.class_names"]) if "poolswap.class_names" in meta else None
+        preprocessing = preprocessing.with_size(*args.size)
+    names = class_names(meta)
     for image in args.images:
         if not image.is_file():
             raise FileNotFoundError(f"no image at {image}")
-    channels = spec.shape[1] if len(spec.shape) == 4 and isinstance(spec.shape[1], int) else 3
-    images = readable_images(args.images, channels) if args.skip_bad_images else args.images
-    batch = load_images(images, size, channels)
+    images = readable_images(args.images, preprocessing.input_size[0]) if args.skip_bad_images else args.images
+    batch = load_images(images, preprocessing)
     if isinstance(spec.shape[0], int) and spec.shape[0] > 0 and spec.shape[0] != len(batch):
         outputs = [sess.run(None, {spec.name: batch[i : i + 1]})[0][0] for i in range(len(batch))]
         logits = np.stack(outputs)

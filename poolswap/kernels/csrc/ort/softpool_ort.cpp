@@ -123,6 +123,12 @@ SoftPoolAttributes read_attributes(const OrtKernelInfo* raw_info) {
   for (float b : a.betas) {
     if (!(b > 0.0f)) throw std::invalid_argument("poolswap::SoftPool: every value of betas must be > 0");
   }
+  // The exporter writes a shared temperature out per channel (so no consumer needs a default):
+  // equal betas take the one-temperature path, which groups small planes.
+  if (!a.betas.empty() && std::all_of(a.betas.begin(), a.betas.end(), [&](float b) { return b == a.betas[0]; })) {
+    a.beta = a.betas[0];
+    a.betas.clear();
+  }
   return a;
 }
 

@@ -1,0 +1,132 @@
+"""Run an exported model on each runtime poolswap checks: one callable per runtime, numpy in and out.
+
+=================  ===========================================================================
+``ort``            ONNX Runtime, SoftPool through the model's function body (or the inlined ops)
+``ort-library``    ONNX Runtime with poolswap's custom-op library registered (the fused kernels)
+``reference``      ONNX's reference evaluator (``onnx.reference``): slow, the spec's reading
+``openvino``       OpenVINO's CPU plugin; a model with ``poolswap::SoftPool`` nodes is inlined in
+                   memory first, as OpenVINO does not expand functions of custom domains
+=================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence, Union
+
+import numpy as np
+
+from ..errors import PoolswapError, first_line
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RUNTIMES", "available_runtimes", "runner"]
+
+RUNTIMES = ("ort", "ort-library", "reference", "openvino")
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def _unavailable(name: str) -> str:
+    """Why ``name`` cannot run here, or "" when it can."""
+    if name in ("ort", "ort-library"):
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "onnxruntime is not installed: pip install 'poolswap[onnx]'"
+        if name == "ort-library":
+            from ..kernels import ort_library_path
+            from .session import check_library
+
+            usable, detail = check_library(ort_library_path())
+            return "" if usable else f"poolswap's ONNX Runtime library is unusable: {detail}"
+        return ""
+    if name == "reference":
+        try:
+            import onnx.reference  # noqa: F401
+        except ImportError:
+            return "onnx is not installed: pip install onnx"
+        return ""
+    if name == "openvino":
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "openvino is not installed: pip install openvino"
+        return ""
+    raise PoolswapError(f"unknown runtime {name!r}: choose from {', '.join(RUNTIMES)}")
+
+
+def available_runtimes(names: Sequence[str] = RUNTIMES) -> tuple[list[str], dict[str, str]]:
+    """The runtimes of ``names`` that run here, and for the others why not."""
+    usable, missing = [], {}
+    for name in names:
+        reason = _unavailable(name)
+        if reason:
+            missing[name] = reason
+        else:
+            usable.append(name)
+    return usable, missing
+
+
+def _ort(path: Path, providers, library: bool) -> Runner:
+    from .session import session
+
+    sess = session(path, providers, library=library, strict=library)
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})[0]
+
+
+def _reference(path: Path) -> Runner:
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    model = onnx.load(str(path))
+    evaluator = ReferenceEvaluator(model)
+    name = model.graph.input[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):  # -inf * 0 in padded windows is masked by the body itself
+            return np.asarray(evaluator.run(None, {name: x})[0])
+
+    return run
+
+
+def _openvino(path: Path) -> Runner:
+    import onnx
+    import openvino
+
+    from ..export import inline_softpool, is_inlined
+
+    model = onnx.load(str(path))
+    core = openvino.Core()
+    with tempfile.TemporaryDirectory() as folder:
+        if not is_inlined(model):
+            path = Path(folder) / "inlined.onnx"
+            onnx.save(inline_softpool(model), str(path))
+        try:
+            compiled = core.compile_model(core.read_model(str(path)), "CPU")
+        except Exception as exc:
+            raise PoolswapError(f"OpenVINO could not compile {path.name}: {first_line(exc)[:300]}") from exc
+    return lambda x: np.asarray(compiled([x])[0])
+
+
+def runner(path: Union[str, Path], name: str, providers="cpu") -> Runner:
+    """A callable running the model at ``path`` on runtime ``name``; raises with the fix when it cannot run here."""
+    reason = _unavailable(name)
+    if reason:
+        raise PoolswapError(f"runtime {name}: {reason}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no ONNX model at {path}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        if name == "ort":
+            return _ort(path, providers, library=False)
+        if name == "ort-library":
+            return _ort(path, providers, library=True)
+        if name == "reference":
+            return _reference(path)
+        return _openvino(path)

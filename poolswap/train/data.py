@@ -98,14 +98,12 @@ def model_input_channels(model: torch.nn.Module) -> Optional[int]:
 
 
 def _fit_normalisation(config: dict) -> None:
-    """Mean and std with one value per input channel: a 1-channel model of an RGB config gets their averages."""
-    channels = int(config["input_size"][0])
+    """A 1-channel input of an RGB config gets the averages of its mean and std (one value each)."""
+    if int(config["input_size"][0]) != 1:
+        return
     for key in ("mean", "std"):
         values = tuple(float(v) for v in config[key])
-        if len(values) != channels and channels == 1:
-            config[key] = (sum(values) / len(values),)
-        elif len(values) != channels:
-            raise PoolswapError(f"the data config's {key} has {len(values)} values for a {channels}-channel input")
+        config[key] = (sum(values) / len(values),)
 
 
 def build_transform(data_config: dict, *, train: bool = False, hflip: bool = False):

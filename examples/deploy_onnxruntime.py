@@ -11,27 +11,13 @@ the fused kernels (``sess_options.register_custom_ops_library(poolswap.ort_libra
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from poolswap.deploy import session
-from poolswap.image_files import decode_image
-
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet normalisation: use your model's own
-
-
-def load_image(path: Path, channels: int, height: int, width: int) -> np.ndarray:
-    """One image as a (C, H, W) float32 array, resized and normalised."""
-    from PIL import Image
-
-    image = decode_image(path, channels).resize((width, height), Image.BILINEAR)  # any mode, its real bit depth
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    array = array.reshape(height, width, channels).transpose(2, 0, 1)
-    if channels == 3:
-        array = (array - np.array(MEAN, np.float32)[:, None, None]) / np.array(STD, np.float32)[:, None, None]
-    return np.ascontiguousarray(array)
+from poolswap.deploy.images import load_images
+from poolswap.deploy.preprocess import class_names, model_preprocessing
 
 
 def main() -> None:
@@ -39,7 +25,7 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="the .onnx file from `poolswap export`")
     parser.add_argument("images", type=Path, nargs="*", help="image files (default: random inputs)")
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="input size when the model's is symbolic (default: the model's, else 224 224)")
+                        help="input size (default: the size the model was exported with)")
     parser.add_argument("--providers", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--top-k", type=int, default=5)
     args = parser.parse_args()
@@ -47,13 +33,16 @@ def main() -> None:
     sess = session(args.model, providers=args.providers)
     print(f"providers {sess.get_providers()}; poolswap library: {sess.poolswap_library or 'not found (function body)'}")
     meta = sess.get_modelmeta().custom_metadata_map
-    class_names = json.loads(meta["poolswap.class_names"]) if "poolswap.class_names" in meta else None
+    labels_of = class_names(meta)
 
     inp = sess.get_inputs()[0]
-    channels, *hw = inp.shape[1:]
-    height, width = args.size or [d if isinstance(d, int) else 224 for d in hw]
+    # the preprocessing the model was exported with (its mean, std, crop, interpolation and size)
+    preprocessing = model_preprocessing(meta, inp.shape)
+    if args.size:
+        preprocessing = preprocessing.with_size(*args.size)
+    channels, height, width = preprocessing.input_size
     if args.images:
-        batch = np.stack([load_image(p, channels, height, width) for p in args.images])
+        batch = load_images(args.images, preprocessing)
         names = [p.name for p in args.images]
     else:
         batch = np.random.default_rng(0).standard_normal((2, channels, height, width), dtype=np.float32)
@@ -64,7 +53,7 @@ def main() -> None:
     probs /= probs.sum(1, keepdims=True)
     for name, p in zip(names, probs):
         top = np.argsort(-p)[: args.top_k]
-        labels = ", ".join(f"{class_names[i] if class_names else i} {p[i]:.3f}" for i in top)
+        labels = ", ".join(f"{labels_of[i] if labels_of else i} {p[i]:.3f}" for i in top)
         print(f"{name}: {labels}")
 
 

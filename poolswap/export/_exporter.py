@@ -193,12 +193,16 @@ def export_onnx(
     example_input = example_input.detach().cpu()
     try:  # one eager run first: a wrong input size is the user's to fix, not an exporter trace to read
         with torch.no_grad():
-            frozen(example_input)
+            output = frozen(example_input)
     except Exception as exc:
         raise PoolswapError(
             f"the model does not run on an input of shape {tuple(example_input.shape)} ({first_line(exc)[:300]}); "
             "give the input size it was built for (--input-size C,H,W)"
         ) from exc
+    if class_names is not None and isinstance(output, torch.Tensor) and output.dim() == 2 \
+            and len(class_names) != output.shape[1]:
+        raise PoolswapError(f"{len(class_names)} class names for a model with {output.shape[1]} outputs; "
+                            "give one name per output (--class-names: one per line)")
     dynamic_shapes = None
     if dynamic_batch:
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1)},)

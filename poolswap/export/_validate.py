@@ -36,10 +36,11 @@ class PairResult:
     top1: Optional[float]
     top5: Optional[float]
     ok: bool
+    reason: str = ""  # why a pair fails beyond the numbers (non-finite or empty outputs)
 
     def line(self) -> str:
         top = "" if self.top1 is None else f"  top-1 {self.top1:6.1%}  top-5 {self.top5:6.1%}"
-        verdict = "ok" if self.ok else "FAIL"
+        verdict = "ok" if self.ok else ("FAIL" + (f" ({self.reason})" if self.reason else ""))
         return f"{self.a:>11} vs {self.b:<11} max abs {self.max_abs:.3e}  max rel {self.max_rel:.3e}{top}  {verdict}"
 
 
@@ -85,7 +86,10 @@ def compare_outputs(
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
-        return PairResult(name_a, name_b, float("inf"), float("inf"), None, None, False)
+        return PairResult(name_a, name_b, float("inf"), float("inf"), None, None, False,
+                          f"shapes differ: {a.shape} and {b.shape}")
+    if a.size == 0:
+        return PairResult(name_a, name_b, float("nan"), float("nan"), None, None, False, "no outputs to compare")
     diff = np.abs(a - b)
     finite = np.isfinite(a) & np.isfinite(b)
     same_nonfinite = ~finite & ((a == b) | (np.isnan(a) & np.isnan(b)))
@@ -99,9 +103,13 @@ def compare_outputs(
         top1 = _topk_agreement(a, b, 1)
         top5 = _topk_agreement(a, b, 5)
     ok = max_abs <= atol + rtol * scale
+    reason = ""
+    # outputs that agree in being NaN agree on nothing: a comparison of non-finite outputs fails
+    if not finite.all():
+        ok, reason = False, f"{int((~finite).sum())} non-finite output value(s)"
     if min_top1 is not None and top1 is not None and top1 < min_top1:
         ok = False
-    return PairResult(name_a, name_b, max_abs, max_rel, top1, top5, ok)
+    return PairResult(name_a, name_b, max_abs, max_rel, top1, top5, ok, reason)
 
 
 def _pytorch(model, inputs: np.ndarray) -> np.ndarray:

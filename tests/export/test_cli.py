@@ -59,8 +59,8 @@ def test_export_command_missing_checkpoint(tmp_path, capsys):
 
 
 def test_export_command_bad_input_size(checkpoint, tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["export", str(checkpoint), "-o", str(tmp_path / "o.onnx"), "--input-size", "3,a,16"])
+    assert main(["export", str(checkpoint), "-o", str(tmp_path / "o.onnx"), "--input-size", "3,a,16"]) == 2
+    assert "--input-size must look like C,H,W" in capsys.readouterr().err
 
 
 def test_export_command_input_size_that_does_not_fit_is_one_line(checkpoint, tmp_path, capsys):
@@ -120,3 +120,50 @@ def test_predict_wrong_size_is_one_line(exported, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "expects input 'input' float32 ['batch', 3, 16, 16]" in err
+
+
+def _nan_model(cnn):
+    """The test model with NaN weights in its head: every output is NaN."""
+    import copy
+
+    broken = copy.deepcopy(cnn)
+    with torch.no_grad():
+        for p in list(broken.parameters())[-2:]:
+            p.fill_(float("nan"))
+    return broken
+
+
+def test_non_finite_outputs_fail_validation_even_where_runtimes_agree(cnn, tmp_path, monkeypatch, capsys):
+    broken = _nan_model(cnn)
+    path = tmp_path / "nan.onnx"
+    poolswap.export.export_onnx(broken, path, input_size=(3, 16, 16))
+    checkpoint = tmp_path / "nan.poolswap"
+    checkpoint.write_bytes(b"stub")
+    monkeypatch.setattr(poolswap.model, "load", lambda p: broken)
+    assert main(["validate", str(path), "--against", str(checkpoint), "--n", "2", "--runtime", "ort"]) == 2
+    out = capsys.readouterr().out
+    assert "non-finite output value(s)" in out and "PASS" not in out
+
+
+def test_predict_refuses_non_finite_outputs(cnn, tmp_path, capsys):
+    path = tmp_path / "nan.onnx"
+    poolswap.export.export_onnx(_nan_model(cnn), path, input_size=(3, 16, 16))
+    image = _image(tmp_path / "a.png")
+    assert main(["predict", str(path), str(image), "--providers", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "not finite" in err and "nan%" not in err and err.count("\n") == 1
+
+
+def test_export_refuses_class_names_of_the_wrong_length(checkpoint, tmp_path, capsys):
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\n")
+    out = tmp_path / "o.onnx"
+    assert main(["export", str(checkpoint), "-o", str(out), "--input-size", "3,16,16", "--class-names", str(names)]) == 2
+    assert "2 class names for a model with 10 outputs" in capsys.readouterr().err and not out.exists()
+
+
+def test_export_opset_out_of_range_is_one_line(checkpoint, tmp_path, capsys):
+    out = tmp_path / "o.onnx"
+    assert main(["export", str(checkpoint), "-o", str(out), "--opset", "99"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--opset must be an integer between 19 and" in err and not out.exists()

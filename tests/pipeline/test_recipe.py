@@ -87,7 +87,7 @@ BASE = {"model": SPEC, "input_size": [1, 16, 16]}
     ({"convert": {"kinds": "max"}}, "'convert.kinds' must be a list of strings"),
     ({"convert": {"strict": 1}}, "'convert.strict' must be true or false"),
     ({"export": {"opset": True}}, "'export.opset' must be an integer"),
-    ({"export": {"body": "slow"}}, "'export.body' must be one of exact, fast"),
+    ({"export": {"body": "slow"}}, "'export.body' must be one of fast, exact"),
     ({"validate": {"tolerance": 1}}, "unknown key 'validate.tolerance'"),
     ({"finetune": {"data": "d", "epoch": 2}}, "unknown key 'finetune.epoch'"),
     ({"finetune": {"data": "d", "epochs": "two"}}, "'finetune.epochs' must be an integer"),

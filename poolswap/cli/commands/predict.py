@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..arguments import integer
+
 NAME = "predict"
 HELP = "run an exported model on images with ONNX Runtime and print the top-5 classes"
 ORDER = 60
@@ -13,8 +15,8 @@ ORDER = 60
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL.onnx", help="the exported model")
     parser.add_argument("images", metavar="IMAGE", nargs="+", type=Path, help="image files")
-    parser.add_argument("--top-k", type=int, default=5, help="classes to print per image")
-    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+    parser.add_argument("--top-k", type=integer(1), default=5, help="classes to print per image")
+    parser.add_argument("--size", type=integer(1), nargs=2, default=None, metavar=("H", "W"),
                         help="input size (default: the model's, from its stored preprocessing)")
     parser.add_argument("--providers", default="auto", help="auto, cpu, cuda or a comma-separated ORT provider list")
     parser.add_argument("--no-library", action="store_true", help="run SoftPool through the model's function body")
@@ -59,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
         logits = sess.run(None, {spec.name: batch})[0]
     if logits.ndim != 2:
         raise PoolswapError(f"the model's output has shape {logits.shape}; predict needs (N, classes) logits")
+    bad = [str(image) for image, row in zip(args.images, logits) if not np.isfinite(row).all()]
+    if bad:
+        raise PoolswapError(f"the model's outputs are not finite (NaN or inf) for {bad[0]}"
+                            f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}; check the export with "
+                            "`poolswap validate --data` (a `fast` body overflows on some activations)")
+    if names is not None and len(names) != logits.shape[1]:
+        raise PoolswapError(f"the model stores {len(names)} class names for {logits.shape[1]} outputs; "
+                            "re-export it with a --class-names file of one name per output")
     probs = _softmax(logits.astype(np.float64))
     k = min(args.top_k, probs.shape[1])
     for image, row in zip(images, probs):

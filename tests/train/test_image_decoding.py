@@ -145,3 +145,18 @@ def test_eval_stops_at_a_bad_image_or_skips_it_on_request(folder_with_a_truncate
     assert len(err.splitlines()) == 1 and "b.png" in err, err
     assert main([*argv, "--skip-bad-images"]) == 0
     assert json.loads(capsys.readouterr().out)["samples"] == 1
+
+
+@pytest.mark.parametrize("command", ["eval", "finetune", "predict", "validate"])
+def test_every_command_that_reads_images_takes_skip_bad_images(command):
+    from poolswap.cli import build_parser
+
+    positional = {"eval": ["timm:resnet18"], "finetune": ["m.safetensors"], "predict": ["m.onnx", "a.png"],
+                  "validate": ["m.onnx"]}[command]
+    args = build_parser().parse_args([command, *positional, "--skip-bad-images"])
+    assert args.skip_bad_images is True
+    if command == "finetune":
+        from poolswap.options import from_args
+        from poolswap.train import FinetuneConfig
+
+        assert from_args(FinetuneConfig, args).skip_bad_images is True

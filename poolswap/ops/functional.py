@@ -12,6 +12,7 @@ from typing import Optional, Union
 
 import torch
 import torch.fx
+from torch._subclasses.fake_tensor import is_fake
 
 from ..kernels import ensure_loaded
 from ._geometry import IntOrTuple, PoolGeometry
@@ -45,24 +46,22 @@ def _holds_values(t: torch.Tensor) -> bool:
         return False
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._functorch.is_functorch_wrapped_tensor(t):
         return False
-    from torch._subclasses.fake_tensor import is_fake
-
     return not is_fake(t)
 
 
 def check_beta_values(beta: torch.Tensor) -> None:
     """The rule of a float beta for every value of a tensor beta: finite and > 0.
 
-    One reduction and, on a GPU, one device sync; skipped while tracing or
-    compiling (the values are not known then).
+    One reduction (min and max: NaN propagates into both) and, on a GPU, one
+    device sync; skipped while tracing or compiling (the values are not known then).
     """
     if not _holds_values(beta) or beta.numel() == 0:
         return
-    with torch.no_grad():
-        valid = torch.isfinite(beta) & (beta > 0)
-        if bool(valid.all()):
-            return
-        bad = beta.detach().reshape(-1)[~valid.reshape(-1)]
+    low, high = beta.detach().aminmax()
+    if float(low) > 0 and float(high) < math.inf:
+        return
+    values = beta.detach().reshape(-1)
+    bad = values[~(torch.isfinite(values) & (values > 0))]
     where = "" if beta.numel() == 1 else f" ({bad.numel()} of {beta.numel()} values)"
     raise ValueError(f"{_BETA_RULE}, got {bad[0].item()}{where}")
 

@@ -9,6 +9,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..device import resolve_device
 from ._timing import median_seconds, peak_memory, resolve_threads
 from ._table import markdown_table
 
@@ -60,6 +61,7 @@ def run_model_benchmark(config: ModelBenchConfig) -> dict:
     from ..surgery import convert
 
     threads = resolve_threads(config.threads)
+    resolve_device(config.device)  # a device that is not here: one line, before any model is built
     rows = []
     for spec in config.models:
         torch.manual_seed(0)

@@ -9,6 +9,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from ..device import resolve_device
 from ._timing import median_seconds, peak_memory, resolve_threads
 from ._table import markdown_table
 
@@ -54,6 +55,7 @@ def run_op_benchmark(config: OpBenchConfig) -> dict:
     # an impossible geometry is the user's error, said before any timing (and before max_pool2d says it its way)
     PoolGeometry.create(2, k, s, p).output_size((config.size, config.size))
     threads = resolve_threads(config.threads)
+    resolve_device(config.device)  # a device that is not here: one line, before any tensor is made
     dtype = getattr(torch, config.dtype)
     x = torch.randn(config.batch, config.channels, config.size, config.size, device=config.device, dtype=dtype)
     xg = x.detach().clone().requires_grad_(True)

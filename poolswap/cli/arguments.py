@@ -113,6 +113,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGro
     group.add_argument("--workers", type=integer(0), default=0, help="data-loading worker processes")
     add_preprocessing_arguments(group)
     group.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (this rank's GPU where there is one)")
+    group.add_argument("--skip-bad-images", action="store_true",
+                       help="skip image files that cannot be decoded, with a warning (default: stop at the first)")
     return group
 
 

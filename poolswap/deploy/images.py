@@ -1,7 +1,8 @@
 """Image loading for ``poolswap predict`` and ``poolswap validate --data``: PIL and numpy only.
 
 Each image goes through the model's :class:`~poolswap.deploy.preprocess.Preprocessing`
-the way timm's evaluation transform does it on a PIL image: RGB, resize (the
+the way timm's evaluation transform does it on a PIL image: decode
+(:func:`poolswap.image_files.decode_image`: RGB, or gray for a 1-channel model), resize (the
 shorter side to ``size / crop_pct``, or both sides with ``crop_mode="squash"``),
 centre crop ``size``, scale to [0, 1], normalise with the model's mean and std.
 """
@@ -15,18 +16,17 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 
 from ..errors import PoolswapError
+from ..image_files import IMAGE_EXTENSIONS, decode_image, readable_images, require_folder
 from .preprocess import Preprocessing
 
-__all__ = ["IMAGE_SUFFIXES", "find_images", "load_image", "load_images"]
+__all__ = ["IMAGE_SUFFIXES", "find_images", "load_image", "load_images", "readable_images"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS
 
 
 def find_images(folder: Path, limit: int | None = None) -> list[Path]:
     """Image files under ``folder`` (recursively, sorted), at most ``limit``."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise PoolswapError(f"--data {folder} is not a folder of images")
+    folder = require_folder(folder, "--data")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise PoolswapError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
@@ -51,26 +51,18 @@ def _resize_shape(width: int, height: int, p: Preprocessing) -> tuple[int, int]:
 
 
 def load_image(path: Path, preprocessing: Union[Preprocessing, Sequence[int]]) -> np.ndarray:
-    """One image as a normalised (C, H, W) float32 array."""
-    try:
-        from PIL import Image
-    except ImportError as exc:  # pragma: no cover - torchvision depends on Pillow
-        raise PoolswapError("reading images needs Pillow: pip install pillow") from exc
+    """One image as a normalised (C, H, W) float32 array (C: 3, or 1 for a grayscale model)."""
+    from PIL import Image
+
     p = _preprocessing(preprocessing)
-    if p.input_size[0] != 3:
-        raise PoolswapError(f"images give 3 channels but the model takes {p.input_size[0]}")
-    height, width = p.input_size[1], p.input_size[2]
-    try:
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise PoolswapError(f"cannot read image {path}: {exc}") from exc
+    channels, height, width = p.input_size
+    image = decode_image(path, channels)  # any mode at its real bit depth; a bad file is a one-line error
     filters = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
     resized = image.resize(_resize_shape(*image.size, p), filters[p.interpolation])
     left = int(round((resized.size[0] - width) / 2.0))
     top = int(round((resized.size[1] - height) / 2.0))
     crop = resized.crop((left, top, left + width, top + height))
-    array = np.asarray(crop, dtype=np.float32) / 255.0
+    array = np.asarray(crop, dtype=np.float32).reshape(height, width, channels) / 255.0
     mean = np.asarray(p.mean, dtype=np.float32)
     std = np.asarray(p.std, dtype=np.float32)
     return ((array - mean) / std).transpose(2, 0, 1).copy()

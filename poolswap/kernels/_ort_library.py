@@ -33,7 +33,9 @@ from typing import Optional
 from .. import __version__
 from .._atomic import atomic_path
 from ..errors import PoolswapError
-from ._toolchain import CSRC_DIR, build_key, cache_dir, cuda_arch_list, cudart_static_dir, cxx_compiler, gencode_flags, nvcc_path
+from ._toolchain import (
+    CSRC_DIR, build_key, cache_dir, cache_folder, cuda_arch_list, cudart_static_dir, cxx_compiler, gencode_flags, nvcc_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +75,22 @@ def _cuda_command(nvcc: str) -> tuple[str, ...]:
     return (nvcc, *ORT_CUDA_FLAGS, *gencode_flags(cuda_arch_list()))
 
 
+def _headers_location() -> str:
+    """The ORT headers a build would use, as the key names them: ``$ORT_INCLUDE_DIR`` or the fetched copy."""
+    env = os.environ.get("ORT_INCLUDE_DIR")
+    return str(Path(env).expanduser()) if env else str(cache_dir() / "ort-headers")
+
+
 def library_file() -> Path:
-    """Where this machine's library for this poolswap source and toolchain lives (built or not)."""
+    """Where this machine's library for this poolswap source and toolchain lives (built or not).
+
+    Its name keys every part of the build command (:func:`ort_build_command`): compiler,
+    flags, ORT headers, and the CUDA compiler, flags and runtime where there is one.
+    """
     toolkit = cuda_toolkit()
     sources = ORT_SOURCES + ORT_SHARED_HEADERS + ((ORT_CUDA_SOURCES + ORT_CUDA_HEADERS) if toolkit else ())
-    command = (__version__, cxx_compiler(), *ORT_CFLAGS, *(_cuda_command(toolkit[0]) if toolkit else ("cpu",)))
+    cuda = (*_cuda_command(toolkit[0]), str(toolkit[1])) if toolkit else ("cpu",)
+    command = (__version__, cxx_compiler(), *ORT_CFLAGS, _headers_location(), *cuda)
     return cache_dir() / "ort" / f"libpoolswap_ort_{build_key(sources, command)}.so"
 
 
@@ -137,7 +150,7 @@ def _debian_source_stanza() -> str:
 
 def fetch_ort_headers(dest: Optional[Path] = None) -> Path:
     """Download Debian's ``libonnxruntime-dev`` with a private apt state and unpack it; returns the include dir."""
-    dest = dest or (cache_dir() / "ort-headers")
+    dest = dest or (cache_folder() / "ort-headers")
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
             raise PoolswapError(f"{tool} is not available to fetch ORT headers; set ORT_INCLUDE_DIR instead")
@@ -248,7 +261,7 @@ def build_ort_library(verbose: bool = False, fetch: bool = True, force: bool = F
         api = ort_api_version(include_dir)
         if api < 21:
             raise PoolswapError(f"the ORT headers in {include_dir} are API {api}; poolswap needs ORT >= 1.21 headers")
-        library.parent.mkdir(parents=True, exist_ok=True)
+        cache_folder("ort")
         toolkit = cuda_toolkit()
         with atomic_path(library) as tmp, tempfile.TemporaryDirectory(prefix="poolswap-ort-build-") as work:
             cuda_object = _compile_cuda_object(toolkit[0], Path(work), verbose) if toolkit else None

@@ -17,13 +17,14 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
-from ..errors import PoolswapValueError
+from ..errors import PoolswapError, PoolswapValueError
 
 __all__ = [
     "CSRC_DIR",
     "DEFAULT_CUDA_ARCHS",
     "build_key",
     "cache_dir",
+    "cache_folder",
     "cpu_signature",
     "cuda_arch_list",
     "cuda_home",
@@ -46,6 +47,22 @@ def cache_dir() -> Path:
         return Path(root).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(xdg) / "poolswap"
+
+
+def cache_folder(*parts: str) -> Path:
+    """``cache_dir()/parts``, created; an unwritable one is a :class:`PoolswapError` naming ``POOLSWAP_CACHE``."""
+    folder = cache_dir().joinpath(*parts)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK | os.X_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise PoolswapError(
+            f"the kernel cache folder {folder} is not writable; set POOLSWAP_CACHE to a writable folder "
+            "(the fused kernels are compiled there)"
+        )
+    return folder
 
 
 def cpu_signature() -> str:
@@ -115,8 +132,11 @@ def gencode_flags(arch_list: str) -> list[str]:
 def build_key(sources: Iterable[str], command: Iterable[str]) -> str:
     """A 16-hex-digit key of a build: its sources' contents and everything that shapes the build command.
 
-    The command parts include the source folder, compilers, flags and versions: two
-    checkouts or two toolchains never share (and never rewrite) one build folder.
+    Callers pass every part of their build command (compilers, flags, include and
+    library folders, the environment variables the builder reads); the source folder,
+    Python and CPU flags are added here. Two checkouts, two environments or two
+    toolchains then never share, and never rewrite, one build folder, and one command
+    keeps its folder (no rebuild).
     """
     digest = hashlib.sha256()
     for name in sources:

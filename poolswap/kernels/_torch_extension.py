@@ -9,9 +9,11 @@ pure-PyTorch reference and says so once.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import sysconfig
 import threading
 import warnings
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from typing import Optional
 
 import torch
 
-from ._toolchain import CSRC_DIR, build_key, cache_dir, cuda_arch_list, cuda_home, cxx_compiler, nvcc_path
+from ._toolchain import CSRC_DIR, build_key, cache_folder, cuda_arch_list, cuda_home, cxx_compiler, nvcc_path
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +56,49 @@ _loaded = False
 _status: dict[str, KernelStatus] = {}
 
 
-def _build_location(kind: str, files: tuple[str, ...], command: tuple[str, ...], what: str) -> tuple[str, Path, Path]:
-    """The extension's name, build folder and library for these sources and build command; logs a first build."""
-    name = f"poolswap_{kind}_{build_key(files, (torch.__version__, *command))}"
-    build_dir = cache_dir() / name
-    build_dir.mkdir(parents=True, exist_ok=True)
+# What torch's extension builder reads from the environment into the build command it writes.
+CPU_BUILD_ENV = ("CXX",)
+CUDA_BUILD_ENV = ("CXX", "CC", "CUDA_HOME", "CUDA_PATH", "CUDA_INC_PATH", "CUDNN_HOME", "CUDNN_PATH", "PYTORCH_NVCC",
+                  "TORCH_CUDA_ARCH_LIST", "TORCH_EXTENSION_SKIP_NVCC_GEN_DEPENDENCIES")
+
+
+def extension_name(kind: str, files: tuple[str, ...], load_args: dict, env: tuple[str, ...]) -> str:
+    """The extension's name (and build folder's): its kind and the key of everything its build command holds.
+
+    That is the arguments given to torch's builder, the environment it reads, and
+    the torch and Python it compiles against (their include and library folders
+    are in the command: two environments with one torch version differ there).
+    """
+    command = (
+        torch.__version__,
+        str(Path(torch.__file__).resolve().parent),
+        sysconfig.get_paths()["include"],
+        cxx_compiler(),
+        json.dumps(load_args, sort_keys=True),
+        *(f"{var}={os.environ.get(var, '')}" for var in env),
+    )
+    return f"poolswap_{kind}_{build_key(files, command)}"
+
+
+def _build_location(name: str, what: str) -> tuple[Path, Path]:
+    """The build folder (created; it must be writable) and library of an extension; logs a first build."""
+    build_dir = cache_folder(name)
     library = build_dir / f"{name}.so"
     if not library.exists():
         logger.info("compiling poolswap's %s into %s (once per machine and version)", what, build_dir)
-    return name, build_dir, library
+    return build_dir, library
+
+
+def cpu_load_arguments() -> dict:
+    """The arguments of the fused CPU kernel's ``cpp_extension.load``, less its name and folder."""
+    return dict(
+        sources=[str(CSRC_DIR / s) for s in CPU_SOURCES],
+        extra_cflags=list(CPU_CFLAGS),
+        extra_ldflags=list(CPU_PARALLEL_FLAGS),
+        extra_include_paths=[str(CSRC_DIR)],
+        is_python_module=False,
+        with_cuda=False,
+    )
 
 
 def _ensure_ninja_on_path() -> None:
@@ -87,21 +123,11 @@ def build_cpu(verbose: bool = False) -> Path:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils import cpp_extension
 
-    name, build_dir, library = _build_location(
-        "cpu", CPU_SOURCES + CPU_HEADERS, (cxx_compiler(), *CPU_CFLAGS), "fused CPU kernel"
-    )
+    args = cpu_load_arguments()
+    name = extension_name("cpu", CPU_SOURCES + CPU_HEADERS, args, CPU_BUILD_ENV)
+    build_dir, library = _build_location(name, "fused CPU kernel")
     _ensure_ninja_on_path()
-    cpp_extension.load(
-        name=name,
-        sources=[str(CSRC_DIR / s) for s in CPU_SOURCES],
-        extra_cflags=list(CPU_CFLAGS),
-        extra_ldflags=list(CPU_PARALLEL_FLAGS),
-        extra_include_paths=[str(CSRC_DIR)],
-        build_directory=str(build_dir),
-        is_python_module=False,
-        with_cuda=False,
-        verbose=verbose,
-    )
+    cpp_extension.load(name=name, build_directory=str(build_dir), verbose=verbose, **args)
     return library
 
 
@@ -137,20 +163,19 @@ def build_cuda(verbose: bool = False) -> Path:
     # The builder reads CUDA_HOME once, at its import (maybe before this call): give it ours.
     cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"]
 
-    command = (cxx_compiler(), nvcc, os.environ["CUDA_HOME"], *CUDA_FLAGS, archs, str(torch.version.cuda))
-    name, build_dir, library = _build_location("cuda", CUDA_SOURCES + CUDA_HEADERS, command, f"CUDA kernels ({archs})")
-    _ensure_ninja_on_path()
-    cpp_extension.load(
-        name=name,
+    args = dict(
         sources=[str(CSRC_DIR / s) for s in CUDA_SOURCES],
         extra_cflags=["-O3", *_cuda_library_includes()],
         extra_cuda_cflags=[*CUDA_FLAGS, *_cuda_library_includes()],
         extra_include_paths=[str(CSRC_DIR)],
-        build_directory=str(build_dir),
         is_python_module=False,
         with_cuda=True,
-        verbose=verbose,
     )
+    key_args = {**args, "nvcc": nvcc, "cuda": str(torch.version.cuda)}
+    name = extension_name("cuda", CUDA_SOURCES + CUDA_HEADERS, key_args, CUDA_BUILD_ENV)
+    build_dir, library = _build_location(name, f"CUDA kernels ({archs})")
+    _ensure_ninja_on_path()
+    cpp_extension.load(name=name, build_directory=str(build_dir), verbose=verbose, **args)
     _status["cuda"] = KernelStatus("cuda", True, str(library))
     return library
 

@@ -2,7 +2,8 @@
 
 ``.pth`` / ``.pth.tar`` / ``.pt`` / ``.bin`` (a state_dict, or a dict holding one
 under ``state_dict``, ``model`` or ``state_dict_ema``), always read with
-``weights_only=True``, or ``.safetensors``.
+``weights_only=True``, or ``.safetensors`` (told apart by content, not by name).
+Every tensor must be finite: NaN or inf weights are refused at load.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import torch
 from torch import nn
 
 from ..errors import PoolswapError, first_line
+from .file_kind import CHECKPOINT_SUFFIXES, describe_kind, file_kind, folder_hint
 from .safe_load import load_weights_only
 from .spec import ModelSpec, infer_kwargs, parse_spec
 
-__all__ = ["build_from_checkpoint", "load_state_dict_file", "load_weights"]
+__all__ = ["build_from_checkpoint", "check_finite", "load_state_dict_file", "load_weights"]
 
 _PREFIXES = ("module.", "_orig_mod.")
 
@@ -27,9 +29,17 @@ _PREFIXES = ("module.", "_orig_mod.")
 def load_state_dict_file(path: Union[str, os.PathLike], *, use_ema: bool = False) -> dict[str, torch.Tensor]:
     """The state_dict in a checkpoint file (safetensors or torch, read with ``weights_only=True``)."""
     path = Path(path)
-    if not path.is_file():
+    kind = file_kind(path)
+    if kind == "missing":
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
+    if kind == "directory":
+        raise PoolswapError(
+            f"checkpoint {path} is a folder; give the checkpoint file in it "
+            f"({', '.join(CHECKPOINT_SUFFIXES)}){folder_hint(path)}"
+        )
+    if path.suffix == ".safetensors" and kind != "safetensors":
+        raise PoolswapError(f"{path} is named .safetensors but is {describe_kind(kind)}")
+    if kind == "safetensors":
         from safetensors.torch import load_file
 
         try:
@@ -74,9 +84,31 @@ def _check_fit(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: s
     raise PoolswapError(f"{what} does not fit the model: {'; '.join(parts)}")
 
 
+def check_finite(state_dict: Mapping[str, torch.Tensor], what: str = "the checkpoint") -> None:
+    """Raise a one-line error naming the first tensor holding NaN or inf, and how many values do.
+
+    Weights like that come from a diverged run or a damaged file; a model built on
+    them outputs NaN, so poolswap refuses them where they enter, with no opt-out.
+    """
+    bad_tensors, bad_values, first = 0, 0, None
+    for name, tensor in state_dict.items():
+        if not (tensor.is_floating_point() or tensor.is_complex()) or bool(torch.isfinite(tensor).all()):
+            continue
+        bad_tensors += 1
+        bad_values += int((~torch.isfinite(tensor)).sum())
+        first = first or name
+    if first is not None:
+        others = f" (and {bad_tensors - 1} more tensor{'s' if bad_tensors > 2 else ''})" if bad_tensors > 1 else ""
+        raise PoolswapError(
+            f"{what} holds {bad_values} non-finite (NaN or inf) weight values, first in {first!r}{others}; "
+            "it comes from a diverged run or a damaged file: use an earlier checkpoint"
+        )
+
+
 def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = "the checkpoint") -> nn.Module:
-    """Load ``state_dict`` strictly, after a one-line error naming every kind of misfit."""
+    """Load ``state_dict`` strictly, after one-line errors naming every kind of misfit and non-finite weights."""
     _check_fit(model, state_dict, what)
+    check_finite(state_dict, what)
     model.load_state_dict(dict(state_dict), strict=True)
     return model
 

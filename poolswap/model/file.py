@@ -21,12 +21,14 @@ from ..errors import PoolswapError, first_line
 from ..ops import restore_fixed_betas
 from ..surgery import MANIFEST_ATTR, apply_manifest, manifest, manifest_fixed_betas
 from .checkpoint import build_from_checkpoint, load_weights
+from .file_kind import describe_kind, file_kind, folder_hint
 from .spec import ModelSpec, parse_spec, spec_of
 
 __all__ = ["FILE_FORMAT", "load", "load_model", "read_header", "save"]
 
 FILE_FORMAT = "poolswap.model/1"
 _META_KEY = "poolswap"
+CONVERT_HINT = "make one with `poolswap convert SPEC --checkpoint CHECKPOINT -o MODEL.safetensors`"
 
 
 def _state_for_safetensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -63,15 +65,20 @@ def read_header(path: Union[str, os.PathLike]) -> dict[str, Any]:
     from safetensors import safe_open
 
     path = Path(path)
-    if not path.is_file():
+    kind = file_kind(path)
+    if kind == "missing":
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if kind != "safetensors":
+        hint = folder_hint(path, (".safetensors",)) if kind == "directory" else ""
+        raise PoolswapError(f"{path} is {describe_kind(kind)}, not a poolswap model file{hint}; {CONVERT_HINT}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as exc:
-        raise PoolswapError(f"{path} is not a safetensors file: {first_line(exc)}") from exc
+        raise PoolswapError(f"{path} is not a readable safetensors file: {first_line(exc)}") from exc
     if _META_KEY not in meta:
-        raise PoolswapError(f"{path} is not a poolswap model file (no '{_META_KEY}' header); convert a model first")
+        raise PoolswapError(f"{path} is a plain safetensors file, not a poolswap model file (no '{_META_KEY}' "
+                            f"header); {CONVERT_HINT}")
     header = json.loads(meta[_META_KEY])
     if header.get("format") != FILE_FORMAT:
         raise PoolswapError(f"{path} has format {header.get('format')!r}; this poolswap reads {FILE_FORMAT!r}")

@@ -20,10 +20,11 @@ from .temperature import LearnBeta, SoftPoolBase
 __all__ = ["GlobalSoftPool", "global_soft_pool"]
 
 
-def global_soft_pool(input: torch.Tensor, ndim: int = 2, keepdim: bool = True, beta=1.0) -> torch.Tensor:
+def global_soft_pool(input: torch.Tensor, ndim: int = 2, keepdim: bool = True, beta=1.0, *,
+                     validate_beta: bool = True) -> torch.Tensor:
     """SoftPool over all ``ndim`` trailing spatial dims of ``input``."""
     spatial = tuple(int(s) for s in input.shape[input.dim() - ndim :])
-    y = soft_pool(input, ndim, spatial, spatial, 0, 1, False, beta=beta)
+    y = soft_pool(input, ndim, spatial, spatial, 0, 1, False, beta=beta, validate_beta=validate_beta)
     if keepdim:
         return y
     return y.reshape(y.shape[: y.dim() - ndim])
@@ -49,7 +50,7 @@ class GlobalSoftPool(SoftPoolBase):
         self._init_temperature(beta, learn_beta, num_channels)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return global_soft_pool(input, self.ndim, self.keepdim, beta=self.temperature())
+        return global_soft_pool(input, self.ndim, self.keepdim, beta=self.temperature(), validate_beta=False)
 
     def extra_repr(self) -> str:
         return f"ndim={self.ndim}, keepdim={self.keepdim}, {self._beta_repr()}"

@@ -58,7 +58,7 @@ class SoftPoolNd(SoftPoolBase):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return soft_pool(
             input, self.ndim, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
-            beta=self.temperature(),
+            beta=self.temperature(), validate_beta=False,
         )
 
     def extra_repr(self) -> str:

@@ -37,14 +37,15 @@ def same_padding_plan(size: int, kernel: int, stride: int, dilation: int) -> tup
     return half, bool(odd), False
 
 
-def soft_pool2d_same(input: torch.Tensor, kernel_size, stride, dilation=1, beta=1.0) -> torch.Tensor:
+def soft_pool2d_same(input: torch.Tensor, kernel_size, stride, dilation=1, beta=1.0, *,
+                     validate_beta: bool = True) -> torch.Tensor:
     """2-d SoftPool with 'SAME' padding whose padded positions are absent (weight 0)."""
     kernel, strides, dils = (to_tuple(v, 2, name) for v, name in
                              ((kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
     plans = [same_padding_plan(int(s), k, st, d) for s, k, st, d in zip(input.shape[-2:], kernel, strides, dils)]
     padding = tuple(p for p, _, _ in plans)
     ceil_mode = any(c for _, c, _ in plans)
-    y = soft_pool(input, 2, kernel, strides, padding, dils, ceil_mode, beta=beta)
+    y = soft_pool(input, 2, kernel, strides, padding, dils, ceil_mode, beta=beta, validate_beta=validate_beta)
     if plans[0][2]:
         y = y[..., 1:, :]
     if plans[1][2]:
@@ -75,7 +76,8 @@ class SoftPool2dSame(SoftPoolBase):
         self._init_temperature(beta, learn_beta, num_channels)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return soft_pool2d_same(input, self.kernel_size, self.stride, self.dilation, beta=self.temperature())
+        return soft_pool2d_same(input, self.kernel_size, self.stride, self.dilation, beta=self.temperature(),
+                                validate_beta=False)
 
     def extra_repr(self) -> str:
         text = f"kernel_size={self.kernel_size}, stride={self.stride}, padding='same'"

@@ -56,7 +56,12 @@ class SoftPoolBase(nn.Module):
         return self.log_beta.detach().exp()
 
     def temperature(self) -> Union[float, torch.Tensor]:
-        """What the op receives: the fixed float, or ``exp(log_beta)`` with its gradient."""
+        """What the op receives: the fixed float, or ``exp(log_beta)`` with its gradient.
+
+        ``exp`` keeps a learnt temperature positive, so the modules skip the op's check of
+        a tensor beta's values (a device sync per call on a GPU); a non-finite ``log_beta``
+        is refused where it can come from: loading weights, and fine-tuning's loss check.
+        """
         return self.initial_beta if self.log_beta is None else self.log_beta.exp()
 
     def _beta_repr(self) -> str:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..device import resolve_device
 from ..errors import PoolswapError
 from ..ops import softpool_modules
 
@@ -102,6 +103,7 @@ def calibrate(
         raise PoolswapError("calibration betas must be finite and > 0")
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = resolve_device(device)
     was_training, teacher_training = model.training, teacher.training
     model.eval()
     teacher.eval()

@@ -53,6 +53,8 @@ class FinetuneConfig:
                                    metavar="N", group="run")
     log_every: int = option(20, "log a progress line every N steps off a terminal", group="run")
     hflip: bool = option(False, "random horizontal flips of training images (default: off)", group="data")
+    skip_bad_images: bool = option(False, "skip image files that cannot be decoded, with a warning (default: stop "
+                                   "at the first)", group="data")
     data_config: dict = option(help="overrides of the model's data config", default_factory=dict, cli=False)
 
     def __post_init__(self) -> None:

@@ -18,13 +18,15 @@ from __future__ import annotations
 import math
 import os
 import zlib
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import PoolswapError, first_line
+from ..image_files import IMAGE_EXTENSIONS, decode_image, readable_images, require_folder
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -39,7 +41,6 @@ __all__ = [
     "split_dir",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 _OVERRIDABLE = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 
 
@@ -81,7 +82,28 @@ def resolve_data_config(model: Optional[torch.nn.Module] = None, *, spec: Option
         args["input_size"] = (3, args["input_size"], args["input_size"])
     config = timm_resolve(args, model=model if not base else None)
     config.update({k: v for k, v in args.items() if k in _OVERRIDABLE})
+    channels = model_input_channels(model) if model is not None and "input_size" not in overrides else None
+    if channels in (1, 3):
+        config["input_size"] = (channels, *tuple(config["input_size"])[1:])
+    _fit_normalisation(config)
     return config
+
+
+def model_input_channels(model: torch.nn.Module) -> Optional[int]:
+    """The channels the model's first convolution takes (1 for a grayscale model), or None without one."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.conv._ConvNd):
+            return int(module.in_channels)
+    return None
+
+
+def _fit_normalisation(config: dict) -> None:
+    """A 1-channel input of an RGB config gets the averages of its mean and std (one value each)."""
+    if int(config["input_size"][0]) != 1:
+        return
+    for key in ("mean", "std"):
+        values = tuple(float(v) for v in config[key])
+        config[key] = (sum(values) / len(values),)
 
 
 def build_transform(data_config: dict, *, train: bool = False, hflip: bool = False):
@@ -102,35 +124,32 @@ def build_transform(data_config: dict, *, train: bool = False, hflip: bool = Fal
     return transform
 
 
-def _is_image(path: Path) -> bool:
+def _is_image(path: Union[str, os.PathLike]) -> bool:
+    path = Path(path)
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 class UnlabeledImages(Dataset):
     """Images straight under a folder, without class folders; every label is -1."""
 
-    def __init__(self, root: os.PathLike, transform=None) -> None:
+    def __init__(self, root: os.PathLike, transform=None, channels: int = 3) -> None:
         self.root = Path(root)
         self.files = sorted(p for p in self.root.iterdir() if _is_image(p))
         self.transform = transform
+        self.channels = channels
         self.classes: list[str] = []
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int):
-        from PIL import Image
-
-        with Image.open(self.files[index]) as image:
-            image = image.convert("RGB")
+        image = decode_image(self.files[index], self.channels)
         return (self.transform(image) if self.transform else image), -1
 
 
 def split_dir(root: os.PathLike, split: str, *, required: bool = True) -> Optional[Path]:
     """``root/split`` when it exists; ``root`` itself for ``train`` when it holds no split folders."""
-    root = Path(root)
-    if not root.is_dir():
-        raise PoolswapError(f"data folder {root} does not exist")
+    root = require_folder(root, "data")
     path = root / split
     if path.is_dir():
         return path
@@ -142,24 +161,41 @@ def split_dir(root: os.PathLike, split: str, *, required: bool = True) -> Option
     return None
 
 
-def image_dataset(root: os.PathLike, transform=None) -> Dataset:
-    """An ImageFolder of ``root`` (class folders), or :class:`UnlabeledImages` where it has none."""
+def image_dataset(root: os.PathLike, transform=None, *, channels: int = 3, skip_bad_images: bool = False) -> Dataset:
+    """An ImageFolder of ``root`` (class folders), or :class:`UnlabeledImages` where it has none.
+
+    Images are decoded by :func:`poolswap.image_files.decode_image` for a ``channels``-channel
+    model. A file that cannot be decoded stops the run with a one-line error naming it;
+    ``skip_bad_images`` decodes every file first and drops those, with one warning.
+    """
     from torchvision.datasets import ImageFolder
 
-    root = Path(root)
-    if not root.is_dir():
-        raise PoolswapError(f"data folder {root} does not exist")
+    root = require_folder(root, "data")
     class_dirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if class_dirs:
         try:
-            dataset = ImageFolder(str(root), transform=transform)
+            dataset = ImageFolder(str(root), transform=transform, loader=partial(decode_image, channels=channels),
+                                  is_valid_file=_is_image)
         except FileNotFoundError as exc:
             raise PoolswapError(f"data folder {root} holds no images ({first_line(exc)})") from None
     else:
-        dataset = UnlabeledImages(root, transform)
+        dataset = UnlabeledImages(root, transform, channels)
     if len(dataset) == 0:
         raise PoolswapError(f"data folder {root} holds no images (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    if skip_bad_images:
+        _drop_unreadable(dataset, channels)
     return dataset
+
+
+def _drop_unreadable(dataset: Dataset, channels: int) -> None:
+    """Remove the files that do not decode from an ImageFolder or :class:`UnlabeledImages`, in place."""
+    if isinstance(dataset, UnlabeledImages):
+        dataset.files = readable_images(dataset.files, channels)
+        return
+    kept = {str(p) for p in readable_images([path for path, _ in dataset.samples], channels)}
+    dataset.samples = [(path, target) for path, target in dataset.samples if path in kept]
+    dataset.imgs = dataset.samples
+    dataset.targets = [target for _, target in dataset.samples]
 
 
 def imagenet_synsets() -> list[str]:

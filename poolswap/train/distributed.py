@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..device import resolve_device
+
 __all__ = ["DistributedContext", "init_distributed", "all_reduce_sum", "resolve_device"]
 
 logger = logging.getLogger(__name__)
@@ -39,16 +41,6 @@ class DistributedContext:
     def close(self) -> None:
         if self.initialized_here and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``: this rank's CUDA device where there is one, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
-    return device
 
 
 def init_distributed(device: str = "auto") -> DistributedContext:

@@ -134,6 +134,7 @@ def evaluate(
     data_config: Optional[dict] = None,
     ctx: Optional[DistributedContext] = None,
     progress: bool = False,
+    skip_bad_images: bool = False,
 ) -> EvalResult:
     """Top-1/top-5 of ``model`` on ``data`` and, with ``against``, agreement between the two models.
 
@@ -141,16 +142,20 @@ def evaluate(
     model's data config, see :func:`poolswap.train.data.resolve_data_config`);
     labels of -1 are unlabelled. ``label_map`` maps folder classes to model
     outputs (found from the folder's class names when ``data`` is a folder).
+    ``skip_bad_images``: drop a folder's files that do not decode (with a warning)
+    instead of stopping at the first.
     """
+    from ..device import resolve_device
     from .data import build_transform, dataset_classes, image_dataset, resolve_data_config
     from .data import label_map as find_label_map
 
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    device = torch.device(device)
+    device = resolve_device(device)
     if isinstance(data, (str, os.PathLike)):
         config = resolve_data_config(model, overrides=data_config)
-        data = image_dataset(data, build_transform(config))
+        data = image_dataset(data, build_transform(config), channels=config["input_size"][0],
+                             skip_bad_images=skip_bad_images)
     was_training = model.training
     model.eval()
     other_training = against.training if against is not None else False

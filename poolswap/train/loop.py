@@ -63,7 +63,8 @@ def _as_dataset(data: DataArg, model: nn.Module, config: FinetuneConfig, spec, *
 
         resolved = parse_spec(spec) if spec is not None else spec_of(model)
         data_config = resolve_data_config(model, spec=resolved.text if resolved else None, overrides=config.data_config)
-        return image_dataset(data, build_transform(data_config, train=train, hflip=config.hflip))
+        return image_dataset(data, build_transform(data_config, train=train, hflip=config.hflip),
+                             channels=data_config["input_size"][0], skip_bad_images=config.skip_bad_images)
     raise PoolswapError(f"data must be a Dataset or an image folder, got {type(data).__name__}")
 
 

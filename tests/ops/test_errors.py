@@ -48,3 +48,29 @@ def test_the_raw_op_checks_its_arguments_too():
         torch.ops.poolswap.soft_pool(torch.randn(1, 1, 8, 8), [2, 2], [2, 2], [2, 2], [1, 1], False, 1.0, None)
     with pytest.raises(TypeError, match="floating-point"):
         torch.ops.poolswap.soft_pool(torch.ones(1, 1, 8, 8, dtype=torch.int32), [2, 2], [2, 2], [0, 0], [1, 1], False, 1.0, None)
+
+
+@pytest.mark.parametrize("beta", [-1.0, 0.0, math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("shape", [(), (1,), (3,)])
+def test_a_tensor_beta_follows_the_rule_of_a_float_beta(beta, shape):
+    betas = torch.ones(shape)
+    betas.reshape(-1)[-1] = beta
+    for call in (
+        lambda: poolswap.soft_pool2d(torch.randn(1, 3, 8, 8), 2, beta=betas),
+        lambda: poolswap.ops.global_pool.global_soft_pool(torch.randn(1, 3, 8, 8), beta=betas),
+        lambda: poolswap.ops.same_pool.soft_pool2d_same(torch.randn(1, 3, 8, 8), 3, 2, beta=betas),
+    ):
+        with pytest.raises(ValueError, match="beta must be a finite number > 0") as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
+def test_a_valid_tensor_beta_runs_and_learnt_betas_keep_their_gradient():
+    x = torch.randn(2, 3, 8, 8)
+    beta = torch.tensor([0.5, 1.0, 4.0], requires_grad=True)
+    poolswap.soft_pool2d(x, 2, beta=beta).sum().backward()
+    assert beta.grad is not None and torch.isfinite(beta.grad).all()
+    pool = poolswap.SoftPool2d(2, learn_beta="channel", num_channels=3)
+    pool(x).sum().backward()
+    assert pool.log_beta.grad is not None
+

@@ -105,6 +105,25 @@ def test_torch_export_and_compile():
     assert x.grad is not None and net.pool.log_beta.grad is not None
 
 
+def test_a_tensor_beta_value_check_stays_out_of_tracing_export_and_compile():
+    """The functional op checks a tensor beta's values eagerly, never while tracing (no values then)."""
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.beta = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))
+
+        def forward(self, x):
+            return poolswap.soft_pool2d(x, 2, beta=self.beta)
+
+    net, x = Net(), torch.randn(1, 3, 8, 8)
+    expected = net(x)
+    torch.testing.assert_close(torch.fx.symbolic_trace(net)(x), expected)
+    exported = torch.export.export(net, (x,))
+    torch.testing.assert_close(exported.module()(x), expected)
+    compiled = torch.compile(net, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), expected)
+
+
 def test_learnt_beta_stays_positive_under_any_update():
     pool = SoftPool1d(3, learn_beta=True)
     with torch.no_grad():

@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         path = build_cpu(verbose=args.verbose_build)
+    except PoolswapError:
+        raise
     except Exception as exc:
         raise PoolswapError(
             f"the fused CPU kernel did not build ({build_error_line(exc)}); "

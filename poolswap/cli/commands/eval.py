@@ -33,14 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ...device import resolve_device
     from ...model import load_model, spec_of
     from ...train import evaluate
     from ...train.data import build_transform, image_dataset, resolve_data_config, split_dir
     from ...train.distill import original_of
-    from ...train.distributed import resolve_device
 
     if not args.data:
         raise PoolswapError("eval needs --data DIR (an image folder; DIR/val is used when it exists)")
+    device = resolve_device(args.device)
     model = load_model(args.model, args.weights)
     other = None
     if args.against == "original":
@@ -52,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     folder = split_dir(args.data, "val", required=False) or split_dir(args.data, "train")
     spec = spec_of(model)
     config = resolve_data_config(model, spec=spec.text if spec else None, overrides=data_overrides(args))
-    dataset = image_dataset(folder, build_transform(config))
-    device = resolve_device(args.device)
+    dataset = image_dataset(folder, build_transform(config), channels=config["input_size"][0],
+                            skip_bad_images=args.skip_bad_images)
     model.to(device)
     if other is not None:
         other.to(device)

@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="teacher: a model file or a spec such as timm:NAME (default: CONVERTED's original)")
     parser.add_argument("--teacher-weights", metavar="FILE", help="checkpoint for a --teacher spec (default: none)")
     groups = {"data": add_data_arguments(parser)}
-    # batch size, workers and device are shared data flags (add_data_arguments) that fill FinetuneConfig too
-    add_options(parser, FinetuneConfig, skip=("batch_size", "workers", "device"), groups=groups)
+    # batch size, workers, device and --skip-bad-images are shared data flags (add_data_arguments) that fill
+    # FinetuneConfig too
+    add_options(parser, FinetuneConfig, skip=("batch_size", "workers", "device", "skip_bad_images"), groups=groups)
     run_group = groups["run"]
     run_group.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
     run_group.add_argument("--overwrite", action="store_true", help="replace a run already in RUN_DIR (default: refuse)")

@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", default="auto", help="auto, cpu, cuda or a comma-separated ORT provider list")
     parser.add_argument("--no-library", action="store_true", help="run SoftPool through the model's function body")
     parser.add_argument("--strict", action="store_true", help="fail instead of falling back when the library is unusable")
+    parser.add_argument("--skip-bad-images", action="store_true",
+                        help="skip image files that cannot be decoded, with a warning (default: stop at the first)")
 
 
 def _softmax(logits):
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ...deploy import session
-    from ...deploy.images import load_images
+    from ...deploy.images import load_images, readable_images
     from ...deploy.preprocess import class_names, model_preprocessing
     from ...errors import PoolswapError
 
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     for image in args.images:
         if not image.is_file():
             raise FileNotFoundError(f"no image at {image}")
-    batch = load_images(args.images, preprocessing)
+    images = readable_images(args.images, preprocessing.input_size[0]) if args.skip_bad_images else args.images
+    batch = load_images(images, preprocessing)
     if isinstance(spec.shape[0], int) and spec.shape[0] > 0 and spec.shape[0] != len(batch):
         outputs = [sess.run(None, {spec.name: batch[i : i + 1]})[0][0] for i in range(len(batch))]
         logits = np.stack(outputs)
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                             "re-export it with a --class-names file of one name per output")
     probs = _softmax(logits.astype(np.float64))
     k = min(args.top_k, probs.shape[1])
-    for image, row in zip(args.images, probs):
+    for image, row in zip(images, probs):
         print(image)
         for idx in np.argsort(-row)[:k]:
             label = names[idx] if names and idx < len(names) else f"class {idx}"

@@ -25,12 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--data", type=Path, default=None,
                         help="a folder of images (searched recursively) instead of random inputs")
     inputs.add_argument("--limit", type=integer(1), default=64, help="at most this many images from --data")
+    inputs.add_argument("--skip-bad-images", action="store_true",
+                        help="skip image files that cannot be decoded, with a warning (default: stop at the first)")
     add_options(parser, ValidateConfig, groups={"inputs": inputs})
 
 
 def run(args: argparse.Namespace) -> int:
     from ...deploy import session
-    from ...deploy.images import find_images, load_images
+    from ...deploy.images import find_images, load_images, readable_images
     from ...deploy.preprocess import model_preprocessing
     from ...export import validate
     from ...export.config import ValidateConfig
@@ -45,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None:
         sess = session(args.model, "cpu", library=False)
         preprocessing = model_preprocessing(sess.get_modelmeta().custom_metadata_map, sess.get_inputs()[0].shape)
-        inputs = load_images(find_images(args.data, args.limit), preprocessing)
+        files = find_images(args.data, args.limit)
+        if args.skip_bad_images:
+            files = readable_images(files, preprocessing.input_size[0])
+        inputs = load_images(files, preprocessing)
     report = validate(args.model, model, inputs, **config.to_kwargs())
     print(report.format())
     if not report.ok:

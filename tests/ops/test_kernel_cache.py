@@ -1,0 +1,61 @@
+"""The kernel cache: one folder per build command (none shared, none rewritten), and a clear unwritable-cache error."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from poolswap.cli import main
+from poolswap.errors import PoolswapError
+from poolswap.kernels import _ort_library, _torch_extension as ext
+from poolswap.kernels._toolchain import cache_folder
+
+
+def _cpu_name() -> str:
+    return ext.extension_name("cpu", ext.CPU_SOURCES + ext.CPU_HEADERS, ext.cpu_load_arguments(), ext.CPU_BUILD_ENV)
+
+
+def test_every_part_of_the_build_command_is_in_the_folder_name(monkeypatch):
+    name = _cpu_name()
+    assert _cpu_name() == name  # one command, one folder
+    monkeypatch.setenv("CXX", "/opt/other/bin/g++")
+    assert _cpu_name() != name  # another compiler
+    monkeypatch.delenv("CXX")
+    assert _cpu_name() == name
+    args = ext.cpu_load_arguments()
+    args["extra_cflags"] = [*args["extra_cflags"], "-DOTHER"]
+    monkeypatch.setattr(ext, "cpu_load_arguments", lambda: args)
+    assert _cpu_name() != name  # other flags
+    monkeypatch.undo()
+    # Another environment with the same torch version: its include and library folders are in the command.
+    monkeypatch.setattr(ext.torch, "__file__", "/elsewhere/site-packages/torch/__init__.py")
+    assert _cpu_name() != name
+
+
+def test_the_ort_library_name_keys_its_headers(monkeypatch, tmp_path):
+    monkeypatch.delenv("POOLSWAP_ORT_LIBRARY", raising=False)
+    monkeypatch.delenv("ORT_INCLUDE_DIR", raising=False)
+    default = _ort_library.library_file()
+    assert _ort_library.library_file() == default
+    monkeypatch.setenv("ORT_INCLUDE_DIR", str(tmp_path / "ort-1.22" / "include"))
+    assert _ort_library.library_file() != default
+
+
+@pytest.mark.skipif(os.environ.get("POOLSWAP_DISABLE_EXTENSION") == "1", reason="extension disabled on purpose")
+def test_building_the_same_command_twice_does_not_rebuild():
+    first = ext.build_cpu()
+    stamp = first.stat().st_mtime_ns
+    again = ext.build_cpu()
+    assert again == first and again.stat().st_mtime_ns == stamp
+
+
+def test_an_unwritable_cache_names_the_folder_and_poolswap_cache(monkeypatch, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("POOLSWAP_CACHE", str(blocker / "cache"))  # below a file: unwritable, even for root
+    with pytest.raises(PoolswapError, match="not writable; set POOLSWAP_CACHE"):
+        cache_folder("poolswap_cpu_0")
+    assert main(["build", "--no-cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "POOLSWAP_CACHE" in err and "C++20" not in err, err

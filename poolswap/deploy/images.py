@@ -11,25 +11,23 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
 from ..errors import PoolswapError
 from ..image_files import IMAGE_EXTENSIONS, decode_image, readable_images, require_folder
-from .preprocess import Preprocessing
+from .preprocess import Preprocessing, model_preprocessing
 
-__all__ = ["IMAGE_SUFFIXES", "find_images", "load_image", "load_images", "readable_images"]
-
-IMAGE_SUFFIXES = IMAGE_EXTENSIONS
+__all__ = ["find_images", "images_for_model", "load_image", "load_images", "readable_images"]
 
 
 def find_images(folder: Path, limit: int | None = None) -> list[Path]:
     """Image files under ``folder`` (recursively, sorted), at most ``limit``."""
     folder = require_folder(folder, "--data")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise PoolswapError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+        raise PoolswapError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
     return files[:limit] if limit else files
 
 
@@ -71,3 +69,19 @@ def load_image(path: Path, preprocessing: Union[Preprocessing, Sequence[int]]) -
 def load_images(paths: Iterable[Path], preprocessing: Union[Preprocessing, Sequence[int]]) -> np.ndarray:
     """A (N, C, H, W) float32 batch; ``preprocessing`` is the model's, or a bare (H, W) for ImageNet's."""
     return np.stack([load_image(Path(p), preprocessing) for p in paths])
+
+
+def images_for_model(onnx_path: Union[str, Path], folder: Path, limit: Optional[int] = None, *,
+                     skip_bad_images: bool = False) -> np.ndarray:
+    """A batch of ``folder``'s images prepared as the exported model at ``onnx_path`` says (its stored preprocessing)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    metadata = {p.key: p.value for p in model.metadata_props}
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+    preprocessing = model_preprocessing(metadata, shape)
+    files = find_images(folder, limit)
+    if skip_bad_images:
+        files = readable_images(files, preprocessing.input_size[0])
+    return load_images(files, preprocessing)

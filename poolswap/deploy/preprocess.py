@@ -87,9 +87,15 @@ def model_preprocessing(metadata: Mapping[str, str], input_shape: Optional[Seque
             return Preprocessing.from_data_config(json.loads(text))
         except (ValueError, TypeError, AttributeError) as exc:
             raise PoolswapError(f"the model's {PREPROCESS_KEY} metadata is not a valid data config: {exc}") from exc
-    size = [d if isinstance(d, int) and d > 0 else 224 for d in (list(input_shape or [])[-2:] or [224, 224])]
+    shape = list(input_shape or [])
+    size = [d if isinstance(d, int) and d > 0 else 224 for d in (shape[-2:] or [224, 224])]
+    channels = shape[-3] if len(shape) >= 3 and isinstance(shape[-3], int) and shape[-3] > 0 else 3
     logger.warning("the model carries no %s metadata: ImageNet's mean, std and 0.875 crop at %dx%d", PREPROCESS_KEY, *size)
-    return Preprocessing(input_size=(3, size[0], size[1]))
+    if channels == 3:
+        return Preprocessing(input_size=(3, size[0], size[1]))
+    # one grey (or other) channel: ImageNet's statistics averaged over its colours, as for a 1-channel model's config
+    mean, std = sum(IMAGENET_MEAN) / 3, sum(IMAGENET_STD) / 3
+    return Preprocessing(input_size=(channels, size[0], size[1]), mean=(mean,) * channels, std=(std,) * channels)
 
 
 def class_names(metadata: Mapping[str, str]) -> Optional[list[str]]:

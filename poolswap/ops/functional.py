@@ -14,6 +14,7 @@ import torch
 import torch.fx
 from torch._subclasses.fake_tensor import is_fake
 
+from ..errors import PoolswapTypeError, PoolswapValueError
 from ..kernels import ensure_loaded
 from ._geometry import IntOrTuple, PoolGeometry
 from ._library import soft_pool_op
@@ -29,10 +30,10 @@ _BETA_RULE = "beta must be a finite number > 0 (1.0 is the paper's SoftPool)"
 def check_beta(beta: float) -> float:
     """Validate a fixed temperature; returns it as a float."""
     if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-        raise TypeError(f"beta must be a positive float or a tensor, got {type(beta).__name__}")
+        raise PoolswapTypeError(f"beta must be a positive float or a tensor, got {type(beta).__name__}")
     beta = float(beta)
     if not (beta > 0 and math.isfinite(beta)):
-        raise ValueError(f"{_BETA_RULE}, got {beta}")
+        raise PoolswapValueError(f"{_BETA_RULE}, got {beta}")
     return beta
 
 
@@ -63,7 +64,7 @@ def check_beta_values(beta: torch.Tensor) -> None:
     values = beta.detach().reshape(-1)
     bad = values[~(torch.isfinite(values) & (values > 0))]
     where = "" if beta.numel() == 1 else f" ({bad.numel()} of {beta.numel()} values)"
-    raise ValueError(f"{_BETA_RULE}, got {bad[0].item()}{where}")
+    raise PoolswapValueError(f"{_BETA_RULE}, got {bad[0].item()}{where}")
 
 
 def _split_beta(beta: Beta, channels: Optional[int], check_values: bool = True) -> tuple[float, Optional[torch.Tensor]]:
@@ -72,9 +73,9 @@ def _split_beta(beta: Beta, channels: Optional[int], check_values: bool = True) 
         return check_beta(beta), None
     if channels is not None:
         if not beta.is_floating_point():
-            raise TypeError(f"a beta tensor must be floating point, got {beta.dtype}")
+            raise PoolswapTypeError(f"a beta tensor must be floating point, got {beta.dtype}")
         if beta.dim() > 1 or beta.numel() not in (1, channels):
-            raise ValueError(
+            raise PoolswapValueError(
                 f"beta must hold one value or one per channel ({channels}), got shape {tuple(beta.shape)}"
             )
     if check_values:

@@ -8,6 +8,7 @@ from typing import Literal, Optional, Union
 import torch
 from torch import nn
 
+from ..errors import PoolswapValueError
 from .functional import check_beta
 
 __all__ = ["SoftPoolBase", "LearnBeta", "fixed_betas", "learn_beta_mode", "restore_fixed_betas", "softpool_modules"]
@@ -23,7 +24,7 @@ def learn_beta_mode(learn_beta: LearnBeta) -> Optional[str]:
         return "scalar"
     if learn_beta == "channel":
         return "channel"
-    raise ValueError(f"learn_beta must be False, True, 'scalar' or 'channel', got {learn_beta!r}")
+    raise PoolswapValueError(f"learn_beta must be False, True, 'scalar' or 'channel', got {learn_beta!r}")
 
 
 class SoftPoolBase(nn.Module):
@@ -39,7 +40,7 @@ class SoftPoolBase(nn.Module):
         self.learn_beta = learn_beta_mode(learn_beta)
         if self.learn_beta == "channel":
             if not isinstance(num_channels, int) or num_channels < 1:
-                raise ValueError("learn_beta='channel' needs num_channels (the number of input channels)")
+                raise PoolswapValueError("learn_beta='channel' needs num_channels (the number of input channels)")
             shape: tuple[int, ...] = (num_channels,)
         else:
             shape = ()

@@ -233,9 +233,9 @@ def run_recipe(recipe: Recipe, *, force: bool = False, on_stage: Optional[Callab
 
             inputs = None
             if recipe.validate_data is not None:
-                from ..deploy.images import find_images, load_images
+                from ..deploy.images import images_for_model
 
-                inputs = load_images(find_images(recipe.validate_data, limit=settings.n), input_size[1:])
+                inputs = images_for_model(onnx_path, recipe.validate_data, settings.n)
             report = validate(onnx_path, poolswap.load(current), inputs, **settings.to_kwargs())
             logger.info("%s", report.format())
             if not report.ok:

@@ -31,9 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...deploy import session
-    from ...deploy.images import find_images, load_images, readable_images
-    from ...deploy.preprocess import model_preprocessing
+    from ...deploy.images import images_for_model
     from ...export import validate
     from ...export.config import ValidateConfig
     from ...model import load
@@ -45,12 +43,7 @@ def run(args: argparse.Namespace) -> int:
     model = load(args.against) if args.against else None
     inputs = None
     if args.data is not None:
-        sess = session(args.model, "cpu", library=False)
-        preprocessing = model_preprocessing(sess.get_modelmeta().custom_metadata_map, sess.get_inputs()[0].shape)
-        files = find_images(args.data, args.limit)
-        if args.skip_bad_images:
-            files = readable_images(files, preprocessing.input_size[0])
-        inputs = load_images(files, preprocessing)
+        inputs = images_for_model(args.model, args.data, args.limit, skip_bad_images=args.skip_bad_images)
     report = validate(args.model, model, inputs, **config.to_kwargs())
     print(report.format())
     if not report.ok:

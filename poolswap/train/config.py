@@ -37,6 +37,7 @@ class FinetuneConfig:
     min_lr_ratio: float = 0.0  # the cosine ends at lr * min_lr_ratio
     clip_grad: Optional[float] = None  # max global L2 norm of the gradients
     freeze_bn: bool = False  # keep BatchNorm running statistics as they are
+    only_betas: bool = False  # train the SoftPool betas alone (weights frozen for the run)
     amp: Optional[str] = None  # "bf16" or "fp16", CUDA only
     # distillation
     alpha: float = 0.5

@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--min-lr-ratio", type=float, default=0.0, help="final lr as a fraction of --lr")
     optim.add_argument("--clip-grad", type=float, help="clip the gradients' global L2 norm (default: off)")
     optim.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm running statistics (default: off)")
+    optim.add_argument("--only-betas", action="store_true",
+                       help="train the learnt SoftPool betas alone, weights frozen; without it a model whose weights "
+                            "are all frozen is refused (default: off)")
     optim.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision on CUDA (default: off)")
     distill = parser.add_argument_group("distillation")
     distill.add_argument("--alpha", type=float, default=0.5, help="weight of the distillation term (1: no labels used)")
@@ -63,7 +66,7 @@ _CONFIG_FLAGS = {
     "epochs": "epochs", "batch_size": "batch_size", "max_steps": "max_steps_per_epoch", "optimizer": "optimizer",
     "lr": "lr", "beta_lr": "beta_lr", "momentum": "momentum", "weight_decay": "weight_decay",
     "warmup_steps": "warmup_steps", "min_lr_ratio": "min_lr_ratio", "clip_grad": "clip_grad",
-    "freeze_bn": "freeze_bn", "amp": "amp", "alpha": "alpha", "temperature": "temperature",
+    "freeze_bn": "freeze_bn", "only_betas": "only_betas", "amp": "amp", "alpha": "alpha", "temperature": "temperature",
     "calibrate": "calibrate", "seed": "seed", "workers": "workers", "device": "device",
     "checkpoint_every": "checkpoint_every", "log_every": "log_every", "hflip": "hflip",
 }

@@ -123,3 +123,23 @@ def test_only_betas_flag(converted, data_dir, tmp_path):
     import yaml
 
     assert yaml.safe_load((run / "args.yaml").read_text())["config"]["only_betas"] is True
+
+
+def test_a_teacher_elsewhere_is_copied_not_moved(monkeypatch):
+    from poolswap.train import distill
+
+    teacher = helpers.teacher().train()
+    monkeypatch.setattr(distill, "_on_device", lambda module, device: False)  # as if it lived on another device
+    with distill.frozen_teacher(teacher, torch.device("cpu")) as used:
+        assert used is not teacher and not used.training
+        assert all(torch.equal(a, b) for a, b in zip(used.state_dict().values(), teacher.state_dict().values()))
+    assert teacher.training
+
+
+@pytest.mark.cuda
+def test_a_cpu_teacher_stays_on_the_cpu(converted, data_dir):
+    _, model, original = converted
+    result = finetune(model, teacher=original, train_data=data_dir / "train",
+                      config=FinetuneConfig(**CONFIG, device="cuda"), progress=False)
+    assert next(result.model.parameters()).device.type == "cuda"
+    assert all(p.device.type == "cpu" for p in original.parameters())

@@ -12,6 +12,7 @@ from ..errors import PoolswapError
 __all__ = [
     "add_data_arguments", "add_model_arguments", "build_model", "data_overrides", "parse_input_size",
     "parse_model_kwargs", "integer", "fraction", "positive_number", "add_preprocessing_arguments",
+    "add_agreement_data_arguments", "agreement_data",
 ]
 
 
@@ -102,6 +103,24 @@ def build_model(args: argparse.Namespace):
     size = parse_input_size(args.input_size)
     example = torch.randn((1, *size)) if size is not None else None
     return model, example
+
+
+def add_agreement_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """--data, --batches, --batch-size: the images agreement with the original is measured on (inspect, convert)."""
+    group = parser.add_argument_group("agreement with the original")
+    group.add_argument("--data", metavar="DIR",
+                       help="images (an ImageFolder tree or a folder of images; labels unused), read with the model's "
+                            "preprocessing and --input-size (default: none)")
+    group.add_argument("--batches", type=integer(1), default=8, metavar="N", help="with --data: use N batches of images")
+    group.add_argument("--batch-size", type=integer(1), default=32, help="with --data: images per batch")
+    return group
+
+
+def agreement_data(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``inspect``/``convert`` that the --data flags give."""
+    size = parse_input_size(args.input_size)
+    return {"data": args.data, "num_batches": args.batches, "batch_size": args.batch_size,
+            "data_config": {"input_size": size} if size is not None else None}
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:

@@ -43,6 +43,7 @@ class Recipe:
     base: Path
     input_size: tuple[int, ...] = ()
     convert: Any = None
+    convert_data: Optional[Path] = None
     finetune: Any = None
     finetune_data: Optional[Path] = None
     export: Any = None
@@ -100,7 +101,12 @@ def check_recipe(data: Any, base: Union[str, os.PathLike] = ".") -> Recipe:
     if len(size) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
         raise PoolswapError(f"recipe: 'input_size' must be three positive integers [C, H, W], got {size!r}")
     recipe = Recipe(data=data, base=Path(base), input_size=tuple(size))
-    recipe.convert = from_mapping(ConvertConfig, data.get("convert"), "convert")
+    section = dict(data.get("convert") or {})
+    recipe.convert_data = _folder(recipe, section, "convert", required=False)
+    recipe.convert = from_mapping(ConvertConfig, section, "convert")
+    if (recipe.convert_data is None) != (recipe.convert.min_agreement is None):
+        raise PoolswapError("recipe: 'convert.min_agreement' and 'convert.data' go together (images to measure "
+                            "agreement with the original on)")
     if data.get("finetune") is not None:
         section = dict(data["finetune"])
         recipe.finetune_data = _folder(recipe, section, "finetune", required=True)
@@ -115,7 +121,8 @@ def check_recipe(data: Any, base: Union[str, os.PathLike] = ".") -> Recipe:
     if recipe.checkpoint is not None and not recipe.checkpoint.is_file():
         what = "is a folder, not a file" if recipe.checkpoint.exists() else "does not exist"
         raise PoolswapError(f"recipe: 'checkpoint' {recipe.checkpoint} {what}")
-    for where, folder in (("finetune", recipe.finetune_data), ("validate", recipe.validate_data)):
+    for where, folder in (("convert", recipe.convert_data), ("finetune", recipe.finetune_data),
+                          ("validate", recipe.validate_data)):
         if folder is not None and not folder.is_dir():
             what = "is a file, not a folder" if folder.exists() else "does not exist"
             raise PoolswapError(f"recipe: '{where}.data' {folder} {what}; give a folder of images")
@@ -187,11 +194,13 @@ def run_recipe(recipe: Recipe, *, force: bool = False, on_stage: Optional[Callab
         model = build_from_checkpoint(data["model"], checkpoint, model_kwargs=data.get("model_kwargs"))
         example = torch.randn(1, *input_size)
         report = poolswap.inspect(model, example)
-        out = poolswap.convert(model, example_input=example, report=report, **recipe.convert.to_kwargs())
+        targeted = {"data": recipe.convert_data} if recipe.convert_data is not None else {}
+        out = poolswap.convert(model, example_input=example, report=report, **recipe.convert.to_kwargs(), **targeted)
         poolswap.save(out, converted)
         return {"swapped": [s.name for s in report if s.action == "swap"], "sites": len(report)}
 
-    stage("convert", [data["model"], data.get("model_kwargs"), dataclasses.asdict(recipe.convert), list(input_size)],
+    stage("convert", [data["model"], data.get("model_kwargs"), dataclasses.asdict(recipe.convert), list(input_size),
+                      str(recipe.convert_data)],
           checkpoint or Path(data["model"]), [converted], do_convert)
     current = converted
 

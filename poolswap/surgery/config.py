@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from ..options import OptionError, check_choice, check_number, option
+from ..options import OptionError, check_choice, check_fraction, check_number, option
 
 __all__ = ["ConvertConfig", "LEARN_BETA"]
 
@@ -30,6 +30,10 @@ class ConvertConfig:
     learn_beta: Union[bool, str] = option(
         False, "make beta a parameter, one per site or per channel (default: fixed)", const="scalar",
         choices=LEARN_BETA, group="SoftPool")
+    min_agreement: Optional[float] = option(
+        None, "with --data: calibrate, and leave as they are the fewest sites needed to keep top-1 agreement with "
+              "the original at or above this fraction (e.g. 0.995) on those images (default: off)", metavar="A",
+        group="agreement with the original")
 
     def __post_init__(self) -> None:
         if self.learn_beta is True:
@@ -38,6 +42,8 @@ class ConvertConfig:
             self.learn_beta = False
         check_choice("learn_beta", self.learn_beta, (False, *LEARN_BETA))
         check_number("beta", self.beta)
+        if self.min_agreement is not None:
+            check_fraction("min_agreement", self.min_agreement)
         for name in ("include", "exclude", "kinds"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, str) or not all(isinstance(v, str) for v in value)):

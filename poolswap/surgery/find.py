@@ -275,12 +275,8 @@ def _unique_attr(owner: nn.Module, base: str, taken: set) -> str:
     return name
 
 
-def find_sites(model: nn.Module, example_input: Any = None, *, measure: bool = True) -> Report:
-    """Every pooling site of ``model``, with kind, geometry, role, default action, mechanism."""
-    state = _State(model)
-    _explore(state, model, "", "fx-graph")
-    _explore_unreached(state, model)
-
+def _trace_owners(state: _State, model: nn.Module) -> dict[str, OwnerGraphs]:
+    """Each owner of function or method sites, traced alone in eval and in train mode."""
     owners: dict[str, OwnerGraphs] = {}
     for path in state.owner_hits:
         owner = model.get_submodule(path) if path else model
@@ -288,9 +284,106 @@ def find_sites(model: nn.Module, example_input: Any = None, *, measure: bool = T
         train_gm, _ = trace_shallow(owner, training=True)
         same = eval_gm is not None and train_gm is not None and eval_gm.code == train_gm.code
         owners[path] = OwnerGraphs(path, eval_gm, train_gm, err, same)
+    return owners
 
-    seen = set(state.module_hits)
-    eager_only = [p for p, m in model.named_modules() if p not in seen and classify_module(m) is not None]
+
+def _module_sites(state: _State, model: nn.Module, eager_only: list[str], shapes: dict[str, tuple]) -> list[Site]:
+    """Pool modules the graphs call, then those only the module tree shows; with their measured shapes."""
+    sites: list[Site] = []
+    for path, (mech, in_eval) in state.module_hits.items():
+        site = _site_from_call(path, classify_module(model.get_submodule(path)), "module", mech)
+        site.train_only = not in_eval
+        sites.append(site)
+    for path in eager_only:
+        site = _site_from_call(path, classify_module(model.get_submodule(path)), "module", "eager-module")
+        parent = path.rsplit(".", 1)[0] if "." in path else ""
+        site.train_only = parent not in state.reached and bool(parent)
+        sites.append(site)
+    for site in sites:
+        if site.name in shapes:
+            site.input_shape, site.output_shape = shapes[site.name]
+            if len(site.input_shape) == site.ndim + 2:
+                site.num_channels = site.input_shape[1]
+            if site.geometry.get("same") and not _pads_at(site):
+                site.warnings = [w for w in site.warnings if "count_include_pad" not in w]
+    return sites
+
+
+def _propagate_shapes(og: OwnerGraphs, owner: nn.Module) -> None:
+    """Shapes on the owner's own graph, from the arguments it got in the eager forward (a nicety)."""
+    if og.args is None:
+        return
+    try:
+        with torch.no_grad(), train_mode(og.eval_gm, False):
+            ShapeProp(og.eval_gm).propagate(*_bind_args(og.eval_gm, owner, *og.args))
+    except Exception as exc:  # the site is still reported, without shapes
+        logger.debug("shape propagation of %s failed: %s", og.path, exc)
+
+
+def _function_site(node: fx.Node, call: PoolCall, og: OwnerGraphs, owner: nn.Module, attr: str, mechanism: str,
+                   train_only: bool) -> Site:
+    site = _site_from_call(_join(og.path, attr), call, "method" if node.op == "call_method" else "function", mechanism)
+    site.owner, site.node = og.path, node.name
+    site.train_only = train_only
+    if not og.same_in_both_modes and not site.blocked:
+        site.blocked = (f"the forward of {og.path or 'the model'} differs between train and eval mode; "
+                        "it cannot be rewritten as one graph")
+    meta_in = node.args[0].meta.get("tensor_meta") if node.args and isinstance(node.args[0], fx.Node) else None
+    meta_out = node.meta.get("tensor_meta")
+    if meta_in is not None and hasattr(meta_in, "shape"):
+        site.input_shape = tuple(meta_in.shape)
+        if len(site.input_shape) >= 2:
+            site.num_channels = site.input_shape[1]
+    if meta_out is not None and hasattr(meta_out, "shape"):
+        site.output_shape = tuple(meta_out.shape)
+    if site.num_channels is None:
+        site.num_channels = _channels_near(node, og.eval_gm)
+    return site
+
+
+def _function_sites(state: _State, model: nn.Module, owners: dict[str, OwnerGraphs]) -> list[Site]:
+    """Pooling calls in each owner's own forward code, named ``<owner>.<fx node name>``."""
+    sites: list[Site] = []
+    for path, og in owners.items():
+        mech, in_eval = state.owner_hits[path]
+        owner = model.get_submodule(path) if path else model
+        gm = og.eval_gm
+        if gm is None:
+            state.untraced.append({"path": path, "error": f"its own forward cannot be traced alone: {og.error}"})
+            continue
+        _propagate_shapes(og, owner)
+        taken: set = set()
+        eval_names = {n.name for n in gm.graph.nodes}
+        nodes = [(n, False) for n in gm.graph.nodes]
+        if not og.same_in_both_modes and og.train_gm is not None:
+            nodes += [(n, True) for n in og.train_gm.graph.nodes if n.name not in eval_names]
+        for node, train_extra in nodes:
+            call = classify_node(node)
+            if call is None:
+                continue
+            attr = _unique_attr(owner, node.name, taken)
+            sites.append(_function_site(node, call, og, owner, attr, mech, train_extra or not in_eval))
+    return sites
+
+
+def _decide(sites: list[Site], model: nn.Module, input_shape: Optional[tuple]) -> None:
+    """Roles, in execution order when shapes are known (the first local pool may be the stem), and defaults."""
+    image = input_shape[2:] if input_shape and len(input_shape) >= 3 else None
+    first_local = True
+    for site in sites:
+        site.role = assign_role(site, model, image, first_local and site.kind in ("max", "avg"))
+        if site.kind in ("max", "avg") and not site.train_only:
+            first_local = False
+        site.action, site.reason, _ = default_decision(site)
+
+
+def find_sites(model: nn.Module, example_input: Any = None, *, measure: bool = True) -> Report:
+    """Every pooling site of ``model``, with kind, geometry, role, default action, mechanism."""
+    state = _State(model)
+    _explore(state, model, "", "fx-graph")
+    _explore_unreached(state, model)
+    owners = _trace_owners(state, model)
+    eager_only = [p for p, m in model.named_modules() if p not in state.module_hits and classify_module(m) is not None]
 
     notes: list[str] = []
     if example_input is None and measure:
@@ -302,71 +395,6 @@ def find_sites(model: nn.Module, example_input: Any = None, *, measure: bool = T
             notes.append(error)
     input_shape = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else None
 
-    sites: list[Site] = []
-    for path, (mech, in_eval) in state.module_hits.items():
-        site = _site_from_call(path, classify_module(model.get_submodule(path)), "module", mech)
-        site.train_only = not in_eval
-        sites.append(site)
-    reached_prefixes = state.reached
-    for path in eager_only:
-        site = _site_from_call(path, classify_module(model.get_submodule(path)), "module", "eager-module")
-        parent = path.rsplit(".", 1)[0] if "." in path else ""
-        site.train_only = parent not in reached_prefixes and bool(parent)
-        sites.append(site)
-    for site in sites:
-        if site.name in shapes:
-            site.input_shape, site.output_shape = shapes[site.name]
-            if len(site.input_shape) == site.ndim + 2:
-                site.num_channels = site.input_shape[1]
-            if site.geometry.get("same") and not _pads_at(site):
-                site.warnings = [w for w in site.warnings if "count_include_pad" not in w]
-
-    for path, og in owners.items():
-        mech, in_eval = state.owner_hits[path]
-        owner = model.get_submodule(path) if path else model
-        gm = og.eval_gm
-        if gm is None:
-            state.untraced.append({"path": path, "error": f"its own forward cannot be traced alone: {og.error}"})
-            continue
-        if og.args is not None:
-            try:
-                with torch.no_grad(), train_mode(gm, False):
-                    ShapeProp(gm).propagate(*_bind_args(gm, owner, *og.args))
-            except Exception as exc:  # shapes are a nicety; the site is still reported
-                logger.debug("shape propagation of %s failed: %s", path, exc)
-        taken: set = set()
-        eval_names = {n.name for n in gm.graph.nodes}
-        nodes = [(n, False) for n in gm.graph.nodes]
-        if not og.same_in_both_modes and og.train_gm is not None:
-            nodes += [(n, True) for n in og.train_gm.graph.nodes if n.name not in eval_names]
-        for node, train_extra in nodes:
-            call = classify_node(node)
-            if call is None:
-                continue
-            attr = _unique_attr(owner, node.name, taken)
-            site = _site_from_call(_join(path, attr), call, "method" if node.op == "call_method" else "function", mech)
-            site.owner, site.node = path, node.name
-            site.train_only = train_extra or not in_eval
-            if not og.same_in_both_modes and not site.blocked:
-                site.blocked = f"the forward of {path or 'the model'} differs between train and eval mode; it cannot be rewritten as one graph"
-            meta_in = node.args[0].meta.get("tensor_meta") if node.args and isinstance(node.args[0], fx.Node) else None
-            meta_out = node.meta.get("tensor_meta")
-            if meta_in is not None and hasattr(meta_in, "shape"):
-                site.input_shape = tuple(meta_in.shape)
-                if len(site.input_shape) >= 2:
-                    site.num_channels = site.input_shape[1]
-            if meta_out is not None and hasattr(meta_out, "shape"):
-                site.output_shape = tuple(meta_out.shape)
-            if site.num_channels is None:
-                site.num_channels = _channels_near(node, gm)
-            sites.append(site)
-
-    # Roles, in execution order when shapes are known (the first local pool may be the stem).
-    image = input_shape[2:] if input_shape and len(input_shape) >= 3 else None
-    first_local = True
-    for site in sites:
-        site.role = assign_role(site, model, image, first_local and site.kind in ("max", "avg"))
-        if site.kind in ("max", "avg") and not site.train_only:
-            first_local = False
-        site.action, site.reason, _ = default_decision(site)
+    sites = _module_sites(state, model, eager_only, shapes) + _function_sites(state, model, owners)
+    _decide(sites, model, input_shape)
     return Report(sites, untraced=state.untraced, leaf_fallbacks=state.leaf_fallbacks, input_shape=input_shape, notes=notes)

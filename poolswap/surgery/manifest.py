@@ -29,7 +29,12 @@ def site_beta(module: nn.Module) -> Any:
     return float(beta) if beta is not None else None
 
 
-def build_manifest(model: nn.Module, sites: list[Site], config: dict, untraced: Optional[list] = None) -> dict:
+def build_manifest(model: nn.Module, sites: list[Site], config: dict, untraced: Optional[list] = None,
+                   extra: Optional[dict] = None) -> dict:
+    """The manifest of ``model`` converted at ``sites``; ``extra`` adds top-level entries (``agreement``: what
+    an accuracy-targeted convert measured) and per-site ones (``extra["site_entries"][name]``)."""
+    extra = dict(extra or {})
+    site_entries = extra.pop("site_entries", {})
     entries = []
     for site in sites:
         entry = site.to_dict()
@@ -39,8 +44,9 @@ def build_manifest(model: nn.Module, sites: list[Site], config: dict, untraced: 
             entry["softpool"] = type(module).__name__
             entry["beta"] = site_beta(module)
             entry["learn_beta"] = getattr(module, "learn_beta", None) or False
+        entry.update(site_entries.get(site.name, {}))
         entries.append(entry)
-    return {"format": FORMAT, "config": dict(config), "sites": entries, "untraced": list(untraced or [])}
+    return {"format": FORMAT, "config": dict(config), "sites": entries, "untraced": list(untraced or []), **extra}
 
 
 def manifest_fixed_betas(data: dict) -> dict[str, float]:

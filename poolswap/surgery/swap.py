@@ -31,7 +31,7 @@ from .rules import apply_rules
 from .sites import Site
 from .tracer import trace_shallow
 
-__all__ = ["convert", "apply_manifest", "make_softpool", "parent_name"]
+__all__ = ["convert", "convert_sites", "apply_manifest", "make_softpool", "parent_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +180,39 @@ def apply_manifest(model: nn.Module, data: dict) -> nn.Module:
     return _swap(model, wanted, beta_of, lambda s: by_name[s.name].get("learn_beta") or False)
 
 
+def _learn_mode(learn_beta: Union[bool, str, None]) -> Union[bool, str]:
+    if learn_beta not in (False, True, None, "scalar", "channel"):
+        raise PoolswapError(f"learn_beta must be False, True, 'scalar' or 'channel', got {learn_beta!r}")
+    return "scalar" if learn_beta is True else (learn_beta or False)
+
+
+def convert_sites(
+    model: nn.Module,
+    sites: list[Site],
+    *,
+    beta: float = 1.0,
+    betas: Optional[dict[str, float]] = None,
+    learn_beta: Union[bool, str] = False,
+    config: Optional[dict] = None,
+    untraced: Optional[list] = None,
+    extra: Optional[dict] = None,
+) -> nn.Module:
+    """Swap, in ``model`` itself, the ``sites`` whose ``action`` is already ``"swap"``; attach the manifest.
+
+    ``betas`` gives some sites their own temperature (``beta`` for the others);
+    ``config`` and ``extra`` go into the manifest (see :func:`~.manifest.build_manifest`).
+    """
+    learn = _learn_mode(learn_beta)
+    betas = dict(betas or {})
+    chosen = [s for s in sites if s.action == "swap"]
+    model = _swap(model, chosen, lambda s: betas.get(s.name, beta), lambda s: learn)
+    data = build_manifest(model, sites, dict(config or {}), untraced, extra)
+    setattr(model, MANIFEST_ATTR, data)
+    if isinstance(model, fx.GraphModule):
+        model.meta.setdefault("_user_preserved_attributes", {})[MANIFEST_ATTR] = data
+    return model
+
+
 def convert(
     model: nn.Module,
     *,
@@ -192,6 +225,11 @@ def convert(
     example_input: Any = None,
     inplace: bool = False,
     report: Optional[Report] = None,
+    min_agreement: Optional[float] = None,
+    data: Any = None,
+    num_batches: int = 8,
+    batch_size: int = 32,
+    data_config: Optional[dict] = None,
 ) -> nn.Module:
     """Replace ``model``'s pooling sites by SoftPool; returns the converted model.
 
@@ -201,27 +239,53 @@ def convert(
     ``<site>.log_beta`` parameter per site); strict: a rule that matches no site
     is an error. The model is copied first unless ``inplace``. The result carries
     its swap manifest as ``model.poolswap_manifest`` (see :func:`manifest`).
+
+    min_agreement: with ``data`` (an image folder, a Dataset, a tensor of images or
+    batches; ``num_batches`` of ``batch_size`` images are used), swap and calibrate
+    the chosen sites, but leave as they are the fewest (found greedily, most
+    harmful first) needed to keep top-1 agreement with the original at or above
+    ``min_agreement`` on those images; see :func:`~.target.convert_for_agreement`.
     """
-    if learn_beta not in (False, True, None, "scalar", "channel"):
-        raise PoolswapError(f"learn_beta must be False, True, 'scalar' or 'channel', got {learn_beta!r}")
-    learn = "scalar" if learn_beta is True else (learn_beta or False)
+    learn = _learn_mode(learn_beta)
+    if min_agreement is None and data is not None:
+        raise PoolswapError("data is used to reach min_agreement: pass min_agreement too (e.g. 0.995)")
+    if min_agreement is not None:
+        _check_target(min_agreement)
+        if data is None:
+            raise PoolswapError("min_agreement needs data: images to measure agreement with the original on")
     if not inplace:
         model = copy.deepcopy(model)
+    batches = None
+    if min_agreement is not None:
+        from ..train.data import sample_batches
+
+        batches = sample_batches(data, model, num_batches=num_batches, batch_size=batch_size, data_config=data_config)
+        if example_input is None and report is None:
+            example_input = batches[0][:1]
     sites = list(report) if report is not None else list(find_sites(model, example_input))
     untraced = report.untraced if report is not None else []
     if report is None:
         report = Report(sites)
     apply_rules(sites, kinds=kinds, include=include, exclude=exclude, strict=strict)
-    chosen = [s for s in sites if s.action == "swap"]
-    model = _swap(model, chosen, lambda s: beta, lambda s: learn)
     config = {
         "kinds": list(kinds) if kinds is not None and not isinstance(kinds, str) else kinds,
         "include": [include] if isinstance(include, str) else list(include or []),
         "exclude": [exclude] if isinstance(exclude, str) else list(exclude or []),
         "beta": float(beta), "learn_beta": learn or False, "strict": bool(strict),
     }
-    setattr(model, MANIFEST_ATTR, build_manifest(model, sites, config, getattr(report, "untraced", untraced)))
-    if isinstance(model, fx.GraphModule):
-        model.meta.setdefault("_user_preserved_attributes", {})[MANIFEST_ATTR] = getattr(model, MANIFEST_ATTR)
-    logger.info("swapped %d of %d pooling sites", len(chosen), len(sites))
+    untraced = getattr(report, "untraced", untraced)
+    if min_agreement is not None:
+        from .target import convert_for_agreement
+
+        config["min_agreement"] = float(min_agreement)
+        return convert_for_agreement(model, sites, batches, min_agreement=min_agreement, beta=beta, learn_beta=learn,
+                                     config=config, untraced=untraced)
+    model = convert_sites(model, sites, beta=beta, learn_beta=learn, config=config, untraced=untraced)
+    logger.info("swapped %d of %d pooling sites", sum(s.action == "swap" for s in sites), len(sites))
     return model
+
+
+def _check_target(min_agreement: Any) -> None:
+    ok = isinstance(min_agreement, (int, float)) and not isinstance(min_agreement, bool)
+    if not ok or not 0.0 < float(min_agreement) <= 1.0:
+        raise PoolswapError(f"min_agreement must be a fraction in (0, 1], e.g. 0.995, got {min_agreement!r}")

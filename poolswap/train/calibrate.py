@@ -21,7 +21,10 @@ from ..device import resolve_device
 from ..errors import PoolswapError
 from ..ops import softpool_modules
 
-__all__ = ["CalibrationResult", "DEFAULT_GRID", "calibrate", "get_beta", "set_beta"]
+__all__ = [
+    "CalibrationResult", "DEFAULT_GRID", "TeacherOutputs", "calibrate", "calibrate_cached", "fit", "get_beta",
+    "set_beta", "teacher_outputs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +70,29 @@ def _beta_float(beta) -> float:
     return float(beta.float().mean()) if isinstance(beta, torch.Tensor) else float(beta)
 
 
+TeacherOutputs = list[tuple[torch.Tensor, torch.Tensor]]  # (images, the teacher's log-probabilities)
+
+
 @torch.no_grad()
-def _fit(model: nn.Module, cached: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
-    """(mean KL(teacher || student), top-1 agreement) over the cached batches."""
+def teacher_outputs(teacher: nn.Module, batches: Iterable, *, num_batches: Optional[int] = None,
+                    device: Optional[torch.device] = None) -> TeacherOutputs:
+    """The first ``num_batches`` batches of ``batches`` (images, or (images, labels)) on ``device``, each with
+    the teacher's log-probabilities, computed once; the teacher runs in the mode it is in."""
+    cached = []
+    for i, batch in enumerate(batches):
+        if num_batches is not None and i >= num_batches:
+            break
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        images = images.to(device) if device is not None else images
+        cached.append((images, F.log_softmax(teacher(images).float(), dim=1)))
+    if not cached:
+        raise PoolswapError("calibration got no batches: the data is empty")
+    return cached
+
+
+@torch.no_grad()
+def fit(model: nn.Module, cached: TeacherOutputs) -> tuple[float, float]:
+    """(mean KL(teacher || student), top-1 agreement) of ``model`` (in the mode it is in) over the cached batches."""
     kl_sum, agree, count = 0.0, 0, 0
     for images, teacher_logp in cached:
         logp = F.log_softmax(model(images).float(), dim=1)
@@ -77,6 +100,43 @@ def _fit(model: nn.Module, cached: Sequence[tuple[torch.Tensor, torch.Tensor]]) 
         agree += int((logp.argmax(1) == teacher_logp.argmax(1)).sum())
         count += images.shape[0]
     return kl_sum / count, agree / count
+
+
+def _check_grid(grid: Sequence[float]) -> None:
+    if any(b <= 0 or not math.isfinite(b) for b in grid):
+        raise PoolswapError("calibration betas must be finite and > 0")
+
+
+@torch.no_grad()
+def calibrate_cached(model: nn.Module, cached: TeacherOutputs, *, grid: Sequence[float] = DEFAULT_GRID,
+                     rounds: int = 1) -> CalibrationResult:
+    """:func:`calibrate` on teacher outputs already computed (:func:`teacher_outputs`); ``model`` in eval mode."""
+    sites = list(softpool_modules(model).items())
+    if not sites:
+        raise PoolswapError("the model has no SoftPool layers to calibrate; convert it first")
+    _check_grid(grid)
+    samples = sum(images.shape[0] for images, _ in cached)
+    kl_before, agreement_before = fit(model, cached)
+    best_kl = kl_before
+    for _ in range(rounds):
+        for name, module in sites:
+            best_beta = get_beta(module)
+            for beta in grid:
+                set_beta(module, beta)
+                kl, _ = fit(model, cached)
+                if kl < best_kl:
+                    best_kl, best_beta = kl, beta
+            set_beta(module, best_beta)
+            logger.debug("calibrate %s: beta=%.4g KL=%.5g", name, _beta_float(best_beta), best_kl)
+    kl_after, agreement_after = fit(model, cached)
+    return CalibrationResult(
+        betas={name: _beta_float(get_beta(m)) for name, m in sites},
+        agreement_before=agreement_before,
+        agreement_after=agreement_after,
+        kl_before=kl_before,
+        kl_after=kl_after,
+        samples=samples,
+    )
 
 
 @torch.no_grad()
@@ -96,11 +156,9 @@ def calibrate(
     :class:`CalibrationResult`; the model keeps the chosen betas and its
     train/eval mode.
     """
-    sites = list(softpool_modules(model).items())
-    if not sites:
+    if not softpool_modules(model):
         raise PoolswapError("the model has no SoftPool layers to calibrate; convert it first")
-    if any(b <= 0 or not math.isfinite(b) for b in grid):
-        raise PoolswapError("calibration betas must be finite and > 0")
+    _check_grid(grid)
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     device = resolve_device(device)
@@ -108,37 +166,8 @@ def calibrate(
     model.eval()
     teacher.eval()
     try:
-        cached = []
-        for i, batch in enumerate(batches):
-            if num_batches is not None and i >= num_batches:
-                break
-            images = batch[0] if isinstance(batch, (tuple, list)) else batch
-            images = images.to(device)
-            cached.append((images, F.log_softmax(teacher(images).float(), dim=1)))
-        if not cached:
-            raise PoolswapError("calibration got no batches: the data is empty")
-        samples = sum(images.shape[0] for images, _ in cached)
-        kl_before, agreement_before = _fit(model, cached)
-        best_kl = kl_before
-        for _ in range(rounds):
-            for name, module in sites:
-                best_beta = get_beta(module)
-                for beta in grid:
-                    set_beta(module, beta)
-                    kl, _ = _fit(model, cached)
-                    if kl < best_kl:
-                        best_kl, best_beta = kl, beta
-                set_beta(module, best_beta)
-                logger.debug("calibrate %s: beta=%.4g KL=%.5g", name, _beta_float(best_beta), best_kl)
-        kl_after, agreement_after = _fit(model, cached)
+        cached = teacher_outputs(teacher, batches, num_batches=num_batches, device=device)
+        return calibrate_cached(model, cached, grid=grid, rounds=rounds)
     finally:
         model.train(was_training)
         teacher.train(teacher_training)
-    return CalibrationResult(
-        betas={name: _beta_float(get_beta(m)) for name, m in sites},
-        agreement_before=agreement_before,
-        agreement_after=agreement_after,
-        kl_before=kl_before,
-        kl_after=kl_after,
-        samples=samples,
-    )

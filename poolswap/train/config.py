@@ -39,6 +39,9 @@ class FinetuneConfig:
     min_lr_ratio: float = option(0.0, "final lr as a fraction of --lr", group="optimisation")
     clip_grad: Optional[float] = option(None, "clip the gradients' global L2 norm (default: off)", group="optimisation")
     freeze_bn: bool = option(False, "keep BatchNorm running statistics (default: off)", group="optimisation")
+    only_betas: bool = option(False, "train the learnt SoftPool betas alone, the weights frozen for the run "
+                                     "(default: off; a student whose weights are all frozen is refused without it)",
+                              group="optimisation")
     amp: Optional[str] = option(None, "mixed precision on CUDA (default: off)", choices=AMP_MODES, group="optimisation")
     # distillation
     alpha: float = option(0.5, "weight of the distillation term (1: no labels used)", group="distillation")

@@ -38,6 +38,7 @@ __all__ = [
     "imagenet_synsets",
     "label_map",
     "resolve_data_config",
+    "sample_batches",
     "split_dir",
 ]
 
@@ -196,6 +197,47 @@ def _drop_unreadable(dataset: Dataset, channels: int) -> None:
     dataset.samples = [(path, target) for path, target in dataset.samples if path in kept]
     dataset.imgs = dataset.samples
     dataset.targets = [target for _, target in dataset.samples]
+
+
+def sample_batches(data: Any, model: Optional[torch.nn.Module] = None, *, num_batches: int = 8,
+                   batch_size: int = 32, data_config: Optional[dict] = None) -> list[torch.Tensor]:
+    """At most ``num_batches`` batches of images (labels dropped), the same on every call.
+
+    ``data``: an image folder (ImageFolder classes or images alone, read with
+    ``model``'s preprocessing and ``data_config`` overrides), a Dataset (an evenly
+    spaced subset, so every class of a sorted folder shows), a tensor of images
+    (N, C, ...), or an iterable of batches (images or (images, labels)).
+    """
+    if num_batches < 1 or batch_size < 1:
+        raise PoolswapError(f"need at least one batch of one image, got {num_batches} batch(es) of {batch_size}")
+    if isinstance(data, (str, os.PathLike)):
+        from ..model import spec_of
+
+        spec = spec_of(model) if model is not None else None
+        config = resolve_data_config(model, spec=spec.text if spec else None, overrides=data_config)
+        data = image_dataset(data, build_transform(config), channels=int(config["input_size"][0]))
+    if isinstance(data, torch.Tensor):
+        batches = list(data[:num_batches * batch_size].split(batch_size))
+    elif isinstance(data, Dataset) and hasattr(data, "__len__"):
+        count = min(len(data), num_batches * batch_size)
+        if count == 0:
+            raise PoolswapError("the data holds no images")
+        indices = [i * len(data) // count for i in range(count)]
+        images = []
+        for i in indices:
+            item = data[i]
+            images.append(item[0] if isinstance(item, (tuple, list)) else item)
+        batches = list(torch.stack(images).split(batch_size))
+    else:
+        batches = []
+        for batch in data:
+            if len(batches) >= num_batches:
+                break
+            batches.append(batch[0] if isinstance(batch, (tuple, list)) else batch)
+    batches = [b for b in batches if len(b)]
+    if not batches:
+        raise PoolswapError("the data holds no images")
+    return batches
 
 
 def imagenet_synsets() -> list[str]:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+import copy
+import logging
+from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["distillation_loss", "DistillationLoss", "original_of", "teacher_logits"]
+__all__ = ["distillation_loss", "DistillationLoss", "frozen_teacher", "original_of", "shared_parameters",
+           "teacher_logits"]
+
+logger = logging.getLogger(__name__)
 
 
 def distillation_loss(
@@ -63,6 +69,48 @@ def teacher_logits(teacher: nn.Module, images: torch.Tensor) -> torch.Tensor:
     if teacher.training:
         teacher.eval()
     return teacher(images)
+
+
+def _on_device(module: nn.Module, device: torch.device) -> bool:
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    tensors = list(module.parameters()) + list(module.buffers())
+    return all(t.device == device for t in tensors)
+
+
+@contextlib.contextmanager
+def frozen_teacher(teacher: nn.Module, device: torch.device) -> Iterator[nn.Module]:
+    """The teacher to run on ``device`` in eval mode, leaving the caller's module exactly as it was.
+
+    Used in place when it already lives on ``device``: eval mode for the duration,
+    every sub-module's mode restored afterwards. Elsewhere, a copy is moved to
+    ``device`` (the caller's stays where it is). ``requires_grad`` flags are never
+    touched: the teacher runs under ``torch.no_grad``.
+    """
+    if not _on_device(teacher, device):
+        logger.info("running a copy of the teacher on %s (the one passed in stays where it is)", device)
+        copied = copy.deepcopy(teacher).to(device).eval()
+        yield copied
+        return
+    modes = [(module, module.training) for module in teacher.modules()]
+    teacher.eval()
+    try:
+        yield teacher
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def shared_parameters(a: nn.Module, b: nn.Module) -> int:
+    """How many parameter tensors two models share (the same object or the same memory)."""
+
+    def keys(model: nn.Module) -> set:
+        return {key for p in model.parameters() if p.numel()
+                for key in (("id", id(p)), ("memory", str(p.device), p.data_ptr()))}
+
+    mine = keys(a)
+    return sum(1 for p in b.parameters() if p.numel()
+               and (("id", id(p)) in mine or ("memory", str(p.device), p.data_ptr()) in mine))
 
 
 def original_of(model: nn.Module) -> nn.Module:

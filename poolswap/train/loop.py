@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -22,15 +22,16 @@ from .config import FinetuneConfig
 from .data import EpochSampler, SeededTransformDataset, build_transform, dataset_classes, image_dataset
 from .data import label_map as find_label_map
 from .data import resolve_data_config
-from .distill import distillation_loss, original_of
+from .distill import distillation_loss, frozen_teacher, original_of, shared_parameters
 from .distributed import all_reduce_sum, init_distributed
 from .evaluate import Metrics, evaluate
 from ..ops import fixed_betas, restore_fixed_betas, softpool_modules
-from .optim import build_optimizer, build_scheduler, freeze_bn_stats
+from .optim import ParameterCount, build_optimizer, build_scheduler, count_parameters, freeze_bn_stats, is_softpool
+from .progress import Progress
 from .resume import get_rng_state, load_resume_state, save_resume_state, set_rng_state
 from .run_dir import RunDir
 
-__all__ = ["FinetuneResult", "finetune", "seed_everything"]
+__all__ = ["FinetuneResult", "Trainer", "finetune", "seed_everything"]
 
 logger = logging.getLogger("poolswap.train")
 
@@ -39,13 +40,14 @@ DataArg = Union[Dataset, str, os.PathLike]
 
 @dataclass
 class FinetuneResult:
-    """The trained student (unwrapped), one summary row per epoch, and the calibration, if any."""
+    """The trained student (unwrapped), one summary row per epoch, the calibration (if any), what was trained."""
 
     model: nn.Module
     history: list[dict] = field(default_factory=list)
     calibration: Optional[CalibrationResult] = None
     run_dir: Optional[Path] = None
     steps: int = 0
+    parameters: Optional[ParameterCount] = None  # what was trained: weights and betas, and what stayed frozen
 
 
 def seed_everything(seed: int) -> None:
@@ -83,40 +85,341 @@ def _beta_mean(model: nn.Module) -> Optional[float]:
     return sum(values) / len(values)
 
 
-class _Progress:
-    """A tqdm bar on a terminal; a log line every ``log_every`` steps elsewhere (files, CI)."""
+class Trainer:
+    """One fine-tune, in named steps; :func:`finetune` builds one and calls :meth:`run`.
 
-    def __init__(self, *, total: int, initial: int, epoch: int, epochs: int, enabled: bool, log_every: int) -> None:
-        self.total, self.step, self.enabled, self.log_every = total, initial, enabled, log_every
-        self.desc = f"epoch {epoch + 1}/{epochs}"
-        self.start, self.start_step = time.perf_counter(), initial
-        self.bar = None
-        self._redirect = None
-        if enabled and sys.stderr.isatty():
-            from tqdm.auto import tqdm
-            from tqdm.contrib.logging import logging_redirect_tqdm
+    Set-up: :meth:`check_models` (before anything is written), :meth:`set_up_run`,
+    :meth:`set_up_data`, :meth:`set_up_models`, :meth:`set_up_schedule`; then
+    :meth:`resume_from_state` or :meth:`calibrate`, :meth:`write_args`,
+    :meth:`set_up_optimizer`; then for each epoch :meth:`train_epoch` and
+    :meth:`end_epoch` (reduce, validate, record, checkpoint). :meth:`save_state`
+    writes the resume state, :meth:`resume_state` is what it writes.
+    """
 
-            self.bar = tqdm(total=total, initial=initial, desc=self.desc, dynamic_ncols=True, leave=True)
-            self._redirect = logging_redirect_tqdm()  # log lines print above the bar, not through it
-            self._redirect.__enter__()
+    def __init__(self, model: nn.Module, *, teacher: Optional[nn.Module], train_data: DataArg,
+                 val_data: Optional[DataArg], config: FinetuneConfig, run_dir: Optional[Union[str, os.PathLike]],
+                 resume: bool, overwrite: bool, spec, extra_args: Optional[dict], progress: bool) -> None:
+        self.model = model
+        self.given_teacher = teacher
+        self.train_data, self.val_data = train_data, val_data
+        self.config = config
+        self.run_dir, self.resume, self.overwrite = run_dir, resume, overwrite
+        self.spec, self.extra_args, self.progress = spec, extra_args, progress
+        self.ctx = None
+        self.runs: Optional[RunDir] = None
+        self.parameters: Optional[ParameterCount] = None
+        self.calibration: Optional[CalibrationResult] = None
+        self.history: list[dict] = []
+        self.start_epoch, self.start_step, self.global_step = 0, 0, 0
+        self.best_score: Optional[float] = None
+        self.counts: dict[str, float] = {}
+        self.state: Optional[dict] = None
 
-    def update(self, **stats: float) -> None:
-        self.step += 1
-        text = {k: f"{v:.4g}" for k, v in stats.items() if v is not None}
-        if self.bar is not None:
-            self.bar.set_postfix(text, refresh=False)
-            self.bar.update(1)
-        elif self.enabled and (self.step % self.log_every == 0 or self.step == self.total):
-            elapsed = time.perf_counter() - self.start
-            done = self.step - self.start_step
-            eta = elapsed / done * (self.total - self.step) if done else float("nan")
-            details = " ".join(f"{k} {v}" for k, v in text.items())
-            logger.info("%s step %d/%d %s eta %.0fs", self.desc, self.step, self.total, details, eta)
+    # set-up
+    def check_models(self) -> None:
+        """Refuse, before anything is written, a student with nothing but betas to train (unless
+        ``only_betas``) or nothing at all, and a student that shares parameters with its teacher."""
+        count = count_parameters(self.model)
+        if self.config.only_betas:
+            if count.betas == 0:
+                raise PoolswapError("only_betas: the student has no learnt betas to train; convert it with "
+                                    "learn_beta='scalar' or 'channel' (--learn-beta)")
+            count = ParameterCount(weights=0, betas=count.betas, frozen=count.frozen + count.weights)
+        elif count.weights == 0:
+            if count.betas == 0:
+                raise PoolswapError(f"the student has nothing to train: all its {count.frozen:,} parameters have "
+                                    "requires_grad=False; unfreeze them (model.requires_grad_(True))")
+            raise PoolswapError(f"only the student's {count.betas:,} SoftPool betas would train: its {count.frozen:,} "
+                                "weights have requires_grad=False; unfreeze them (model.requires_grad_(True)), or "
+                                "ask for a betas-only fine-tune with only_betas=True (--only-betas)")
+        if self.given_teacher is not None and shared_parameters(self.model, self.given_teacher):
+            raise PoolswapError("the student shares parameters with the teacher, so training would change the "
+                                "teacher too; convert a copy of the original (convert's default, inplace=False)")
+        self.parameters = count
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self._redirect.__exit__(None, None, None)
+    def set_up_run(self) -> None:
+        """Processes, the run directory, the seed."""
+        self.ctx = init_distributed(self.config.device)
+        self.device = self.ctx.device
+        if self.run_dir is not None:
+            self.runs = RunDir(self.run_dir, enabled=self.ctx.is_main)
+        if self.resume and self.runs is None:
+            raise PoolswapError("resume needs the run directory to resume")
+        if self.runs is not None:
+            from ..model import spec_of
+
+            if self.spec is None and spec_of(self.model) is None:
+                raise PoolswapError("checkpoints need the model's architecture: pass spec='timm:NAME', "
+                                    "'torchvision:NAME' or 'package.module:factory' (or a model poolswap built or loaded)")
+            self.runs.prepare(resume=self.resume, overwrite=self.overwrite)
+        self.ctx.barrier()
+        seed_everything(self.config.seed)
+
+    def teacher_to_use(self) -> nn.Module:
+        """The teacher passed in, or the student's original rebuilt (on the training device)."""
+        if self.given_teacher is not None:
+            return self.given_teacher
+        return original_of(self.model).to(self.device)
+
+    def set_up_data(self) -> None:
+        config = self.config
+        self.train_set = _as_dataset(self.train_data, self.model, config, self.spec, train=True)
+        self.val_set = (_as_dataset(self.val_data, self.model, config, self.spec, train=False)
+                        if self.val_data is not None else None)
+        self.seeded = SeededTransformDataset(self.train_set, seed=config.seed)
+
+    def set_up_models(self) -> None:
+        """The student on the device; the number of outputs, and the data's classes mapped onto them."""
+        self.model.to(self.device)
+        if self.ctx.is_main:
+            logger.info("%s", self.parameters.summary())
+        with torch.no_grad():
+            probe = self.seeded[0][0].unsqueeze(0).to(self.device)
+            num_outputs = self.teacher(probe).shape[1]
+        classes = dataset_classes(self.train_set)
+        self.label_map = find_label_map(classes, num_outputs) if classes else None
+        self.val_label_map = None
+        if self.val_set is not None and dataset_classes(self.val_set):
+            self.val_label_map = find_label_map(dataset_classes(self.val_set), num_outputs)
+
+    def set_up_schedule(self) -> None:
+        """Steps per epoch, and mixed precision."""
+        config, ctx = self.config, self.ctx
+        self.sampler = EpochSampler(len(self.seeded), batch_size=config.batch_size, shuffle=True, seed=config.seed,
+                                    rank=ctx.rank, world_size=ctx.world_size)
+        self.steps_per_epoch = self.sampler.steps_per_epoch()
+        if config.max_steps_per_epoch is not None:
+            self.steps_per_epoch = min(self.steps_per_epoch, config.max_steps_per_epoch)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.use_amp = config.amp is not None and self.device.type == "cuda"
+        if config.amp is not None and not self.use_amp:
+            logger.warning("AMP runs on CUDA only; training in float32 on %s", self.device)
+        self.amp_dtype = torch.bfloat16 if config.amp == "bf16" else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and config.amp == "fp16")
+
+    def resume_from_state(self) -> None:
+        """Read ``resume.pt``: the student, the position, the history (optimiser and RNG come later)."""
+        runs, model = self.runs, self.model
+        state = self.state = load_resume_state(runs.resume_file)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise PoolswapError(f"{runs.resume_file} does not fit this model ({first_line(exc)})") from None
+        restore_fixed_betas(model, state["fixed_betas"])
+        self.start_epoch, self.start_step, self.global_step = state["epoch"], state["step"], state["global_step"]
+        self.history, self.best_score, self.counts = list(state["history"]), state["best_score"], dict(state["counts"])
+        if state.get("steps_per_epoch") not in (None, self.steps_per_epoch):
+            raise PoolswapError(f"{runs.resume_file} was written with {state['steps_per_epoch']} steps per epoch, "
+                                f"this run has {self.steps_per_epoch}: resume with the same data and batch size")
+        if self.start_epoch >= self.config.epochs:
+            logger.info("%s already finished its %d epoch(s): nothing to resume", runs.path, self.config.epochs)
+        else:
+            logger.info("resuming %s at epoch %d, step %d", runs.path, self.start_epoch + 1, self.start_step)
+
+    def calibrate(self) -> None:
+        """Choose each site's beta before any weight update."""
+        config = self.config
+        loader = DataLoader(SeededTransformDataset(self.train_set, seed=config.seed), batch_size=config.batch_size,
+                            shuffle=False, num_workers=config.workers)
+        self.calibration = calibrate(self.model, self.teacher, loader, num_batches=config.calibrate, device=self.device)
+        if self.ctx.is_main:
+            logger.info("%s", self.calibration.summary())
+
+    def write_args(self) -> None:
+        if self.runs is None or self.resume:
+            return
+        args = {"config": self.config.to_dict(), **(self.extra_args or {})}
+        if self.calibration is not None:
+            c = self.calibration
+            args["calibration"] = {"betas": c.betas, "agreement_before": c.agreement_before,
+                                   "agreement_after": c.agreement_after}
+        self.runs.write_args(args)
+
+    def set_up_optimizer(self) -> None:
+        """Optimiser and schedule (restored when resuming); the student wrapped for DDP under torchrun."""
+        self.optimizer = build_optimizer(self.model, self.config)
+        self.scheduler = build_scheduler(self.optimizer, total_steps=self.total_steps, config=self.config)
+        if self.state is not None:
+            self.optimizer.load_state_dict(self.state["optimizer"])
+            self.scheduler.load_state_dict(self.state["scheduler"])
+            self.scaler.load_state_dict(self.state["scaler"])
+        self.student: nn.Module = self.model
+        if self.ctx.distributed:
+            device = self.device
+            self.student = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    # checkpoint / resume
+    def resume_state(self, epoch: int, step: int) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": get_rng_state(),
+            "epoch": epoch,
+            "step": step,
+            "global_step": self.global_step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "history": self.history,
+            "best_score": self.best_score,
+            "counts": self.counts,
+            # fixed temperatures (calibrated ones) are module attributes, not in the state_dict
+            "fixed_betas": fixed_betas(self.model),
+        }
+
+    def save_state(self, epoch: int, step: int) -> None:
+        if self.runs is not None and self.ctx.is_main:
+            save_resume_state(self.runs.resume_file, self.resume_state(epoch, step))
+        self.ctx.barrier()
+
+    # training
+    def train(self) -> None:
+        if self.state is not None:
+            set_rng_state(self.state["rng"])
+        self.loader_generator = torch.Generator()
+        for epoch in range(self.start_epoch, self.config.epochs):
+            self.train_epoch(epoch)
+            self.end_epoch(epoch)
+
+    def train_epoch(self, epoch: int) -> None:
+        """The steps of one epoch (from ``start_step`` when resuming mid-epoch)."""
+        config, device = self.config, self.device
+        epoch_start = time.perf_counter()
+        if self.start_step == 0:
+            self.counts = {"loss": 0.0, "batches": 0.0, **dict.fromkeys(Metrics.KEYS, 0.0), "time": 0.0}
+        counts = self.counts
+        self.sampler.set_epoch(epoch, self.start_step)
+        self.seeded.set_epoch(epoch)
+        self.loader_generator.manual_seed(config.seed + epoch)
+        loader = DataLoader(self.seeded, batch_size=config.batch_size, sampler=self.sampler,
+                            num_workers=config.workers, generator=self.loader_generator,
+                            pin_memory=device.type == "cuda")
+        self.student.train()
+        if config.freeze_bn:
+            freeze_bn_stats(self.student.modules())
+        metrics = Metrics(self.label_map)
+        metrics.counts = {k: counts[k] for k in Metrics.KEYS}
+        bar = Progress(total=self.steps_per_epoch, initial=self.start_step, epoch=epoch, epochs=config.epochs,
+                       enabled=self.progress and self.ctx.is_main, log_every=config.log_every)
+        step = self.start_step
+        for batch in loader:
+            if step >= self.steps_per_epoch:
+                break
+            loss, s_logits, t_logits, targets = self.train_step(batch, epoch, step, metrics)
+            step += 1
+            self.global_step += 1
+            metrics.update(s_logits.detach(), targets, t_logits)
+            counts.update(metrics.counts)
+            counts["loss"] += float(loss.detach())
+            counts["batches"] += 1
+            seen = max(1.0, counts["samples"])
+            bar.update(loss=counts["loss"] / counts["batches"],
+                       acc=counts["top1"] / counts["labelled"] if counts["labelled"] else None,
+                       agree=counts["agree"] / seen)
+            if self.runs is not None and self.ctx.is_main and self.global_step % config.log_every == 0:
+                self.runs.log_scalars({"train/loss": float(loss.detach()),
+                                       "train/lr": self.scheduler.get_last_lr()[0]}, self.global_step)
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < self.steps_per_epoch:
+                counts["time"] += time.perf_counter() - epoch_start
+                epoch_start = time.perf_counter()
+                self.save_state(epoch, step)
+        bar.close()
+        counts["time"] += time.perf_counter() - epoch_start
+        self.start_step = 0
+
+    def train_step(self, batch, epoch: int, step: int, metrics: Metrics):
+        """One optimiser step; returns (loss, student logits, teacher logits, targets)."""
+        config, device = self.config, self.device
+        images, labels = _split_batch(batch)
+        images = images.to(device, non_blocking=True)
+        targets = metrics.targets(labels.to(device)) if labels is not None else None
+        with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            with torch.no_grad():
+                t_logits = self.teacher(images)
+            s_logits = self.student(images)
+        loss = distillation_loss(s_logits, t_logits, targets, alpha=config.alpha, temperature=config.temperature)
+        if not torch.isfinite(loss):
+            raise PoolswapError(f"the loss is {float(loss)} at epoch {epoch + 1}, step {step + 1}; "
+                                "lower --lr (or --beta-lr), or add --clip-grad")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if config.clip_grad is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss, s_logits, t_logits, targets
+
+    def end_epoch(self, epoch: int) -> None:
+        """Reduce the counts over ranks, validate, record the summary row, checkpoint."""
+        config, ctx, runs = self.config, self.ctx, self.runs
+        reduced = dict(zip(self.counts, all_reduce_sum(list(self.counts.values()), ctx)))
+        row = _epoch_row(epoch, reduced, lr=self.scheduler.get_last_lr()[0], beta_mean=_beta_mean(self.model),
+                         world=ctx.world_size)
+        if self.val_set is not None:
+            val = evaluate(self.model, self.val_set, against=self.teacher, label_map=self.val_label_map,
+                           batch_size=config.batch_size, workers=config.workers, device=self.device, ctx=ctx)
+            row.update(val_top1=val.top1, val_top5=val.top5, val_top1_subset=val.top1_subset,
+                       val_agreement=val.agreement)
+        self.history.append(row)
+        score = _score(row)
+        improved = self.best_score is None or score > self.best_score
+        if improved:
+            self.best_score = score
+        if ctx.is_main:
+            logger.info("epoch %d/%d: %s", epoch + 1, config.epochs, _row_text(row))
+        if runs is not None:
+            runs.write_summary(self.history)
+            runs.log_scalars({f"epoch/{k}": v for k, v in row.items() if k != "epoch" and isinstance(v, float)},
+                             epoch + 1)
+            runs.save_checkpoint(self.model, "last", spec=self.spec)
+            if improved:
+                runs.save_checkpoint(self.model, "best", spec=self.spec)
+            self.save_state(epoch + 1, 0)
+
+    # the whole run
+    def run(self) -> FinetuneResult:
+        """Every step in order; the teacher, and the student's ``requires_grad`` flags, are left as they were."""
+        self.check_models()
+        try:
+            self.set_up_run()
+            with contextlib.ExitStack() as stack:
+                self.teacher = stack.enter_context(frozen_teacher(self.teacher_to_use(), self.device))
+                self.set_up_data()
+                self.set_up_models()
+                self.set_up_schedule()
+                if self.resume:
+                    self.resume_from_state()
+                elif self.config.calibrate:
+                    self.calibrate()
+                self.write_args()
+                if self.config.only_betas:
+                    stack.enter_context(_weights_frozen(self.model))
+                self.set_up_optimizer()
+                self.train()
+        finally:
+            if self.runs is not None:
+                self.runs.close()
+            if self.ctx is not None:
+                self.ctx.close()
+        return FinetuneResult(model=self.model, history=self.history, calibration=self.calibration,
+                              run_dir=self.runs.path if self.runs is not None else None, steps=self.global_step,
+                              parameters=self.parameters)
+
+
+@contextlib.contextmanager
+def _weights_frozen(model: nn.Module) -> Iterator[None]:
+    """Every parameter but SoftPool betas has ``requires_grad=False`` inside; the flags are restored after."""
+    frozen = [p for m in model.modules() if not is_softpool(m) for p in m.parameters(recurse=False) if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def finetune(
@@ -133,7 +436,12 @@ def finetune(
     extra_args: Optional[dict] = None,
     progress: bool = True,
 ) -> FinetuneResult:
-    """Fine-tune the converted ``model`` by distillation from ``teacher`` (its original, frozen).
+    """Fine-tune the converted ``model`` by distillation from ``teacher`` (default: its original, rebuilt).
+
+    Only ``model`` changes: the teacher and everything else passed in are left as
+    they were (a teacher on another device is copied there). The number of
+    parameters trained is logged; a student whose weights are all frozen is
+    refused unless ``config.only_betas`` asks for a betas-only fine-tune.
 
     ``train_data``/``val_data``: Datasets yielding (image, label) with label -1 for
     unlabelled samples, or image folders (preprocessed with the model's data
@@ -144,214 +452,10 @@ def finetune(
     """
     config = config or FinetuneConfig()
     config.validate()
-    ctx = init_distributed(config.device)
-    device = ctx.device
-    runs = RunDir(run_dir, enabled=ctx.is_main) if run_dir is not None else None
-    if resume and runs is None:
-        raise PoolswapError("resume needs the run directory to resume")
-    if runs is not None:
-        from ..model import spec_of
-
-        if spec is None and spec_of(model) is None:
-            raise PoolswapError("checkpoints need the model's architecture: pass spec='timm:NAME', "
-                                "'torchvision:NAME' or 'package.module:factory' (or a model poolswap built or loaded)")
-        runs.prepare(resume=resume, overwrite=overwrite)
-    ctx.barrier()
-    seed_everything(config.seed)
-    if teacher is None:
-        teacher = original_of(model)
-
-    # data
-    train_set = _as_dataset(train_data, model, config, spec, train=True)
-    val_set = _as_dataset(val_data, model, config, spec, train=False) if val_data is not None else None
-    seeded = SeededTransformDataset(train_set, seed=config.seed)
-
-    # models
-    model.to(device)
-    teacher.to(device).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    with torch.no_grad():
-        probe = seeded[0][0].unsqueeze(0).to(device)
-        num_outputs = teacher(probe).shape[1]
-    classes = dataset_classes(train_set)
-    label_map = find_label_map(classes, num_outputs) if classes else None
-    val_label_map = None
-    if val_set is not None and dataset_classes(val_set):
-        val_label_map = find_label_map(dataset_classes(val_set), num_outputs)
-
-    sampler = EpochSampler(len(seeded), batch_size=config.batch_size, shuffle=True, seed=config.seed,
-                           rank=ctx.rank, world_size=ctx.world_size)
-    steps_per_epoch = sampler.steps_per_epoch()
-    if config.max_steps_per_epoch is not None:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    total_steps = steps_per_epoch * config.epochs
-
-    use_amp = config.amp is not None and device.type == "cuda"
-    if config.amp is not None and not use_amp:
-        logger.warning("AMP runs on CUDA only; training in float32 on %s", device)
-    amp_dtype = torch.bfloat16 if config.amp == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and config.amp == "fp16")
-
-    # resume, or start (calibrating first when asked)
-    calibration: Optional[CalibrationResult] = None
-    history: list[dict] = []
-    start_epoch, start_step, global_step, best_score = 0, 0, 0, None
-    counts: dict[str, float] = {}
-    state: Optional[dict] = None
-    if resume:
-        state = load_resume_state(runs.resume_file)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise PoolswapError(f"{runs.resume_file} does not fit this model ({first_line(exc)})") from None
-        restore_fixed_betas(model, state["fixed_betas"])
-        start_epoch, start_step, global_step = state["epoch"], state["step"], state["global_step"]
-        history, best_score, counts = list(state["history"]), state["best_score"], dict(state["counts"])
-        if state.get("steps_per_epoch") not in (None, steps_per_epoch):
-            raise PoolswapError(f"{runs.resume_file} was written with {state['steps_per_epoch']} steps per epoch, "
-                                f"this run has {steps_per_epoch}: resume with the same data and batch size")
-        if start_epoch >= config.epochs:
-            logger.info("%s already finished its %d epoch(s): nothing to resume", runs.path, config.epochs)
-        else:
-            logger.info("resuming %s at epoch %d, step %d", runs.path, start_epoch + 1, start_step)
-    elif config.calibrate:
-        cal_loader = DataLoader(SeededTransformDataset(train_set, seed=config.seed), batch_size=config.batch_size,
-                                shuffle=False, num_workers=config.workers)
-        calibration = calibrate(model, teacher, cal_loader, num_batches=config.calibrate, device=device)
-        if ctx.is_main:
-            logger.info("%s", calibration.summary())
-    if runs is not None and not resume:
-        args = {"config": config.to_dict(), **(extra_args or {})}
-        if calibration is not None:
-            args["calibration"] = {"betas": calibration.betas, "agreement_before": calibration.agreement_before,
-                                   "agreement_after": calibration.agreement_after}
-        runs.write_args(args)
-
-    optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, total_steps=total_steps, config=config)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-
-    student: nn.Module = model
-    if ctx.distributed:
-        student = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    def resume_state(epoch: int, step: int) -> dict:
-        return {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": get_rng_state(),
-            "epoch": epoch,
-            "step": step,
-            "global_step": global_step,
-            "steps_per_epoch": steps_per_epoch,
-            "history": history,
-            "best_score": best_score,
-            "counts": counts,
-            # fixed temperatures (calibrated ones) are module attributes, not in the state_dict
-            "fixed_betas": fixed_betas(model),
-        }
-
-    def save_state(epoch: int, step: int) -> None:
-        if runs is not None and ctx.is_main:
-            save_resume_state(runs.resume_file, resume_state(epoch, step))
-        ctx.barrier()
-
-    if state is not None:
-        set_rng_state(state["rng"])
-    loader_generator = torch.Generator()
-    for epoch in range(start_epoch, config.epochs):
-        epoch_start = time.perf_counter()
-        if start_step == 0:
-            counts = {"loss": 0.0, "batches": 0.0, **dict.fromkeys(Metrics.KEYS, 0.0), "time": 0.0}
-        sampler.set_epoch(epoch, start_step)
-        seeded.set_epoch(epoch)
-        loader_generator.manual_seed(config.seed + epoch)
-        loader = DataLoader(seeded, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-                            generator=loader_generator, pin_memory=device.type == "cuda")
-        student.train()
-        if config.freeze_bn:
-            freeze_bn_stats(student.modules())
-        metrics = Metrics(label_map)
-        metrics.counts = {k: counts[k] for k in Metrics.KEYS}
-        bar = _Progress(total=steps_per_epoch, initial=start_step, epoch=epoch, epochs=config.epochs,
-                        enabled=progress and ctx.is_main, log_every=config.log_every)
-        step = start_step
-        for batch in loader:
-            if step >= steps_per_epoch:
-                break
-            images, labels = _split_batch(batch)
-            images = images.to(device, non_blocking=True)
-            targets = metrics.targets(labels.to(device)) if labels is not None else None
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                with torch.no_grad():
-                    t_logits = teacher(images)
-                s_logits = student(images)
-            loss = distillation_loss(s_logits, t_logits, targets, alpha=config.alpha, temperature=config.temperature)
-            if not torch.isfinite(loss):
-                raise PoolswapError(f"the loss is {float(loss)} at epoch {epoch + 1}, step {step + 1}; "
-                                    "lower --lr (or --beta-lr), or add --clip-grad")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.clip_grad is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            global_step += 1
-            metrics.update(s_logits.detach(), targets, t_logits)
-            counts.update(metrics.counts)
-            counts["loss"] += float(loss.detach())
-            counts["batches"] += 1
-            seen = max(1.0, counts["samples"])
-            bar.update(loss=counts["loss"] / counts["batches"],
-                       acc=counts["top1"] / counts["labelled"] if counts["labelled"] else None,
-                       agree=counts["agree"] / seen)
-            if runs is not None and ctx.is_main and global_step % config.log_every == 0:
-                runs.log_scalars({"train/loss": float(loss.detach()), "train/lr": scheduler.get_last_lr()[0]}, global_step)
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < steps_per_epoch:
-                counts["time"] += time.perf_counter() - epoch_start
-                epoch_start = time.perf_counter()
-                save_state(epoch, step)
-        bar.close()
-        counts["time"] += time.perf_counter() - epoch_start
-        start_step = 0
-
-        # epoch end: reduce, validate, record, checkpoint
-        reduced = dict(zip(counts, all_reduce_sum(list(counts.values()), ctx)))
-        row = _epoch_row(epoch, reduced, lr=scheduler.get_last_lr()[0], beta_mean=_beta_mean(model),
-                         world=ctx.world_size)
-        if val_set is not None:
-            val = evaluate(model, val_set, against=teacher, label_map=val_label_map, batch_size=config.batch_size,
-                           workers=config.workers, device=device, ctx=ctx)
-            row.update(val_top1=val.top1, val_top5=val.top5, val_top1_subset=val.top1_subset,
-                       val_agreement=val.agreement)
-        history.append(row)
-        score = _score(row)
-        improved = best_score is None or score > best_score
-        if improved:
-            best_score = score
-        if ctx.is_main:
-            logger.info("epoch %d/%d: %s", epoch + 1, config.epochs, _row_text(row))
-        if runs is not None:
-            runs.write_summary(history)
-            runs.log_scalars({f"epoch/{k}": v for k, v in row.items() if k != "epoch" and isinstance(v, float)}, epoch + 1)
-            runs.save_checkpoint(model, "last", spec=spec)
-            if improved:
-                runs.save_checkpoint(model, "best", spec=spec)
-            save_state(epoch + 1, 0)
-    if runs is not None:
-        runs.close()
-    ctx.close()
-    return FinetuneResult(model=model, history=history, calibration=calibration,
-                          run_dir=runs.path if runs is not None else None, steps=global_step)
+    trainer = Trainer(model, teacher=teacher, train_data=train_data, val_data=val_data, config=config,
+                      run_dir=run_dir, resume=resume, overwrite=overwrite, spec=spec, extra_args=extra_args,
+                      progress=progress)
+    return trainer.run()
 
 
 def _epoch_row(epoch: int, c: dict, *, lr: float, beta_mean: Optional[float], world: int) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -11,7 +12,8 @@ from torch import nn
 from .config import FinetuneConfig
 
 __all__ = [
-    "WarmupCosine", "build_optimizer", "build_scheduler", "freeze_bn_stats", "is_softpool", "param_groups",
+    "ParameterCount", "WarmupCosine", "build_optimizer", "build_scheduler", "count_parameters", "freeze_bn_stats",
+    "is_softpool", "param_groups",
 ]
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -22,6 +24,41 @@ def is_softpool(module: nn.Module) -> bool:
     from ..ops.temperature import SoftPoolBase
 
     return isinstance(module, SoftPoolBase)
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    """How many parameter values (elements) a model would train: weights and SoftPool betas, and how many are frozen."""
+
+    weights: int
+    betas: int
+    frozen: int
+
+    @property
+    def trainable(self) -> int:
+        return self.weights + self.betas
+
+    def summary(self) -> str:
+        return (f"training {self.trainable:,} parameters ({self.weights:,} weights, {self.betas:,} betas); "
+                f"{self.frozen:,} frozen")
+
+
+def count_parameters(model: nn.Module) -> ParameterCount:
+    """Count ``model``'s parameter elements by what the optimiser would do with them (shared ones once)."""
+    weights = betas = frozen = 0
+    seen: set[int] = set()
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
+            if not param.requires_grad:
+                frozen += param.numel()
+            elif is_softpool(module):
+                betas += param.numel()
+            else:
+                weights += param.numel()
+    return ParameterCount(weights=weights, betas=betas, frozen=frozen)
 
 
 def param_groups(model: nn.Module, *, lr: float, beta_lr: float, weight_decay: float) -> list[dict]:

@@ -110,3 +110,23 @@ class TestEpochSampler:
         first = ds[1][0]
         assert torch.equal(torch.get_rng_state(), state)
         assert torch.equal(ds[1][0], first)
+
+
+class TestSampleBatches:
+    def test_tensor_dataset_folder_and_loader(self, tmp_path):
+        from torch.utils.data import DataLoader, TensorDataset
+
+        from poolswap.train.data import sample_batches
+
+        x = torch.arange(10.0).view(10, 1, 1, 1)
+        assert [b.flatten().tolist() for b in sample_batches(x, num_batches=2, batch_size=3)] == [[0, 1, 2], [3, 4, 5]]
+        # A Dataset: evenly spaced items, so a folder sorted by class shows every class.
+        dataset = TensorDataset(x, torch.zeros(10))
+        assert [b.flatten().tolist() for b in sample_batches(dataset, num_batches=1, batch_size=5)] == [[0, 2, 4, 6, 8]]
+        loader = DataLoader(dataset, batch_size=4)
+        assert [len(b) for b in sample_batches(loader, num_batches=2, batch_size=99)] == [4, 4]
+        root = helpers.write_image_folder(tmp_path / "images", per_class=2)
+        batches = sample_batches(root, num_batches=1, batch_size=4, data_config=helpers.DATA_CONFIG)
+        assert [tuple(b.shape) for b in batches] == [(4, 3, helpers.IMAGE_SIZE, helpers.IMAGE_SIZE)]
+        with pytest.raises(PoolswapError, match="no images"):
+            sample_batches(x[:0], num_batches=1)

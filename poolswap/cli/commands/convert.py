@@ -8,7 +8,7 @@ import logging
 from ..._atomic import check_output
 from ...errors import PoolswapError
 from ...options import add_options, from_args
-from ..arguments import add_model_arguments, build_model
+from ..arguments import add_agreement_data_arguments, add_model_arguments, agreement_data, build_model
 
 NAME = "convert"
 HELP = "replace a trained model's pooling sites by SoftPool and write it (safetensors + manifest)"
@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_model_arguments(parser, checkpoint_required=True)
     parser.add_argument("-o", "--output", metavar="OUT", help="the converted model file, .safetensors (required unless --dry-run)")
-    add_options(parser, ConvertConfig)
+    groups = {"agreement with the original": add_agreement_data_arguments(parser)}
+    add_options(parser, ConvertConfig, groups=groups)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT (never the input checkpoint)")
     parser.add_argument("--dry-run", action="store_true", help="show what would be swapped; write nothing (default: off)")
 
@@ -37,14 +38,22 @@ def run(args: argparse.Namespace) -> int:
     if args.output and not str(args.output).endswith(".safetensors"):
         raise PoolswapError(f"-o {args.output}: the converted model is written as .safetensors; name it OUT.safetensors")
     config = from_args(ConvertConfig, args)  # settings first: a typo is said before minutes of loading
+    if (args.data is None) != (config.min_agreement is None):
+        raise PoolswapError("--min-agreement and --data go together: --data DIR --min-agreement 0.995")
     if args.output and not args.dry_run:
         check_output(args.output, overwrite=args.overwrite, inputs=[args.checkpoint])
+    targeted = agreement_data(args) if args.data is not None else {}
     model, example = build_model(args)
     spec = spec_of(model)
-    converted = convert(model, example_input=example, inplace=True, **config.to_kwargs())
+    converted = convert(model, example_input=example, inplace=True, **config.to_kwargs(), **targeted)
     data = converted.poolswap_manifest
     report = Report([Site.from_dict(s) for s in data["sites"]], untraced=data.get("untraced"))
     print(report.table())
+    if "agreement" in data:
+        a = data["agreement"]
+        print(f"agreement with the original on {a['samples']} images: {a['reached']:.4f} (target {a['target']:g}; "
+              f"{a['all_swapped']:.4f} with every chosen site swapped); kept {len(a['kept'])}: "
+              f"{', '.join(a['kept']) or 'none'}")
     if args.dry_run:
         logger.info("dry run: nothing written")
         return 0

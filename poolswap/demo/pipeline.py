@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .. import __version__
 from .._atomic import atomic_path, atomic_write_text
 from ..errors import PoolswapError
+from ..train.loop import seed_everything
 from .data import DigitsData, load_digits_data, require_demo_extras
 
 __all__ = ["DemoConfig", "MODEL_SPEC", "run_demo", "format_report", "next_steps"]
@@ -68,14 +69,6 @@ class DemoConfig:
             raise PoolswapError(f"size must be >= 8 (the digits are 8x8), got {self.size}")
 
 
-def _seed(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 @torch.no_grad()
 def _accuracy(model: nn.Module, data: TensorDataset) -> float:
     model.eval()
@@ -87,7 +80,7 @@ def train_original(data: DigitsData, config: DemoConfig) -> tuple[nn.Module, lis
     """Train the max/avg-pooling network from scratch (Adam, cosine); returns it and one row per epoch."""
     from .model import digits_cnn
 
-    _seed(config.seed)
+    seed_everything(config.seed)
     model = digits_cnn(width=config.width)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     loader_gen = torch.Generator().manual_seed(config.seed)

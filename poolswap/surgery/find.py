@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect as _inspect
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -375,6 +376,30 @@ def _decide(sites: list[Site], model: nn.Module, input_shape: Optional[tuple]) -
         if site.kind in ("max", "avg") and not site.train_only:
             first_local = False
         site.action, site.reason, _ = default_decision(site)
+
+
+#: Pooling calls in Python source: F.max_pool2d, torch.avg_pool1d, adaptive_avg_pool3d, x.max_pool2d(...)
+_POOL_CALL = re.compile(r"\b(?:adaptive_)?(?:max|avg|lp)_pool[123]d\s*\(")
+
+
+def untraced_pooling(model: nn.Module, untraced: list) -> list[str]:
+    """The paths of parts the tracer could not follow whose own ``forward`` calls a pooling function.
+
+    Their pools are invisible to surgery (module pools inside them are still found).
+    Read from the source, so a pool reached through a helper function defined
+    elsewhere is not seen: this is a check for ``strict``, not a finder.
+    """
+    hidden = []
+    for entry in untraced:
+        path = entry.get("path", "") if isinstance(entry, dict) else str(entry)
+        try:
+            module = model.get_submodule(path) if path else model
+            source = _inspect.getsource(type(module).forward)
+        except (AttributeError, OSError, TypeError):
+            continue
+        if _POOL_CALL.search(source):
+            hidden.append(path or "the model")
+    return hidden
 
 
 def find_sites(model: nn.Module, example_input: Any = None, *, measure: bool = True) -> Report:

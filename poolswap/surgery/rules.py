@@ -34,8 +34,23 @@ def default_decision(site: Site) -> tuple[str, str, str]:
         if any(s > 1 for s in stride):
             return "skip", "kernel 1 with stride > 1: a subsampling, not a pool", "name"
         return "skip", "kernel 1, stride 1: an identity", "name"
+    if _covers_whole_input(site, kernel, stride):
+        return ("skip", f"kernel {'x'.join(map(str, kernel))} covers its whole {'x'.join(map(str, site.input_shape[2:]))} "
+                        "input: a global pool in effect, swapped only when asked for by name", "name")
     why = f"local {site.kind} pool, kernel {'x'.join(map(str, kernel))}"
     return "swap", why, ""
+
+
+def _covers_whole_input(site: Site, kernel: Sequence[int], stride: Sequence[int]) -> bool:
+    """One window over the whole traced input (s3d's head AvgPool3d((2, 7, 7)) on a 2x7x7 map)."""
+    shape = site.input_shape
+    if not shape or not kernel or len(shape) != len(kernel) + 2 or not site.output_shape:
+        return False
+    padding = site.geometry.get("padding") or (0,) * len(kernel)
+    dilation = site.geometry.get("dilation") or (1,) * len(kernel)
+    # the one window starts at -padding and must reach the input's last position in every dim
+    return (all(o == 1 for o in site.output_shape[2:])
+            and all((k - 1) * d - p >= n - 1 for k, d, p, n in zip(kernel, dilation, padding, shape[2:])))
 
 
 def normalize_kinds(kinds: Optional[Iterable[str]]) -> Optional[tuple[str, ...]]:

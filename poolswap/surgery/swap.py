@@ -23,7 +23,7 @@ from torch import fx, nn
 
 from ..errors import PoolswapError
 from ..ops import GlobalSoftPool, SoftPool1d, SoftPool2d, SoftPool2dSame, SoftPool3d
-from .find import find_sites
+from .find import find_sites, untraced_pooling
 from .manifest import MANIFEST_ATTR, build_manifest
 from .patterns import classify_node
 from .report import Report
@@ -262,10 +262,9 @@ def convert(
         batches = sample_batches(data, model, num_batches=num_batches, batch_size=batch_size, data_config=data_config)
         if example_input is None and report is None:
             example_input = batches[0][:1]
-    sites = list(report) if report is not None else list(find_sites(model, example_input))
-    untraced = report.untraced if report is not None else []
     if report is None:
-        report = Report(sites)
+        report = find_sites(model, example_input)
+    sites = list(report)
     apply_rules(sites, kinds=kinds, include=include, exclude=exclude, strict=strict)
     config = {
         "kinds": list(kinds) if kinds is not None and not isinstance(kinds, str) else kinds,
@@ -273,7 +272,13 @@ def convert(
         "exclude": [exclude] if isinstance(exclude, str) else list(exclude or []),
         "beta": float(beta), "learn_beta": learn or False, "strict": bool(strict),
     }
-    untraced = getattr(report, "untraced", untraced)
+    untraced = list(getattr(report, "untraced", None) or [])
+    if strict:
+        hidden = untraced_pooling(model, untraced)
+        if hidden:
+            raise PoolswapError(f"strict: {hidden[0]} could not be traced and its code calls a pooling function, "
+                                f"so its pools cannot be swapped ({len(hidden)} such part(s)); make it traceable, "
+                                "or convert without --strict")
     if min_agreement is not None:
         from .target import convert_for_agreement
 

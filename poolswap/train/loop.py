@@ -6,6 +6,8 @@ import contextlib
 import logging
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import PoolswapError, first_line
+from ..ops import fixed_betas, restore_fixed_betas, softpool_modules
 from .calibrate import CalibrationResult, calibrate
 from .config import FinetuneConfig
 from .data import EpochSampler, SeededTransformDataset, build_transform, dataset_classes, image_dataset
@@ -25,7 +28,6 @@ from .data import resolve_data_config
 from .distill import distillation_loss, frozen_teacher, original_of, shared_parameters
 from .distributed import all_reduce_sum, init_distributed
 from .evaluate import Metrics, evaluate
-from ..ops import fixed_betas, restore_fixed_betas, softpool_modules
 from .optim import ParameterCount, build_optimizer, build_scheduler, count_parameters, freeze_bn_stats, is_softpool
 from .progress import Progress
 from .resume import get_rng_state, load_resume_state, save_resume_state, set_rng_state
@@ -114,6 +116,8 @@ class Trainer:
         self.best_score: Optional[float] = None
         self.counts: dict[str, float] = {}
         self.state: Optional[dict] = None
+        self.created_run_dir = False
+        self.interrupted = False  # set by Ctrl-C: stop after the step in flight
 
     # set-up
     def check_models(self) -> None:
@@ -151,6 +155,7 @@ class Trainer:
             if self.spec is None and spec_of(self.model) is None:
                 raise PoolswapError("checkpoints need the model's architecture: pass spec='timm:NAME', "
                                     "'torchvision:NAME' or 'package.module:factory' (or a model poolswap built or loaded)")
+            self.created_run_dir = not self.runs.path.exists()
             self.runs.prepare(resume=self.resume, overwrite=self.overwrite)
         self.ctx.barrier()
         seed_everything(self.config.seed)
@@ -278,9 +283,37 @@ class Trainer:
         if self.state is not None:
             set_rng_state(self.state["rng"])
         self.loader_generator = torch.Generator()
-        for epoch in range(self.start_epoch, self.config.epochs):
-            self.train_epoch(epoch)
-            self.end_epoch(epoch)
+        with self.stop_on_interrupt():
+            for epoch in range(self.start_epoch, self.config.epochs):
+                self.train_epoch(epoch)
+                self.end_epoch(epoch)
+
+    @contextlib.contextmanager
+    def stop_on_interrupt(self) -> Iterator[None]:
+        """Ctrl-C (SIGINT) stops after the step in flight, which is saved as a resume state; a second one at once."""
+        if self.runs is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigint(signum, frame) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+            logger.warning("interrupted: stopping after this step (Ctrl-C again to stop at once)")
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def stop_if_interrupted(self, epoch: int, step: int) -> None:
+        if not self.interrupted:
+            return
+        self.save_state(epoch, step)
+        logger.warning("saved the resume state at epoch %d, step %d; continue with `poolswap finetune --resume %s`",
+                       epoch + 1, step, self.runs.path)
+        raise KeyboardInterrupt
 
     def train_epoch(self, epoch: int) -> None:
         """The steps of one epoch (from ``start_step`` when resuming mid-epoch)."""
@@ -324,6 +357,10 @@ class Trainer:
                 counts["time"] += time.perf_counter() - epoch_start
                 epoch_start = time.perf_counter()
                 self.save_state(epoch, step)
+            if self.interrupted and step < self.steps_per_epoch:
+                counts["time"] += time.perf_counter() - epoch_start
+                bar.close()
+                self.stop_if_interrupted(epoch, step)
         bar.close()
         counts["time"] += time.perf_counter() - epoch_start
         self.start_step = 0
@@ -399,6 +436,11 @@ class Trainer:
                     stack.enter_context(_weights_frozen(self.model))
                 self.set_up_optimizer()
                 self.train()
+        except BaseException:
+            # a run that stopped before its first resume state leaves nothing behind to be mistaken for one
+            if self.runs is not None and not self.resume:
+                self.runs.abandon(created=self.created_run_dir)
+            raise
         finally:
             if self.runs is not None:
                 self.runs.close()

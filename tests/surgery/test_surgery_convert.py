@@ -185,3 +185,16 @@ def test_convert_inplace_and_bad_learn_beta():
     with pytest.raises(PoolswapError):
         poolswap.convert(model, learn_beta="vector")
     assert len(softpool_modules(converted)) == 3
+
+
+def test_a_local_pool_over_its_whole_input_is_a_global_pool_in_effect():
+    # as s3d's head AvgPool3d((2, 7, 7)) on its 2x7x7 map: one window over everything
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2), nn.AvgPool2d(7), nn.Flatten())
+    report = poolswap.inspect(model, torch.randn(1, 3, 14, 14))
+    actions = {s.name: (s.action, s.reason) for s in report}
+    assert actions["1"][0] == "swap"
+    assert actions["2"][0] == "skip" and "covers its whole 7x7 input: a global pool in effect" in actions["2"][1]
+    # the same pool on a larger map is a local pool again, and a name asks for it
+    assert {s.name: s.action for s in poolswap.inspect(model, torch.randn(1, 3, 28, 28))}["2"] == "swap"
+    converted = poolswap.convert(model, example_input=torch.randn(1, 3, 14, 14), include=["2"])
+    assert isinstance(converted[2], SoftPool2d)

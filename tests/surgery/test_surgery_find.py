@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import poolswap
+from poolswap.errors import PoolswapError
+from poolswap.ops import SoftPool2d
 from poolswap.surgery import Site
 
 from _surgery_models import timm_model, torchvision_model
@@ -116,6 +119,28 @@ def test_untraceable_root_falls_back_to_children_and_eager():
     assert fn.mechanism == "fx-leaf-children" and fn.action == "swap" and fn.num_channels == 6
     assert report["branch.mean"].kind == "global_avg"
     assert "not looked into" in report.table()
+
+
+class HiddenPool(nn.Module):
+    """A root that cannot be traced and pools in its own code: that pool is out of surgery's reach."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(3, 2, 1))
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow
+            x = torch.nn.functional.avg_pool2d(x, 2)
+        return self.block(x)
+
+
+def test_strict_refuses_pools_hidden_in_untraceable_code():
+    x = torch.randn(1, 3, 8, 8)
+    # DataDependent's own forward calls no pooling function: its untraced root hides nothing
+    assert isinstance(poolswap.convert(DataDependent(), example_input=x, strict=True).block[1], SoftPool2d)
+    assert isinstance(poolswap.convert(HiddenPool(), example_input=x).block[1], SoftPool2d)  # not strict: as before
+    with pytest.raises(PoolswapError, match="strict: the model could not be traced and its code calls a pooling"):
+        poolswap.convert(HiddenPool(), example_input=x, strict=True)
 
 
 def test_unused_pool_module_is_found_eagerly():

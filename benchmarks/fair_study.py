@@ -98,7 +98,7 @@ DEFAULTS = {
                        alpha=1.0, temperature=2.0, weight_decay=1e-4, warmup_steps=3, calibrate=1),
     "small-cnn": dict(size=64, train_limit=None, val_limit=None, epochs=2, batch_size=64, lr=1e-3, beta_lr=1e-2,
                       alpha=0.5, temperature=2.0, weight_decay=1e-4, warmup_steps=0, calibrate=4,
-                      width=32, pretrain_epochs=30, pretrain_lr=3e-3),
+                      width=16, pretrain_epochs=24, pretrain_lr=3e-3),
 }
 
 
@@ -212,7 +212,7 @@ def train_small_cnn(train: CachedImages, *, width: int, epochs: int, lr: float, 
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == labels).sum())
         if (epoch + 1) % 5 == 0 or epoch + 1 == epochs:
             logger.info("train small-cnn: epoch %d/%d loss %.3f train top-1 %.3f", epoch + 1, epochs,
@@ -401,6 +401,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pretrain-epochs", type=int, help="small-cnn: epochs of training the original")
     parser.add_argument("--pretrain-lr", type=float, help="small-cnn: peak lr of training the original")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--merge", nargs="+", type=Path, default=[],
+                        help="JSON files of runs with the same settings (e.g. other rows run elsewhere): add their units")
+    parser.add_argument("--report-only", action="store_true", help="write the table from the JSON, measure nothing")
     args = parser.parse_args(argv)
     for key, value in DEFAULTS[args.setting].items():
         if getattr(args, key, None) is None:
@@ -437,7 +440,23 @@ def run(args) -> dict:
             logger.info("resuming %s: %d unit(s) already measured", json_path, len(units))
         else:
             logger.info("%s was written with other settings: starting afresh", json_path)
+    for path in args.merge:
+        other = json.loads(path.read_text(encoding="utf-8"))
+        if other.get("config") != config:
+            raise PoolswapError(f"{path} was written with other settings than this run; merge runs of the same settings")
+        units = {**other["units"], **units}
     started = time.perf_counter()
+    if args.report_only:
+        if not json_path.is_file():
+            raise PoolswapError(f"--report-only needs {json_path}; run the study first")
+        meta = json.loads(json_path.read_text(encoding="utf-8"))["meta"]
+        rows = [r for r in ROWS if any(k.split("/")[0] == r.name for k in units)]
+        meta["title"], meta["notes"] = _title_and_notes(args, meta, meta.get("calibration"), units)
+        summaries = summarise(units, rows)
+        atomic_write_text(json_path, json.dumps({"config": config, "meta": meta, "summary": summaries,
+                                                 "units": units}, indent=1) + "\n")
+        atomic_write_text(md_path, markdown(summaries, meta))
+        return json.loads(json_path.read_text(encoding="utf-8"))
 
     root = args.data / "imagenette"
     if not (root / "train").is_dir() or not (root / "val").is_dir():
@@ -475,7 +494,8 @@ def run(args) -> dict:
     reference = predict(original, val)
     lmap = label_map_for(val, reference.shape[1])
     ref_pred = reference.argmax(1)
-    rows = [r for r in ROWS if r.name in args.rows]
+    rows = [r for r in ROWS if r.name in args.rows]  # the table's order
+    measure_order = [ROWS_BY_NAME[name] for name in dict.fromkeys(args.rows)]  # the command line's order
     meta = {"setting": args.setting, "config": config, "threads": args.threads, "torch": torch.__version__,
             "date": datetime.date.today().isoformat(), "train_images": len(train), "val_images": len(val),
             "val_files": val.files, "num_classes": len(val.classes), "num_outputs": int(reference.shape[1])}
@@ -483,7 +503,7 @@ def run(args) -> dict:
     def save() -> None:
         meta["wall_seconds_this_run"] = time.perf_counter() - started
         summaries = summarise(units, rows)
-        meta["title"], meta["notes"] = _title_and_notes(args, meta, calibration)
+        meta["title"], meta["notes"] = _title_and_notes(args, meta, calibration, units)
         atomic_write_text(json_path, json.dumps({"config": config, "meta": meta, "summary": summaries,
                                                  "units": units}, indent=1) + "\n")
         atomic_write_text(md_path, markdown(summaries, meta))
@@ -515,7 +535,7 @@ def run(args) -> dict:
                        "seconds": time.perf_counter() - t0}
         meta["calibration"] = calibration
 
-    for row in rows:
+    for row in measure_order:
         for seed in (args.seeds if row.finetuned else [None]):
             key = f"{row.name}/{'-' if seed is None else seed}"
             if key in units:
@@ -537,7 +557,7 @@ def run(args) -> dict:
     return json.loads(json_path.read_text(encoding="utf-8"))
 
 
-def _title_and_notes(args, meta: dict, calibration: Optional[dict]) -> tuple[str, list[str]]:
+def _title_and_notes(args, meta: dict, calibration: Optional[dict], units: dict) -> tuple[str, list[str]]:
     n = meta["val_images"]
     if args.setting == "squeezenet":
         title = (f"SqueezeNet 1.0 (ImageNet weights), Imagenette: fine-tuned on {meta['train_images']} train images, "
@@ -546,10 +566,11 @@ def _title_and_notes(args, meta: dict, calibration: Optional[dict]) -> tuple[str
         title = (f"The demo's network (width {args.width}, BatchNorm) trained here from scratch for "
                  f"{args.pretrain_epochs} epochs on {meta['train_images']} Imagenette train images at "
                  f"{args.size}×{args.size}, evaluated on {n} val images (class-balanced, disjoint from train).")
+    seeds = sorted({k.split("/")[1] for k in units if k.split("/")[1] != "-"}, key=int)
     recipe = (f"Fine-tune (every fine-tuned row, the fair baseline included): AdamW, lr {args.lr:g}, β lr "
               f"{args.beta_lr:g}, weight decay {args.weight_decay:g}, warmup {args.warmup_steps} steps then cosine, "
               f"alpha {args.alpha:g}, T {args.temperature:g}, batch {args.batch_size}, {args.epochs} epoch(s), "
-              f"distilled from the original; seeds {', '.join(map(str, args.seeds))} (data order, dropout).")
+              f"distilled from the original; seeds {', '.join(seeds)} (data order, dropout).")
     notes = [f"- {recipe}"]
     if calibration is not None:
         notes.append(f"- Calibration: {args.calibrate} batch(es), {calibration['samples']} train images; betas "
@@ -561,7 +582,7 @@ def _title_and_notes(args, meta: dict, calibration: Optional[dict]) -> tuple[str
                  f"the row and of the fair baseline do not overlap; else \"within spread\". Sampling error of one "
                  f"top-1 on {n} images: up to ±{math.sqrt(p * (1 - p) / n):.3f} (one standard error), the same "
                  "images for every row.")
-    notes.append(f"- CPU, {args.threads} threads, torch {torch.__version__}, {meta['date']}; this run's wall time "
+    notes.append(f"- CPU, {meta['threads']} threads, torch {torch.__version__}, {meta['date']}; this run's wall time "
                  f"{meta.get('wall_seconds_this_run', 0) / 60:.1f} min (`time per run`: building, fine-tuning and "
                  "evaluating one model).")
     return title, notes

@@ -97,6 +97,7 @@ def _reference(path: Path) -> Runner:
 def _openvino(path: Path) -> Runner:
     import onnx
     import openvino
+    import openvino.properties.hint as hints
 
     from ..export import inline_softpool, is_inlined
 
@@ -107,7 +108,10 @@ def _openvino(path: Path) -> Runner:
             path = Path(folder) / "inlined.onnx"
             onnx.save(inline_softpool(model), str(path))
         try:
-            compiled = core.compile_model(core.read_model(str(path)), "CPU")
+            # float32 explicitly: on CPUs with bfloat16 units (AVX512-BF16, AMX) OpenVINO's default
+            # inference precision is bfloat16, which would compare a rounded model, not this one.
+            compiled = core.compile_model(core.read_model(str(path)), "CPU",
+                                          {hints.inference_precision: openvino.Type.f32})
         except Exception as exc:
             raise PoolswapError(f"OpenVINO could not compile {path.name}: {first_line(exc)[:300]}") from exc
     return lambda x: np.asarray(compiled([x])[0])

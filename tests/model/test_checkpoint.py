@@ -147,7 +147,7 @@ def test_save_load_in_a_fresh_process(tmp_path):
     header = read_header(path)
     assert header["spec"] == {"source": "torchvision", "name": "inception_v3",
                               "kwargs": {"init_weights": False, "num_classes": 10}}
-    assert sum(s["action"] == "swap" for s in header["manifest"]["sites"]) == 14
+    assert sum(s["action"] == "swap" for s in header["manifest"]["sites"]) == 12  # Mixed_7b/7c: 1x1 maps at 96x96
     x = torch.rand(1, 3, 96, 96)
     torch.save(x, tmp_path / "x.pt")
     with torch.no_grad():

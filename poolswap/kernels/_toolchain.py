@@ -84,16 +84,26 @@ def cxx_compiler() -> str:
 
 
 def nvcc_path() -> Optional[str]:
-    """The CUDA compiler: ``$CUDA_HOME/bin/nvcc`` (or ``$CUDA_PATH``), else nvcc on PATH; None without one."""
+    """The CUDA compiler: ``$CUDA_HOME/bin/nvcc`` (or ``$CUDA_PATH``), else the toolkit's nvcc found on PATH.
+
+    An nvcc on PATH (perhaps a wrapper script or a link) is named by its toolkit's
+    ``bin/nvcc``, the compiler torch's builder runs once ``CUDA_HOME`` points there:
+    the answer, and so every build key holding it, is the same before and after a
+    build in this process sets ``CUDA_HOME``. None without nvcc.
+    """
     home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
     if home and Path(home, "bin", "nvcc").exists():
         return str(Path(home, "bin", "nvcc"))
-    return shutil.which("nvcc")
+    found = shutil.which("nvcc")
+    if found is None:
+        return None
+    toolkit_nvcc = cuda_home(found) / "bin" / "nvcc"
+    return str(toolkit_nvcc) if toolkit_nvcc.exists() else found
 
 
 def cuda_home(nvcc: str) -> Path:
-    """The toolkit folder holding nvcc's headers (``include/cuda_runtime.h``)."""
-    for candidate in (Path(nvcc).resolve().parent.parent, Path("/usr/local/cuda")):
+    """The toolkit folder holding nvcc's headers (``include/cuda_runtime.h``), links resolved."""
+    for candidate in (Path(nvcc).resolve().parent.parent, Path("/usr/local/cuda").resolve()):
         if (candidate / "include" / "cuda_runtime.h").exists():
             return candidate
     return Path(nvcc).resolve().parent.parent

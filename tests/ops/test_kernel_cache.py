@@ -59,3 +59,22 @@ def test_an_unwritable_cache_names_the_folder_and_poolswap_cache(monkeypatch, tm
     assert main(["build", "--no-cuda"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "POOLSWAP_CACHE" in err and "C++20" not in err, err
+
+
+def test_cuda_keys_do_not_change_once_a_build_sets_cuda_home(monkeypatch):
+    """A CUDA build sets CUDA_HOME for torch's builder; the next key computed in that process must not move.
+
+    (An nvcc wrapper on PATH once named the compiler differently before and after, and the
+    test suite's second `poolswap build` recompiled the CUDA kernels for a minute.)
+    """
+    from poolswap.kernels._toolchain import cuda_home, nvcc_path
+
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    nvcc = nvcc_path()
+    if nvcc is None:
+        pytest.skip("no nvcc here")
+    library = _ort_library.library_file()
+    monkeypatch.setenv("CUDA_HOME", str(cuda_home(nvcc)))  # what build_cuda does
+    assert nvcc_path() == nvcc
+    assert _ort_library.library_file() == library

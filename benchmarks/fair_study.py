@@ -454,7 +454,7 @@ def run(args) -> dict:
         meta["title"], meta["notes"] = _title_and_notes(args, meta, meta.get("calibration"), units)
         summaries = summarise(units, rows)
         atomic_write_text(json_path, json.dumps({"config": config, "meta": meta, "summary": summaries,
-                                                 "units": units}, indent=1) + "\n")
+                                                 "units": units}, separators=(",", ":")) + "\n")
         atomic_write_text(md_path, markdown(summaries, meta))
         return json.loads(json_path.read_text(encoding="utf-8"))
 
@@ -505,7 +505,7 @@ def run(args) -> dict:
         summaries = summarise(units, rows)
         meta["title"], meta["notes"] = _title_and_notes(args, meta, calibration, units)
         atomic_write_text(json_path, json.dumps({"config": config, "meta": meta, "summary": summaries,
-                                                 "units": units}, indent=1) + "\n")
+                                                 "units": units}, separators=(",", ":")) + "\n")
         atomic_write_text(md_path, markdown(summaries, meta))
 
     def measure(key: str, model: nn.Module, seconds: float) -> None:

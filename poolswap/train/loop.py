@@ -291,7 +291,8 @@ class Trainer:
     @contextlib.contextmanager
     def stop_on_interrupt(self) -> Iterator[None]:
         """Ctrl-C (SIGINT) stops after the step in flight, which is saved as a resume state; a second one at once."""
-        if self.runs is None or threading.current_thread() is not threading.main_thread():
+        if (self.runs is None or threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):  # a process that ignores SIGINT keeps doing so
             yield
             return
 

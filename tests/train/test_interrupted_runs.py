@@ -30,7 +30,7 @@ def test_a_run_that_fails_before_its_first_resume_state_leaves_nothing(converted
     assert not run_dir.exists()  # no args.yaml to be mistaken for a run that could resume
 
 
-def test_ctrl_c_saves_a_resume_state_that_resumes_exactly(converted, data_dir, tmp_path, monkeypatch):
+def test_ctrl_c_saves_a_resume_state_that_resumes_exactly(converted, data_dir, tmp_path, monkeypatch, request):
     _, model, original = converted
     reference_model = __import__("copy").deepcopy(model)
     config = FinetuneConfig(**CONFIG)
@@ -49,6 +49,9 @@ def test_ctrl_c_saves_a_resume_state_that_resumes_exactly(converted, data_dir, t
         return result
 
     monkeypatch.setattr(loop.Trainer, "train_step", step_then_interrupt)
+    # Python's default handler, as in a terminal (a background job starts with SIGINT ignored, which finetune keeps)
+    handler_before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, handler_before))
     with pytest.raises(KeyboardInterrupt):
         finetune(model, teacher=original, train_data=data_dir / "train", config=config, run_dir=run_dir,
                  progress=False)
@@ -59,3 +62,21 @@ def test_ctrl_c_saves_a_resume_state_that_resumes_exactly(converted, data_dir, t
                        resume=True, progress=False)
     for key, value in reference.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_a_process_that_ignores_sigint_keeps_ignoring_it(converted, data_dir, tmp_path, request):
+    _, model, original = converted
+    handler_before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # nohup, a background job
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, handler_before))
+    seen = []
+
+    def record(self, *args, **kwargs):
+        seen.append(signal.getsignal(signal.SIGINT))
+        raise PoolswapError("stop here")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loop.Trainer, "train_step", record)
+        with pytest.raises(PoolswapError, match="stop here"):
+            finetune(model, teacher=original, train_data=data_dir / "train", config=FinetuneConfig(**CONFIG),
+                     run_dir=tmp_path / "run", progress=False)
+    assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN

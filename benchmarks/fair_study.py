@@ -50,7 +50,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _imagenette import DATA_CONFIG, default_data_dir, load_squeezenet  # noqa: E402
 from poolswap._atomic import atomic_path, atomic_write_text  # noqa: E402
 from poolswap.errors import PoolswapError  # noqa: E402
 
@@ -58,9 +60,6 @@ logger = logging.getLogger("fair_study")
 
 SETTINGS = ("squeezenet", "small-cnn")
 
-# The Imagenette images are already 224x224: use them as they are (crop_pct 1), ImageNet mean/std.
-DATA_CONFIG = {"input_size": (3, 224, 224), "crop_pct": 1.0, "interpolation": "bilinear",
-               "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 
 @dataclass(frozen=True)
@@ -100,13 +99,6 @@ DEFAULTS = {
                       alpha=0.5, temperature=2.0, weight_decay=1e-4, warmup_steps=0, calibrate=4,
                       width=16, pretrain_epochs=24, pretrain_lr=3e-3),
 }
-
-
-def default_data_dir() -> Path:
-    """$POOLSWAP_SHARED_DATA, else the `shared/data` folder beside the checkout."""
-    if os.environ.get("POOLSWAP_SHARED_DATA"):
-        return Path(os.environ["POOLSWAP_SHARED_DATA"])
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 # --------------------------------------------------------------------------- data
@@ -165,15 +157,6 @@ def load_split(folder: Path, limit: Optional[int], size: int) -> CachedImages:
 
 
 # --------------------------------------------------------------------------- models
-
-
-def load_squeezenet(data_dir: Path) -> nn.Module:
-    from poolswap.model import create_model
-
-    model = create_model("torchvision:squeezenet1_0")
-    state = torch.load(data_dir / "squeezenet1_0_imagenet.pth", map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model.eval()
 
 
 def _augment(images: torch.Tensor, generator: torch.Generator, pad: int) -> torch.Tensor:

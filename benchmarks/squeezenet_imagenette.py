@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,50 +25,22 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _imagenette import DATA_CONFIG, default_data_dir, load_squeezenet  # noqa: E402
 from poolswap.train import FinetuneConfig, calibrate, finetune  # noqa: E402
 from poolswap.train.data import build_transform, image_dataset, label_map, resolve_data_config  # noqa: E402
 from poolswap.train.evaluate import Metrics  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 
-# The Imagenette images are already 224x224: use them as they are (crop_pct 1), ImageNet mean/std.
-DATA_CONFIG = {"input_size": (3, 224, 224), "crop_pct": 1.0, "interpolation": "bilinear",
-               "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
-
-
-def default_data_dir() -> Path:
-    """$POOLSWAP_SHARED_DATA, else the `shared/data` folder beside the checkout."""
-    if os.environ.get("POOLSWAP_SHARED_DATA"):
-        return Path(os.environ["POOLSWAP_SHARED_DATA"])
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def load_original(data_dir: Path) -> nn.Module:
-    from poolswap.model import create_model
-
-    model = create_model("torchvision:squeezenet1_0")  # remembers its spec, for poolswap.save
-    model.load_state_dict(torch.load(data_dir / "squeezenet1_0_imagenet.pth", map_location="cpu", weights_only=True))
-    return model.eval()
 
 
 def swap(model: nn.Module, *, learn_beta: bool) -> nn.Module:
-    """poolswap.convert where the find-and-swap stage is installed, else a direct swap of the MaxPool2d layers."""
-    try:
-        from poolswap.surgery import convert
-    except ImportError:
-        convert = None
-    if convert is not None:
-        return convert(copy.deepcopy(model), kinds=("max",), beta=1.0, learn_beta=learn_beta)
-    from poolswap.ops import SoftPool2d
+    """A copy of ``model`` with its MaxPool sites swapped for SoftPool at beta=1."""
+    from poolswap.surgery import convert
 
-    student = copy.deepcopy(model)
-    for parent in list(student.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.MaxPool2d):
-                setattr(parent, name, SoftPool2d(child.kernel_size, child.stride, child.padding, child.dilation,
-                                                 ceil_mode=child.ceil_mode, learn_beta=learn_beta))
-    return student
+    return convert(copy.deepcopy(model), kinds=("max",), beta=1.0, learn_beta=learn_beta)
 
 
 @torch.no_grad()
@@ -126,7 +97,7 @@ def main(argv=None) -> int:
     val_loader = DataLoader(val_set, batch_size=64, shuffle=False)
     rows = []
 
-    original = load_original(data_dir)
+    original = load_squeezenet(data_dir)
     t0 = time.perf_counter()
     ref_logits, labels = predict(original, val_loader)
     rows.append(("original (MaxPool)", score(ref_logits, labels, ref_logits, lmap), 0.0, time.perf_counter() - t0))

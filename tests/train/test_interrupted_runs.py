@@ -64,7 +64,7 @@ def test_ctrl_c_saves_a_resume_state_that_resumes_exactly(converted, data_dir, t
         torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
 
 
-def test_a_process_that_ignores_sigint_keeps_ignoring_it(converted, data_dir, tmp_path, request):
+def test_a_process_that_ignores_sigint_keeps_ignoring_it(converted, data_dir, tmp_path, monkeypatch, request):
     _, model, original = converted
     handler_before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # nohup, a background job
     request.addfinalizer(lambda: signal.signal(signal.SIGINT, handler_before))
@@ -74,9 +74,8 @@ def test_a_process_that_ignores_sigint_keeps_ignoring_it(converted, data_dir, tm
         seen.append(signal.getsignal(signal.SIGINT))
         raise PoolswapError("stop here")
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(loop.Trainer, "train_step", record)
-        with pytest.raises(PoolswapError, match="stop here"):
-            finetune(model, teacher=original, train_data=data_dir / "train", config=FinetuneConfig(**CONFIG),
-                     run_dir=tmp_path / "run", progress=False)
+    monkeypatch.setattr(loop.Trainer, "train_step", record)
+    with pytest.raises(PoolswapError, match="stop here"):
+        finetune(model, teacher=original, train_data=data_dir / "train", config=FinetuneConfig(**CONFIG),
+                 run_dir=tmp_path / "run", progress=False)
     assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN

@@ -13,7 +13,7 @@ Two real settings, one per run (``--setting``):
 
 Rows (``--rows``; the original is always measured): the original; the original fine-tuned
 with the setting's recipe (the *fair baseline* of every fine-tuned row); SoftPool at beta=1
-untrained; calibrated (``poolswap.train.calibrate``) untrained; and, fine-tuned with the same
+untrained; calibrated (``poolswap.calibration``) untrained; and, fine-tuned with the same
 recipe: beta=1 fixed, calibrated fixed, beta=1 with a learnt scalar / per-channel beta, and
 calibrated with a learnt scalar beta. Fine-tuned rows run once per seed (``--seeds``): the
 seed sets the data order and dropout. Train images are the Imagenette ``train/`` folder
@@ -138,7 +138,7 @@ def class_balanced_indices(targets: Sequence[int], limit: Optional[int]) -> list
 
 def load_split(folder: Path, limit: Optional[int], size: int) -> CachedImages:
     """Decode a class-balanced subset of an ImageFolder with the 224x224 ImageNet preprocessing, resized to ``size``."""
-    from poolswap.train.data import build_transform, image_dataset, resolve_data_config
+    from poolswap.data.datasets import build_transform, image_dataset, resolve_data_config
 
     dataset = image_dataset(folder, build_transform(resolve_data_config(overrides=DATA_CONFIG)))
     indices = class_balanced_indices(dataset.targets, limit)
@@ -225,7 +225,7 @@ def site_betas(model: nn.Module) -> list[float]:
 
 def copy_betas(source: list[float], model: nn.Module) -> None:
     from poolswap.ops import softpool_modules
-    from poolswap.train.calibrate import set_beta
+    from poolswap.calibration import set_beta
 
     for beta, module in zip(source, softpool_modules(model).values()):
         set_beta(module, beta)
@@ -241,7 +241,7 @@ def predict(model: nn.Module, data: CachedImages, batch_size: int = 100) -> torc
 
 
 def label_map_for(data: CachedImages, num_outputs: int) -> torch.Tensor:
-    from poolswap.train.data import label_map
+    from poolswap.data.datasets import label_map
 
     mapped = label_map(data.classes, num_outputs)
     return torch.tensor(mapped if mapped is not None else list(range(num_outputs)))

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _imagenette import DATA_CONFIG, default_data_dir, load_squeezenet  # noqa: E402
 from poolswap.train import FinetuneConfig, calibrate, finetune  # noqa: E402
-from poolswap.train.data import build_transform, image_dataset, label_map, resolve_data_config  # noqa: E402
+from poolswap.data.datasets import build_transform, image_dataset, label_map, resolve_data_config  # noqa: E402
 from poolswap.train.evaluate import Metrics  # noqa: E402
 
 logger = logging.getLogger("benchmark")

@@ -17,7 +17,7 @@ import numpy as np
 
 from poolswap.deploy import session
 from poolswap.deploy.images import load_images
-from poolswap.deploy.preprocess import class_names, model_preprocessing
+from poolswap.data.preprocess import class_names, model_preprocessing
 
 
 def main() -> None:

@@ -5,19 +5,19 @@ The public API, imported lazily so that ``import poolswap`` (and the CLI's
 
 * the op: ``soft_pool1d/2d/3d``, ``SoftPool1d/2d/3d``, ``softpool_modules``
 * its kernels: ``kernel_status``, ``ort_library_path``
-* models: ``create_model``, ``save``, ``load``
-* find and swap: ``inspect``, ``convert``, ``manifest``
-* fine-tune: ``finetune``, ``FinetuneConfig``, ``calibrate``, ``evaluate``
-* export: ``export_onnx``
+* models: ``create_model``
+* find and swap: ``inspect``, ``convert``, ``manifest``; the converted-model file: ``save``, ``load``
+* calibrate and fine-tune: ``calibrate``, ``finetune``, ``FinetuneConfig``, ``evaluate``
+* export and check it: ``export_onnx``, ``validate``
 
-The stages, in pipeline order, are the subpackages ``ops``, ``kernels``, ``model``,
-``surgery``, ``train``, ``export``, ``deploy``, ``pipeline`` and ``cli``.
+The stages, each importing only those below it (``docs/architecture.md``), are the
+subpackages ``kernels``, ``ops``, ``model``, ``data`` (with ``calibration``), ``surgery``,
+``train``, ``export``, ``deploy``, then ``bench``, ``pipeline``, ``demo`` and ``cli``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -32,30 +32,20 @@ _LAZY = {
     "kernel_status": "poolswap.kernels",
     "ort_library_path": "poolswap.kernels",
     "create_model": "poolswap.model",
-    "save": "poolswap.model",
-    "load": "poolswap.model",
+    "save": "poolswap.surgery",
+    "load": "poolswap.surgery",
     "inspect": "poolswap.surgery",
     "convert": "poolswap.surgery",
     "manifest": "poolswap.surgery",
     "finetune": "poolswap.train",
     "FinetuneConfig": "poolswap.train",
     "evaluate": "poolswap.train",
-    "calibrate": "poolswap.train",
+    "calibrate": "poolswap.calibration",
     "export_onnx": "poolswap.export",
+    "validate": "poolswap.deploy",
     "PoolswapError": "poolswap.errors",
 }
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'poolswap' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, eager=["__version__"])

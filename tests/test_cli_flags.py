@@ -57,7 +57,7 @@ def test_agreement_between_different_heads_is_refused(images):
 
     from poolswap.errors import PoolswapError
     from poolswap.train import evaluate
-    from poolswap.train.data import build_transform, image_dataset
+    from poolswap.data.datasets import build_transform, image_dataset
 
     def head(classes: int) -> nn.Module:
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, classes))

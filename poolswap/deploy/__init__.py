@@ -5,10 +5,24 @@
   function body with a warning when the library is missing (or raising, ``strict``).
 * :func:`ort_library_path` finds the compiled library; :func:`check_library` says whether
   this process can register it; :func:`ort_library_status` is for ``poolswap doctor``.
+* :func:`validate` compares an exported model with PyTorch on every runtime at hand
+  (:mod:`.runtimes`: ORT with the body, ORT with the library, ONNX's reference
+  evaluator, OpenVINO).
 * :mod:`.images`: image files to model inputs, with numpy and PIL alone.
 """
 
 from ..kernels import ort_library_path
 from .session import check_library, ort_library_status, resolve_providers, session
+from .validation import PairResult, ValidationReport, compare_outputs, validate
 
-__all__ = ["check_library", "ort_library_path", "ort_library_status", "resolve_providers", "session"]
+__all__ = [
+    "PairResult",
+    "ValidationReport",
+    "check_library",
+    "compare_outputs",
+    "ort_library_path",
+    "ort_library_status",
+    "resolve_providers",
+    "session",
+    "validate",
+]

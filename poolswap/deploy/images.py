@@ -1,6 +1,6 @@
 """Image loading for ``poolswap predict`` and ``poolswap validate --data``: PIL and numpy only.
 
-Each image goes through the model's :class:`~poolswap.deploy.preprocess.Preprocessing`
+Each image goes through the model's :class:`~poolswap.data.preprocess.Preprocessing`
 the way timm's evaluation transform does it on a PIL image: decode
 (:func:`poolswap.image_files.decode_image`: RGB, or gray for a 1-channel model), resize (the
 shorter side to ``size / crop_pct``, or both sides with ``crop_mode="squash"``),
@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import PoolswapError
 from ..image_files import IMAGE_EXTENSIONS, decode_image, readable_images, require_folder
-from .preprocess import Preprocessing, model_preprocessing
+from ..data.preprocess import Preprocessing, model_preprocessing
 
 __all__ = ["find_images", "images_for_model", "load_image", "load_images", "readable_images"]
 

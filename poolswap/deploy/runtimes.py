@@ -20,12 +20,12 @@ from typing import Callable, Sequence, Union
 import numpy as np
 
 from ..errors import PoolswapError, first_line
+from ..export.defaults import RUNTIMES
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["RUNTIMES", "available_runtimes", "runner"]
 
-RUNTIMES = ("ort", "ort-library", "reference", "openvino")
 
 Runner = Callable[[np.ndarray], np.ndarray]
 

@@ -3,14 +3,13 @@
 * :func:`export_onnx` writes the model (see :mod:`poolswap.export._function` for
   the operator's attributes and the ``fast``/``exact`` bodies).
 * :func:`inline_softpool` turns such a model into standard ONNX operators only.
-* :func:`validate` compares PyTorch with every runtime at hand (ORT with the body,
-  ORT with the library, ONNX's reference evaluator, OpenVINO).
+
+Validation across runtimes needs deploy's sessions, so it lives there
+(:func:`poolswap.deploy.validate`); the runtimes' names are :data:`RUNTIMES` here.
 """
 
-import importlib
-from typing import Any
-
-from .defaults import BODIES, DEFAULT_BODY, DEFAULT_OPSET, DOMAIN, DOMAIN_VERSION, OP_NAME
+from .._lazy import lazy_exports
+from .defaults import BODIES, DEFAULT_BODY, DEFAULT_OPSET, DOMAIN, DOMAIN_VERSION, OP_NAME, RUNTIMES
 
 # Imported on first use: torch and onnx are heavy, and the CLI reads the defaults above for --help.
 _LAZY = {
@@ -23,10 +22,6 @@ _LAZY = {
     "softpool_nodes": "._function",
     "inline_softpool": "._inline",
     "is_inlined": "._inline",
-    "PairResult": "._validate",
-    "ValidationReport": "._validate",
-    "compare_outputs": "._validate",
-    "validate": "._validate",
 }
 
 __all__ = [
@@ -36,10 +31,8 @@ __all__ = [
     "DOMAIN",
     "DOMAIN_VERSION",
     "OP_NAME",
-    "PairResult",
-    "ValidationReport",
+    "RUNTIMES",
     "attach_function",
-    "compare_outputs",
     "export_onnx",
     "inline_softpool",
     "is_inlined",
@@ -48,18 +41,6 @@ __all__ = [
     "softpool_attributes",
     "softpool_function",
     "softpool_nodes",
-    "validate",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, eager=__all__)

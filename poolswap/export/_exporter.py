@@ -24,7 +24,7 @@ from torch import nn
 from .. import __version__
 from .._atomic import atomic_path
 from ..errors import PoolswapError, PoolswapTypeError, first_line
-from ..deploy.preprocess import CLASS_NAMES_KEY, PREPROCESS_KEY, Preprocessing
+from ..data.preprocess import CLASS_NAMES_KEY, PREPROCESS_KEY, Preprocessing
 from ..ops._geometry import PoolGeometry
 from . import _function
 from ._frozen import SOFT_POOL_FROZEN, freeze_softpools
@@ -76,7 +76,7 @@ def _translation_table() -> dict:
 def _data_config(model: nn.Module, input_size: Optional[Sequence[int]], data_config: Optional[dict]) -> dict:
     """The model's data config (timm's ``pretrained_cfg``, a torchvision spec's weights), ``data_config`` on top."""
     from ..model import spec_of
-    from ..train.data import resolve_data_config
+    from ..data.datasets import resolve_data_config
 
     spec = spec_of(model)
     overrides = dict(data_config or {})

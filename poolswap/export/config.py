@@ -6,9 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..deploy.runtimes import RUNTIMES
 from ..options import OptionError, check_choice, check_fraction, check_int, check_number, option
-from .defaults import BODIES, DEFAULT_BODY, DEFAULT_OPSET, MIN_OPSET
+from .defaults import BODIES, DEFAULT_BODY, DEFAULT_OPSET, MIN_OPSET, RUNTIMES
 
 __all__ = ["ExportConfig", "ValidateConfig"]
 
@@ -72,7 +71,7 @@ class ValidateConfig:
             raise OptionError("providers", f"must be auto, cpu, cuda or a comma-separated list, got {self.providers!r}")
 
     def to_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`poolswap.export.validate`."""
+        """Keyword arguments of :func:`poolswap.deploy.validate`."""
         values = dataclasses.asdict(self)
         if self.providers not in ("auto", "cpu", "cuda"):
             values["providers"] = [p.strip() for p in self.providers.split(",") if p.strip()]

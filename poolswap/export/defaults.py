@@ -11,3 +11,5 @@ DEFAULT_BODY = "exact"
 DEFAULT_OPSET = 20
 #: AveragePool's ``dilations`` and ReduceMax's ``axes`` input need opset 19.
 MIN_OPSET = 19
+#: The runtimes ``poolswap validate`` compares with PyTorch (see :mod:`poolswap.deploy.runtimes`).
+RUNTIMES = ("ort", "ort-library", "reference", "openvino")

@@ -1,31 +1,26 @@
-"""Models in and out: architecture specs, users' checkpoints, and the converted-model file.
+"""Models in: architecture specs and users' checkpoints.
 
 * :func:`create_model` / :func:`parse_spec`: ``timm:NAME``, ``torchvision:NAME`` or
   ``package.module:factory`` specs (:class:`ModelSpec`), built without pretrained weights;
 * :func:`build_from_checkpoint`: a spec with a user's checkpoint (``num_classes`` and
-  ``in_chans`` read off it), always read with ``weights_only=True``;
-* :func:`save` / :func:`load`: the converted model as one safetensors file with its spec and
-  swap manifest; :func:`load_model` takes either such a file or a spec.
+  ``in_chans`` read off it), always read with ``weights_only=True``.
+
+The converted-model file (``save``/``load``/``load_model``) carries a swap manifest,
+so it lives one stage up, in :mod:`poolswap.surgery`.
 """
 
 from .checkpoint import build_from_checkpoint, load_state_dict_file, load_weights
-from .file import FILE_FORMAT, load, load_model, read_header, save
 from .safe_load import load_weights_only
 from .spec import ModelSpec, create_model, infer_kwargs, parse_spec, spec_of
 
 __all__ = [
-    "FILE_FORMAT",
     "ModelSpec",
     "build_from_checkpoint",
     "create_model",
     "infer_kwargs",
-    "load",
-    "load_model",
     "load_state_dict_file",
     "load_weights",
     "load_weights_only",
     "parse_spec",
-    "read_header",
-    "save",
     "spec_of",
 ]

@@ -211,7 +211,7 @@ def run_recipe(recipe: Recipe, *, force: bool = False, on_stage: Optional[Callab
 
         def do_finetune() -> dict:
             from ..train import finetune
-            from ..train.data import split_dir
+            from ..data.datasets import split_dir
 
             model = poolswap.load(converted)
             val = split_dir(folder, "val", required=False)
@@ -238,7 +238,7 @@ def run_recipe(recipe: Recipe, *, force: bool = False, on_stage: Optional[Callab
         settings = recipe.validate
 
         def do_validate() -> dict:
-            from ..export import validate
+            from ..deploy import validate
 
             inputs = None
             if recipe.validate_data is not None:

@@ -3,7 +3,10 @@
 * :func:`inspect` lists the sites (a :class:`Report`, a list of :class:`Site`);
 * :func:`convert` swaps the selected ones and returns the converted model, which
   carries its swap manifest (:func:`manifest`); :func:`apply_manifest` swaps the
-  sites a manifest lists (``poolswap.load`` rebuilds converted models with it).
+  sites a manifest lists;
+* :func:`save` / :func:`load`: the converted model as one safetensors file with its spec and
+  swap manifest (:func:`load` rebuilds it with :func:`apply_manifest`); :func:`load_model`
+  takes either such a file or a spec.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any, Optional
 
 from torch import nn
 
+from .file import FILE_FORMAT, load, load_model, read_header, save
 from .find import default_example_input, find_sites
 from .manifest import MANIFEST_ATTR, manifest, manifest_fixed_betas
 from .report import Report
@@ -20,6 +24,7 @@ from .sites import KINDS, Site
 from .swap import apply_manifest, convert
 
 __all__ = [
+    "FILE_FORMAT",
     "KINDS",
     "MANIFEST_ATTR",
     "Report",
@@ -30,8 +35,12 @@ __all__ = [
     "default_example_input",
     "find_sites",
     "inspect",
+    "load",
+    "load_model",
     "manifest",
     "manifest_fixed_betas",
+    "read_header",
+    "save",
     "sensitivity",
 ]
 

@@ -4,7 +4,7 @@ An :class:`AgreementProbe` runs the original model once on a few batches of
 images and keeps its outputs; each variant of the model (some sites swapped,
 the others left as they are) is measured against them: top-1 agreement and
 KL(original || variant). :func:`site_sensitivity` swaps each site alone, at the
-chosen beta and then calibrated (the beta :func:`poolswap.train.calibrate` picks
+chosen beta and then calibrated (the beta :func:`poolswap.calibration.calibrate` picks
 for that site alone, from its log grid).
 """
 
@@ -53,7 +53,7 @@ class AgreementProbe:
 
     def __init__(self, model: nn.Module, sites: Sequence[Site], batches: Sequence[torch.Tensor], *,
                  grid: Optional[Sequence[float]] = None) -> None:
-        from ..train.calibrate import DEFAULT_GRID, teacher_outputs
+        from ..calibration import DEFAULT_GRID, teacher_outputs
 
         self.model, self.sites = model, list(sites)
         self.grid = tuple(grid) if grid is not None else DEFAULT_GRID
@@ -83,13 +83,13 @@ class AgreementProbe:
 
     def measure(self, variant: nn.Module) -> tuple[float, float]:
         """(KL(original || variant), top-1 agreement) on the probe's images."""
-        from ..train.calibrate import fit
+        from ..calibration import fit
 
         return fit(variant, self.cached)
 
     def calibrate(self, variant: nn.Module):
         """Choose the betas of the variant's SoftPool sites (a :class:`~poolswap.train.CalibrationResult`)."""
-        from ..train.calibrate import calibrate_cached
+        from ..calibration import calibrate_cached
 
         return calibrate_cached(variant, self.cached, grid=self.grid)
 
@@ -131,7 +131,7 @@ def sensitivity(
     a Dataset, a tensor of images or batches; ``num_batches`` of ``batch_size`` images
     are used. The model is not changed.
     """
-    from ..train.data import sample_batches
+    from ..data.datasets import sample_batches
 
     if not (isinstance(beta, (int, float)) and beta > 0):
         raise PoolswapError(f"beta must be > 0, got {beta!r}")

@@ -257,7 +257,7 @@ def convert(
         model = copy.deepcopy(model)
     batches = None
     if min_agreement is not None:
-        from ..train.data import sample_batches
+        from ..data.datasets import sample_batches
 
         batches = sample_batches(data, model, num_batches=num_batches, batch_size=batch_size, data_config=data_config)
         if example_input is None and report is None:

@@ -5,7 +5,7 @@
 * :func:`evaluate`: top-1/top-5 and agreement between two models.
 """
 
-from .calibrate import CalibrationResult, calibrate
+from ..calibration import CalibrationResult, calibrate
 from .config import FinetuneConfig
 from .distill import DistillationLoss, distillation_loss
 from .evaluate import EvalResult, evaluate

@@ -139,15 +139,15 @@ def evaluate(
     """Top-1/top-5 of ``model`` on ``data`` and, with ``against``, agreement between the two models.
 
     ``data`` is a Dataset, a DataLoader or an image folder (preprocessed with the
-    model's data config, see :func:`poolswap.train.data.resolve_data_config`);
+    model's data config, see :func:`poolswap.data.resolve_data_config`);
     labels of -1 are unlabelled. ``label_map`` maps folder classes to model
     outputs (found from the folder's class names when ``data`` is a folder).
     ``skip_bad_images``: drop a folder's files that do not decode (with a warning)
     instead of stopping at the first.
     """
     from ..device import resolve_device
-    from .data import build_transform, dataset_classes, image_dataset, resolve_data_config
-    from .data import label_map as find_label_map
+    from ..data.datasets import build_transform, dataset_classes, image_dataset, resolve_data_config
+    from ..data.datasets import label_map as find_label_map
 
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))

@@ -20,11 +20,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import PoolswapError, first_line
 from ..ops import fixed_betas, restore_fixed_betas, softpool_modules
-from .calibrate import CalibrationResult, calibrate
+from ..calibration import CalibrationResult, calibrate
 from .config import FinetuneConfig
-from .data import EpochSampler, SeededTransformDataset, build_transform, dataset_classes, image_dataset
-from .data import label_map as find_label_map
-from .data import resolve_data_config
+from ..data.datasets import EpochSampler, SeededTransformDataset, build_transform, dataset_classes, image_dataset
+from ..data.datasets import label_map as find_label_map
+from ..data.datasets import resolve_data_config
 from .distill import distillation_loss, frozen_teacher, original_of, shared_parameters
 from .distributed import all_reduce_sum, init_distributed
 from .evaluate import Metrics, evaluate

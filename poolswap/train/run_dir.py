@@ -39,7 +39,7 @@ _RUN_FILES = (ARGS_FILE, SUMMARY_FILE, LAST, BEST, RESUME_FILE)
 
 def save_checkpoint(model: nn.Module, path: os.PathLike, *, spec: Optional[str] = None) -> None:
     """Save ``model`` in poolswap's model format (``poolswap.save``: atomic; ``poolswap.load`` restores it)."""
-    from ..model import save
+    from ..surgery import save
 
     save(model, path, spec=spec)
 

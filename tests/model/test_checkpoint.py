@@ -13,9 +13,8 @@ import torch
 
 import poolswap
 from poolswap.errors import PoolswapError
-from poolswap.model import (
-    build_from_checkpoint, create_model, infer_kwargs, load_state_dict_file, parse_spec, read_header,
-)
+from poolswap.model import build_from_checkpoint, create_model, infer_kwargs, load_state_dict_file, parse_spec
+from poolswap.surgery import read_header
 
 ROOT = Path(__file__).resolve().parents[2]
 # The small models with functional pools the surgery tests define, importable by name for the spec tests.

@@ -12,7 +12,8 @@ from torch import nn
 
 import poolswap
 from poolswap.errors import PoolswapError
-from poolswap.model import build_from_checkpoint, create_model, load, load_model, load_state_dict_file, read_header
+from poolswap.model import build_from_checkpoint, create_model, load_state_dict_file
+from poolswap.surgery import load, load_model, read_header
 
 SURGERY_MODELS = Path(__file__).resolve().parents[1] / "surgery"
 if str(SURGERY_MODELS) not in sys.path:

@@ -11,7 +11,7 @@ import poolswap
 from poolswap.cli import main
 from poolswap.demo.model import digits_cnn
 from poolswap.errors import PoolswapError
-from poolswap.model import read_header
+from poolswap.surgery import read_header
 from poolswap.ops import softpool_modules
 from poolswap.surgery import convert, inspect
 from tests.surgery._agreement_models import hurtful_net

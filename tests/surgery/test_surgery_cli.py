@@ -12,7 +12,8 @@ import torch
 
 import poolswap
 from poolswap.cli import main
-from poolswap.model import create_model, read_header
+from poolswap.model import create_model
+from poolswap.surgery import read_header
 
 ROOT = Path(__file__).resolve().parents[2]
 

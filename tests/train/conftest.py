@@ -29,7 +29,8 @@ def converted(tmp_path: Path):
     """(path of a converted TinyNet file, the converted model, its original)."""
     import torch
 
-    from poolswap.model import create_model, save
+    from poolswap.model import create_model
+    from poolswap.surgery import save
     from poolswap.surgery import convert
 
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from tests.train import helpers
 import poolswap
 from poolswap.train import FinetuneConfig, finetune
-from poolswap.train.data import build_transform, image_dataset, resolve_data_config
+from poolswap.data.datasets import build_transform, image_dataset, resolve_data_config
 
 BLOCKED_MARKER = "POOLSWAP_TEST_BLOCKED"
 

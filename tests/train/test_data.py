@@ -7,7 +7,7 @@ import torch
 
 from tests.train import helpers
 from poolswap.errors import PoolswapError
-from poolswap.train.data import (
+from poolswap.data.datasets import (
     EpochSampler, SeededTransformDataset, build_transform, image_dataset, imagenet_synsets, label_map,
     resolve_data_config, split_dir,
 )
@@ -116,7 +116,7 @@ class TestSampleBatches:
     def test_tensor_dataset_folder_and_loader(self, tmp_path):
         from torch.utils.data import DataLoader, TensorDataset
 
-        from poolswap.train.data import sample_batches
+        from poolswap.data.datasets import sample_batches
 
         x = torch.arange(10.0).view(10, 1, 1, 1)
         assert [b.flatten().tolist() for b in sample_batches(x, num_batches=2, batch_size=3)] == [[0, 1, 2], [3, 4, 5]]

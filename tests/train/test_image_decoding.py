@@ -12,10 +12,10 @@ from PIL import Image
 
 from poolswap.cli import main
 from poolswap.deploy.images import find_images, load_image
-from poolswap.deploy.preprocess import Preprocessing
+from poolswap.data.preprocess import Preprocessing
 from poolswap.errors import PoolswapError
 from poolswap.image_files import BadImageError, decode_image, to_model_mode
-from poolswap.train.data import image_dataset, resolve_data_config, split_dir
+from poolswap.data.datasets import image_dataset, resolve_data_config, split_dir
 
 
 def _mid_gray(mode: str) -> Image.Image:
@@ -69,7 +69,7 @@ def test_a_16_bit_png_reads_like_its_8_bit_twin_in_every_reader(gradient_pngs):
     np.testing.assert_array_equal(load_image(b16, (32, 32)), load_image(a8, (32, 32)))  # predict / validate
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3))
     config = resolve_data_config(model, overrides={"input_size": (3, 32, 32)})
-    from poolswap.train.data import build_transform
+    from poolswap.data.datasets import build_transform
 
     dataset = image_dataset(gradient_pngs.parent, build_transform(config))  # eval / finetune
     torch.testing.assert_close(dataset[0][0], dataset[1][0], rtol=0, atol=0)
@@ -78,7 +78,7 @@ def test_a_16_bit_png_reads_like_its_8_bit_twin_in_every_reader(gradient_pngs):
 
 def test_a_one_channel_model_gets_one_channel(gradient_pngs):
     from poolswap.demo.model import digits_cnn
-    from poolswap.train.data import build_transform
+    from poolswap.data.datasets import build_transform
 
     model = digits_cnn()
     config = resolve_data_config(model, overrides={})

@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...model import save, spec_of
-    from ...surgery import Report, Site, convert
+    from ...model import spec_of
+    from ...surgery import Report, Site, convert, save
     from ...surgery.config import ConvertConfig
 
     if not args.dry_run and not args.output:

@@ -34,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ...device import resolve_device
-    from ...model import load_model, spec_of
+    from ...model import spec_of
+    from ...surgery import load_model
     from ...train import evaluate
-    from ...train.data import build_transform, image_dataset, resolve_data_config, split_dir
+    from ...data.datasets import build_transform, image_dataset, resolve_data_config, split_dir
     from ...train.distill import original_of
 
     if not args.data:

@@ -48,9 +48,10 @@ def _class_names(path: Path | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...export import export_onnx, validate
+    from ...deploy import validate
+    from ...export import export_onnx
     from ...export.config import ExportConfig, ValidateConfig
-    from ...model import load
+    from ...surgery import load
 
     config = from_args(ExportConfig, args)
     check = from_args(ValidateConfig, args)

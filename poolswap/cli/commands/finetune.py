@@ -44,9 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ...train.config import FinetuneConfig
-    from ...model import load_model
+    from ...surgery import load_model
     from ...train import finetune
-    from ...train.data import split_dir
+    from ...data.datasets import split_dir
     from ...train.run_dir import RunDir
 
     if int(os.environ.get("RANK", "0")) != 0:

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ...deploy import session
     from ...deploy.images import load_images, readable_images
-    from ...deploy.preprocess import class_names, model_preprocessing
+    from ...data.preprocess import class_names, model_preprocessing
     from ...errors import PoolswapError
 
     providers = args.providers if args.providers in ("auto", "cpu", "cuda") else args.providers.split(",")

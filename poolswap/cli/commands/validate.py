@@ -32,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ...deploy.images import images_for_model
-    from ...export import validate
+    from ...deploy import validate
     from ...export.config import ValidateConfig
-    from ...model import load
+    from ...surgery import load
 
     config = from_args(ValidateConfig, args)
     if not Path(args.model).is_file():

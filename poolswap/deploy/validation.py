@@ -147,7 +147,7 @@ def validate(
     """
     import onnx
 
-    from ..deploy.runtimes import RUNTIMES, available_runtimes, runner
+    from .runtimes import RUNTIMES, available_runtimes, runner
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():

@@ -18,11 +18,12 @@ from torch import nn
 
 from .._atomic import atomic_path
 from ..errors import PoolswapError, first_line
+from ..model.checkpoint import build_from_checkpoint, load_weights
+from ..model.file_kind import describe_kind, file_kind, folder_hint
+from ..model.spec import ModelSpec, parse_spec, spec_of
 from ..ops import restore_fixed_betas
-from ..surgery import MANIFEST_ATTR, apply_manifest, manifest, manifest_fixed_betas
-from .checkpoint import build_from_checkpoint, load_weights
-from .file_kind import describe_kind, file_kind, folder_hint
-from .spec import ModelSpec, parse_spec, spec_of
+from .manifest import MANIFEST_ATTR, manifest, manifest_fixed_betas
+from .swap import apply_manifest
 
 __all__ = ["FILE_FORMAT", "load", "load_model", "read_header", "save"]
 

@@ -4,6 +4,9 @@ No weight changes. On N cached batches, a coordinate search visits the sites in
 module order and, for each, tries a log-spaced grid of temperatures (and the
 current one), keeping the beta that minimises KL(teacher || student). The current
 beta is always a candidate, so on the calibration batches the fit never gets worse.
+
+Surgery (``inspect --data``, ``convert --min-agreement``) and fine-tuning both calibrate,
+so this module sits below both (``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..device import resolve_device
-from ..errors import PoolswapError
-from ..ops import softpool_modules
+from .device import resolve_device
+from .errors import PoolswapError
+from .ops import softpool_modules
 
 __all__ = [
     "CalibrationResult", "DEFAULT_GRID", "TeacherOutputs", "calibrate", "calibrate_cached", "fit", "get_beta",

@@ -143,6 +143,17 @@ def _strip_node_metadata(model: onnx.ModelProto) -> None:
     model.graph.doc_string = ""
 
 
+def _drop_initializer_value_info(model: onnx.ModelProto) -> None:
+    """Drop ``value_info`` entries of initializers: the initializer states its own type and shape, and a copy
+    goes stale when a tool rewrites the weight in place (ORT's ``quantize_dynamic`` transposes Gemm's B under
+    the same name, then fails shape inference on the stale entry)."""
+    initializers = {i.name for i in model.graph.initializer}
+    kept = [v for v in model.graph.value_info if v.name not in initializers]
+    if len(kept) != len(model.graph.value_info):
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(kept)
+
+
 def export_onnx(
     model: nn.Module,
     path: PathLike,
@@ -242,6 +253,7 @@ def export_onnx(
         )
     if inline and n_nodes:
         proto = inline_softpool(proto)
+    _drop_initializer_value_info(proto)
     metadata = {"poolswap.version": __version__, "poolswap.softpool_nodes": str(n_nodes)}
     if n_nodes:
         metadata["poolswap.body"] = body

@@ -93,17 +93,18 @@ _SIGNATURE = {
 
 # Temperatures as a 1-d tensor: `betas` (C values) where positive, else `beta` (1 value, broadcast).
 _BETA_BLOCK = """
-  beta_one = Constant <value_float: float = @beta> ()
-  betas_given = Constant <value_floats: floats = @betas> ()
-  zero_beta = Constant <value_float: float = 0.0> ()
+  beta_ref = Constant <value_float: float = @beta> ()
+  betas_ref = Constant <value_floats: floats = @betas> ()
+  beta_one = Cast <to = {acc}> (beta_ref)
+  betas_given = Cast <to = {acc}> (betas_ref)
+  zero_beta = Constant <value = {acc_name} {{0}}> ()
   betas_set = Greater (betas_given, zero_beta)
-  beta_list = Where (betas_set, betas_given, beta_one)
-  beta_f = Cast <to = {acc}> (beta_list)
+  beta_f = Where (betas_set, betas_given, beta_one)
 """
 
 _COMMON = """
-  one_scalar = Constant <value_int: int = 1> ()
-  zero_1 = Constant <value_ints: ints = [0]> ()
+  one_scalar = Constant <value = int64 {1}> ()
+  zero_1 = Constant <value = int64[1] {0}> ()
 """
 
 _FAST = """
@@ -113,7 +114,7 @@ _FAST = """
   xf = Cast <to = {acc}> (X)
   kernel = Constant <value_ints: ints = @kernel_shape> ()
   ones_nd = Div (kernel, kernel)
-  minus_one = Constant <value_ints: ints = [-1]> ()
+  minus_one = Constant <value = int64[1] {{-1}}> ()
   beta_shape = Concat <axis = 0> (minus_one, ones_nd)
   b = Reshape (beta_f, beta_shape)
   m = GlobalMaxPool (xf)
@@ -140,12 +141,12 @@ _EXACT = """
 {common}
 {beta}
   xf = Cast <to = {acc}> (X)
-  lead = Constant <value_ints: ints = [0, 0]> ()
+  lead = Constant <value = int64[2] {{0, 0}}> ()
   spatial = Shape <start = 2> (X)
   kernel = Constant <value_ints: ints = @kernel_shape> ()
   ones_k = Div (kernel, kernel)
   zeros_k = Sub (kernel, kernel)
-  zero_s = Constant <value_int: int = 0> ()
+  zero_s = Constant <value = int64 {{0}}> ()
   iota_k = CumSum <exclusive = 1> (ones_k, zero_s)
   ones_2k = Concat <axis = 0> (ones_k, ones_k)
   iota_2k = CumSum <exclusive = 1> (ones_2k, zero_s)
@@ -181,9 +182,9 @@ _EXACT = """
   drop_b = Cast <to = 7> (starts_in_pad)
   drop = Mul (drop_b, ceil)
   out_nd = Sub (out_0, drop)
-  three_1 = Constant <value_ints: ints = [3]> ()
+  three_1 = Constant <value = int64[1] {{3}}> ()
   n_lift = Sub (three_1, nd)
-  ones_3 = Constant <value_ints: ints = [1, 1, 1]> ()
+  ones_3 = Constant <value = int64[3] {{1, 1, 1}}> ()
   ones_l = Slice (ones_3, zero_1, n_lift)
   zeros_l = Sub (ones_l, ones_l)
   s3 = Concat <axis = 0> (ones_l, spatial)
@@ -194,26 +195,26 @@ _EXACT = """
   out = Concat <axis = 0> (ones_l, out_nd)
   x5_shape = Concat <axis = 0> (lead, s3)
   x5 = Reshape (xf, x5_shape)
-  col = Constant <value_ints: ints = [-1, 1]> ()
+  col = Constant <value = int64[2] {{-1, 1}}> ()
   minus_inf = Constant <value = {acc_name}[1] {{-inf}}> ()
   zero_f = Constant <value = {acc_name}[1] {{0}}> ()
 {dims}
   g0 = Gather <axis = 2> (x5, idx_0)
   g1 = Gather <axis = 4> (g0, idx_1)
   win_raw = Gather <axis = 6> (g1, idx_2)
-  axes_0 = Constant <value_ints: ints = [2, 3, 4, 5]> ()
+  axes_0 = Constant <value = int64[4] {{2, 3, 4, 5}}> ()
   v0u = Unsqueeze (valid_0, axes_0)
-  axes_1 = Constant <value_ints: ints = [2, 3]> ()
+  axes_1 = Constant <value = int64[2] {{2, 3}}> ()
   v1u = Unsqueeze (valid_1, axes_1)
   v01 = And (v0u, v1u)
   valid = And (v01, valid_2)
   win = Where (valid, win_raw, minus_inf)
-  red = Constant <value_ints: ints = [3, 5, 7]> ()
+  red = Constant <value = int64[3] {{3, 5, 7}}> ()
   m = ReduceMax <keepdims = 1> (win, red)
   is_max = Equal (win, m)
   diff = Sub (win, m)
   d = Where (is_max, zero_f, diff)
-  beta_shape = Constant <value_ints: ints = [-1, 1, 1, 1, 1, 1, 1]> ()
+  beta_shape = Constant <value = int64[7] {{-1, 1, 1, 1, 1, 1, 1}}> ()
   b = Reshape (beta_f, beta_shape)
   bd = Mul (b, d)
   e = Exp (bd)
@@ -233,7 +234,7 @@ _EXACT = """
 # Indices of window positions along lifted dim {i}: o * stride - pad_begin + k * dilation,
 # clamped into the input for the Gather and flagged valid where they lie inside it.
 _DIM = """
-  sel_{i} = Constant <value_ints: ints = [{i}]> ()
+  sel_{i} = Constant <value = int64[1] {{{i}}}> ()
   out_{i}_v = Gather (out, sel_{i})
   out_{i}_s = Squeeze (out_{i}_v)
   k_{i}_v = Gather (k3, sel_{i})
@@ -242,7 +243,7 @@ _DIM = """
   d_{i} = Gather (d3, sel_{i})
   pb_{i} = Gather (pb3, sel_{i})
   size_{i} = Gather (s3, sel_{i})
-  zero_s_{i} = Constant <value_int: int = 0> ()
+  zero_s_{i} = Constant <value = int64 {{0}}> ()
   o_{i} = Range (zero_s_{i}, out_{i}_s, one_scalar)
   k_{i} = Range (zero_s_{i}, k_{i}_s, one_scalar)
   o_col_{i} = Reshape (o_{i}, col)
@@ -310,7 +311,7 @@ def function_text(body: str, opset: int, accumulate: str = "float") -> str:
     if body == "fast":
         accumulate = "float"  # ONNX Runtime's AveragePool has no float64 kernel
     acc, acc_name = _ACC[accumulate]
-    beta = _BETA_BLOCK.format(acc=acc)
+    beta = _BETA_BLOCK.format(acc=acc, acc_name=acc_name)
     if body == "fast":
         code = _FAST.format(common=_COMMON, beta=beta, acc=acc)
     else:

@@ -12,7 +12,7 @@ from ..errors import PoolswapError
 __all__ = [
     "add_data_arguments", "add_model_arguments", "build_model", "data_overrides", "parse_input_size",
     "parse_model_kwargs", "integer", "fraction", "positive_number", "add_preprocessing_arguments",
-    "add_agreement_data_arguments", "agreement_data",
+    "add_agreement_data_arguments", "agreement_data", "add_trust_argument",
 ]
 
 
@@ -63,6 +63,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_required: bo
     group.add_argument("--model-kwargs", metavar="JSON", help="extra keyword arguments for the model factory (default: none)")
     group.add_argument("--use-ema", action="store_true", help="prefer the checkpoint's state_dict_ema (default: off)")
     group.add_argument("--input-size", metavar="C,H,W", help="example input size for shapes (default: the model's own)")
+
+
+def add_trust_argument(parser: Any) -> None:
+    """``--trust-module MODULE`` (repeatable): a model file's ``MODULE:factory`` spec may run that module's code."""
+    parser.add_argument("--trust-module", action="append", default=None, metavar="MODULE", dest="trust_module",
+                        help="let a model file build its architecture with MODULE's factory (package.module:factory "
+                             "specs run that module's code; repeatable; default: only timm, torchvision and "
+                             "poolswap's own factories)")
 
 
 def parse_model_kwargs(text: Optional[str]) -> dict[str, Any]:

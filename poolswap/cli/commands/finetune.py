@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...errors import PoolswapError
 from ...options import add_options, from_args
-from ..arguments import add_data_arguments, data_overrides
+from ..arguments import add_data_arguments, add_trust_argument, data_overrides
 
 NAME = "finetune"
 HELP = "fine-tune a converted model by distillation from its original (calibration, resume, torchrun)"
@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", metavar="MODEL",
                         help="teacher: a model file or a spec such as timm:NAME (default: CONVERTED's original)")
     parser.add_argument("--teacher-weights", metavar="FILE", help="checkpoint for a --teacher spec (default: none)")
+    add_trust_argument(parser)
     groups = {"data": add_data_arguments(parser)}
     # batch size, workers, device and --skip-bad-images are shared data flags (add_data_arguments) that fill
     # FinetuneConfig too
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ...train.config import FinetuneConfig
-    from ...model import load_model
+    from ...model import check_file_spec, load_model, parse_spec
     from ...train import finetune
     from ...train.data import split_dir
     from ...train.run_dir import RunDir
@@ -74,8 +75,14 @@ def run(args: argparse.Namespace) -> int:
     if val_dir is not None and val_dir.resolve() == train_dir.resolve():
         val_dir = None
 
-    model = load_model(command["converted"])
-    teacher = load_model(command["teacher"], command.get("teacher_weights")) if command.get("teacher") else None
+    model = load_model(command["converted"], trust_module=args.trust_module)
+    teacher = None
+    if command.get("teacher"):
+        if args.resume and not Path(command["teacher"]).exists():
+            # a teacher spec read back from the run directory's args.yaml is a file's spec, checked as one
+            check_file_spec(parse_spec(command["teacher"]).to_dict(), args.trust_module,
+                            what=f"the teacher in {run_dir / 'args.yaml'}")
+        teacher = load_model(command["teacher"], command.get("teacher_weights"), trust_module=args.trust_module)
     finetune(
         model, teacher=teacher, train_data=train_dir, val_data=val_dir, config=config, run_dir=run_dir,
         resume=bool(args.resume), overwrite=args.overwrite,

@@ -24,6 +24,7 @@ from torch import nn
 from .. import __version__
 from .._atomic import atomic_path
 from ..errors import PoolswapError, PoolswapTypeError, first_line
+from ..input_size import check_input_size
 from ..deploy.preprocess import CLASS_NAMES_KEY, PREPROCESS_KEY, Preprocessing
 from ..ops._geometry import PoolGeometry
 from . import _function
@@ -188,7 +189,7 @@ def export_onnx(
     frozen, n_modules = freeze_softpools(model)
     frozen = frozen.cpu()
     if example_input is None:
-        size = tuple(int(v) for v in config["input_size"])
+        size = check_input_size(tuple(int(v) for v in config["input_size"]))  # before allocating it
         example_input = torch.randn(2 if dynamic_batch else 1, *size)
     example_input = example_input.detach().cpu()
     try:  # one eager run first: a wrong input size is the user's to fix, not an exporter trace to read

@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 from .._atomic import atomic_write_text
 from ..errors import PoolswapError, first_line
+from ..input_size import check_input_size
 from ..options import from_mapping
 
 __all__ = ["Recipe", "load_recipe", "run_recipe", "STAGES"]
@@ -106,6 +107,7 @@ def check_recipe(data: Any, base: Union[str, os.PathLike] = ".", *, trust_module
     size = data["input_size"]
     if len(size) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
         raise PoolswapError(f"recipe: 'input_size' must be three positive integers [C, H, W], got {size!r}")
+    check_input_size(size, "recipe: 'input_size'")
     trusted = tuple(sorted(trusted_modules(trust_module)))
     check_file_spec(parse_spec(data["model"], data.get("model_kwargs")).to_dict(), trusted, what="recipe: 'model'")
     recipe = Recipe(data=data, base=Path(base), input_size=tuple(size), trust_module=trusted)

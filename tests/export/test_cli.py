@@ -29,7 +29,7 @@ def cnn():
 def checkpoint(tmp_path, monkeypatch, cnn):
     path = tmp_path / "model.poolswap"
     path.write_bytes(b"stub")
-    monkeypatch.setattr(poolswap.model, "load", lambda p: cnn)
+    monkeypatch.setattr(poolswap.model, "load", lambda p, **kwargs: cnn)
     return path
 
 

@@ -7,7 +7,7 @@ import json
 import logging
 
 from ...errors import PoolswapError
-from ..arguments import add_data_arguments, add_trust_argument, data_overrides, fraction
+from ..arguments import add_data_arguments, add_trust_argument, agreement, data_overrides
 
 NAME = "eval"
 HELP = "top-1/top-5 of a model or checkpoint on an image folder, and agreement with another model"
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--against-weights", metavar="FILE", help="checkpoint for an --against spec (default: none)")
     add_trust_argument(parser)
     add_data_arguments(parser)
-    parser.add_argument("--min-agreement", type=fraction,
+    parser.add_argument("--min-agreement", type=agreement,
                         help="fail (exit 1) when the agreement with --against is below this fraction (default: off)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 

@@ -296,7 +296,7 @@ def convert(
 
 
 #: What convert says when it swaps nothing (a warning from Python; the CLI refuses and writes nothing).
-NOTHING_SWAPPED = ("convert swapped no pooling site ({found} found; see `poolswap inspect`): the result computes "
+NOTHING_SWAPPED = ("poolswap: convert swapped no pooling site ({found} found; see `poolswap inspect`): the result computes "
                    "exactly what the original does")
 
 

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     targeted = agreement_data(args, model) if args.data is not None else {}
     spec = spec_of(model)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "convert swapped no pooling site", UserWarning)  # refused below instead
+        warnings.filterwarnings("ignore", "poolswap: convert swapped no pooling site", UserWarning)  # refused below instead
         converted = convert(model, example_input=example, inplace=True, **config.to_kwargs(), **targeted)
     data = converted.poolswap_manifest
     report = Report([Site.from_dict(s) for s in data["sites"]], untraced=data.get("untraced"))

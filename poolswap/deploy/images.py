@@ -74,7 +74,7 @@ def load_images(paths: Iterable[Path], preprocessing: Union[Preprocessing, Seque
 def images_for_model(onnx_path: Union[str, Path], folder: Path, limit: Optional[int] = None, *,
                      skip_bad_images: bool = False) -> np.ndarray:
     """A batch of ``folder``'s images prepared as the exported model at ``onnx_path`` says (its stored preprocessing)."""
-    from .onnx_file import read_onnx
+    from ..export import read_onnx
 
     model = read_onnx(onnx_path)
     metadata = {p.key: p.value for p in model.metadata_props}

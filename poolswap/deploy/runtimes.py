@@ -83,9 +83,9 @@ def _reference(path: Path) -> Runner:
     import onnx
     from onnx.reference import ReferenceEvaluator
 
-    from .onnx_file import read_onnx
+    from ..export import read_onnx
 
-    model = read_onnx(path)
+    model = read_onnx(path, load_external_data=True)
     evaluator = ReferenceEvaluator(model)
     name = model.graph.input[0].name
 

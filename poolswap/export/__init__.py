@@ -5,6 +5,7 @@
 * :func:`inline_softpool` turns such a model into standard ONNX operators only.
 * :func:`validate` compares PyTorch with every runtime at hand (ORT with the body,
   ORT with the library, ONNX's reference evaluator, OpenVINO).
+* :func:`read_onnx` reads an ``.onnx`` file's graph; a damaged or empty one is a one-line error.
 """
 
 import importlib
@@ -27,6 +28,7 @@ _LAZY = {
     "ValidationReport": "._validate",
     "compare_outputs": "._validate",
     "validate": "._validate",
+    "read_onnx": "._onnx_file",
 }
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "softpool_attributes",
     "softpool_function",
     "softpool_nodes",
+    "read_onnx",
     "validate",
 ]
 

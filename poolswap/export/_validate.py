@@ -145,7 +145,7 @@ def validate(
     makes a missing one an error, as naming it does). Without ``inputs``, ``n``
     standard-normal inputs shaped like the model's input (a symbolic batch becomes ``n``).
     """
-    from ..deploy.onnx_file import read_onnx
+    from ._onnx_file import read_onnx
     from ..deploy.runtimes import RUNTIMES, available_runtimes, runner
 
     onnx_path = Path(onnx_path)

@@ -26,7 +26,7 @@ from .errors import PoolswapError
 
 __all__ = [
     "OptionError", "option", "add_options", "from_args", "from_mapping", "flag_of",
-    "check_int", "check_number", "check_choice", "check_fraction",
+    "check_int", "check_number", "check_choice", "check_fraction", "check_agreement", "AGREEMENT_RANGE",
 ]
 
 
@@ -210,9 +210,24 @@ def check_number(name: str, value: Any, *, allow_zero: bool = False) -> None:
 
 
 def check_fraction(name: str, value: Any) -> None:
-    check_number(name, value, allow_zero=True)
-    if value > 1:
-        raise OptionError(name, f"must be in [0, 1], got {value!r}")
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
+    if not ok:  # one message for every way out of the range
+        raise OptionError(name, f"must be a number in [0, 1], got {value!r}")
+
+
+#: What a minimum agreement must be, said the same way by every command, config and API that takes one.
+AGREEMENT_RANGE = "must be a number in (0, 1], e.g. 0.995"
+
+
+def agreement_ok(value: Any) -> bool:
+    """Whether ``value`` is a minimum agreement: a finite number in (0, 1]."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and 0 < value <= 1)
+
+
+def check_agreement(name: str, value: Any) -> None:
+    if not agreement_ok(value):
+        raise OptionError(name, f"{AGREEMENT_RANGE}, got {value!r}")
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:

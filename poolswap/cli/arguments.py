@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 from typing import Any, Callable, Optional
 
 from ..errors import PoolswapError
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "add_data_arguments", "add_model_arguments", "build_model", "data_overrides", "parse_input_size",
     "parse_model_kwargs", "integer", "fraction", "positive_number", "add_preprocessing_arguments",
-    "add_agreement_data_arguments", "agreement_data",
+    "add_agreement_data_arguments", "agreement_data", "add_trust_argument", "agreement",
 ]
 
 
@@ -53,6 +56,16 @@ def fraction(text: str) -> float:
     return value
 
 
+def agreement(text: str) -> float:
+    """An argparse type: a minimum agreement, in (0, 1] (the range every --min-agreement states)."""
+    from ..options import AGREEMENT_RANGE, agreement_ok
+
+    value = _finite(text)
+    if value is None or not agreement_ok(value):
+        raise argparse.ArgumentTypeError(f"{AGREEMENT_RANGE}, got {text!r}")
+    return value
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_required: bool) -> None:
     parser.add_argument("model", metavar="MODEL", help="timm:NAME, torchvision:NAME or package.module:factory")
     group = parser.add_argument_group("model")
@@ -63,6 +76,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_required: bo
     group.add_argument("--model-kwargs", metavar="JSON", help="extra keyword arguments for the model factory (default: none)")
     group.add_argument("--use-ema", action="store_true", help="prefer the checkpoint's state_dict_ema (default: off)")
     group.add_argument("--input-size", metavar="C,H,W", help="example input size for shapes (default: the model's own)")
+
+
+def add_trust_argument(parser: Any) -> None:
+    """``--trust-module MODULE`` (repeatable): a model file's ``MODULE:factory`` spec may run that module's code."""
+    parser.add_argument("--trust-module", action="append", default=None, metavar="MODULE", dest="trust_module",
+                        help="let a model file build its architecture with MODULE's factory (package.module:factory "
+                             "specs run that module's code; repeatable; default: only timm, torchvision and "
+                             "poolswap's own factories)")
 
 
 def parse_model_kwargs(text: Optional[str]) -> dict[str, Any]:
@@ -81,13 +102,15 @@ def parse_input_size(text: Optional[str], flag: str = "--input-size") -> Optiona
     """``"3,224,224"`` (or ``3x224x224``) -> ``(3, 224, 224)``; ``"224,224"`` means 3 channels. None stays None."""
     if text is None or text == "":
         return None
+    from ..input_size import check_input_size
+
     try:
         size = tuple(int(v) for v in str(text).replace("x", ",").split(","))
     except ValueError:
         size = ()
-    if len(size) not in (2, 3) or any(v < 1 for v in size):
+    if len(size) not in (2, 3):
         raise PoolswapError(f"{flag} must look like C,H,W (e.g. 3,224,224) or H,W, got {text!r}")
-    return (3, *size) if len(size) == 2 else size
+    return check_input_size((3, *size) if len(size) == 2 else size, flag)
 
 
 def build_model(args: argparse.Namespace):
@@ -113,14 +136,47 @@ def add_agreement_data_arguments(parser: argparse.ArgumentParser) -> argparse._A
                             "preprocessing and --input-size (default: none)")
     group.add_argument("--batches", type=integer(1), default=8, metavar="N", help="with --data: use N batches of images")
     group.add_argument("--batch-size", type=integer(1), default=32, help="with --data: images per batch")
+    group.add_argument("--skip-bad-images", action="store_true",
+                       help="with --data: skip image files that cannot be decoded, with a warning (default: stop at "
+                            "the first)")
     return group
 
 
-def agreement_data(args: argparse.Namespace) -> dict:
-    """The keyword arguments of ``inspect``/``convert`` that the --data flags give."""
+def _stated_input_size(model: Any) -> bool:
+    """Whether the model (or its spec) says what input size it takes: timm's pretrained_cfg, a torchvision spec."""
+    from ..model import spec_of
+
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    spec = spec_of(model)
+    return bool(isinstance(cfg, dict) and cfg.get("input_size")) or (spec is not None and spec.source != "python")
+
+
+def agreement_data(args: argparse.Namespace, model: Any) -> dict:
+    """The keyword arguments of ``inspect``/``convert`` that the --data flags give: the images, read as ``model``
+    takes them (its data config, --input-size on top), the preprocessing said in one log line."""
+    from ..model import spec_of
+    from ..data.datasets import build_transform, image_dataset, resolve_data_config
+
     size = parse_input_size(args.input_size)
-    return {"data": args.data, "num_batches": args.batches, "batch_size": args.batch_size,
-            "data_config": {"input_size": size} if size is not None else None}
+    spec = spec_of(model)
+    config = resolve_data_config(model, spec=spec.text if spec else None,
+                                 overrides={"input_size": size} if size is not None else None)
+    shape = "x".join(str(v) for v in config["input_size"])
+    if size is not None:
+        origin = "--input-size"
+    elif _stated_input_size(model):
+        origin = "the model's data config"
+    else:
+        origin = "a default: the model states no input size; give --input-size C,H,W if it takes another"
+    logger.info("--data images read at %s (%s), resize %s to crop %g, mean %s, std %s", shape, origin,
+                config["interpolation"], config["crop_pct"], _short(config["mean"]), _short(config["std"]))
+    dataset = image_dataset(args.data, build_transform(config), channels=int(config["input_size"][0]),
+                            skip_bad_images=args.skip_bad_images)
+    return {"data": dataset, "num_batches": args.batches, "batch_size": args.batch_size}
+
+
+def _short(values: Any) -> str:
+    return ",".join(f"{float(v):.3g}" for v in values)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:

@@ -18,6 +18,9 @@ class DigitsCNN(nn.Module):
     def __init__(self, num_classes: int = 10, in_chans: int = 1, width: int = 16) -> None:
         super().__init__()
         self.num_classes = num_classes
+        # the input it is made for (the demo's 8x8 digits upsampled to 16x16), stated the way timm models state
+        # theirs, so that `poolswap inspect/convert --data` read images at this size
+        self.pretrained_cfg = {"input_size": (int(in_chans), 16, 16)}
         w = int(width)
 
         def block(cin: int, cout: int) -> nn.Sequential:

@@ -74,9 +74,9 @@ def load_images(paths: Iterable[Path], preprocessing: Union[Preprocessing, Seque
 def images_for_model(onnx_path: Union[str, Path], folder: Path, limit: Optional[int] = None, *,
                      skip_bad_images: bool = False) -> np.ndarray:
     """A batch of ``folder``'s images prepared as the exported model at ``onnx_path`` says (its stored preprocessing)."""
-    import onnx
+    from ..export import read_onnx
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    model = read_onnx(onnx_path)
     metadata = {p.key: p.value for p in model.metadata_props}
     dims = model.graph.input[0].type.tensor_type.shape.dim
     shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]

@@ -145,20 +145,17 @@ def validate(
     makes a missing one an error, as naming it does). Without ``inputs``, ``n``
     standard-normal inputs shaped like the model's input (a symbolic batch becomes ``n``).
     """
-    import onnx
-
+    from ..export._onnx_file import read_onnx
     from .runtimes import RUNTIMES, available_runtimes, runner
 
     onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise FileNotFoundError(f"no ONNX model at {onnx_path}")
+    graph_input = read_onnx(onnx_path).graph.input[0]  # a damaged or empty file: one line, before any runtime
     asked = list(RUNTIMES if runtimes is None else runtimes)
     usable, missing = available_runtimes(asked)
     if missing and (strict or runtimes is not None):
         name, reason = next(iter(missing.items()))
         raise PoolswapError(f"runtime {name}: {reason}")
     if inputs is None:
-        graph_input = onnx.load(str(onnx_path), load_external_data=False).graph.input[0]
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in graph_input.type.tensor_type.shape.dim]
         shape = [n if d <= 0 else d for d in dims]
         inputs = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)

@@ -6,6 +6,7 @@
 
 Validation across runtimes needs deploy's sessions, so it lives there
 (:func:`poolswap.deploy.validate`); the runtimes' names are :data:`RUNTIMES` here.
+* :func:`read_onnx` reads an ``.onnx`` file's graph; a damaged or empty one is a one-line error.
 """
 
 from .._lazy import lazy_exports
@@ -22,6 +23,7 @@ _LAZY = {
     "softpool_nodes": "._function",
     "inline_softpool": "._inline",
     "is_inlined": "._inline",
+    "read_onnx": "._onnx_file",
 }
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "softpool_attributes",
     "softpool_function",
     "softpool_nodes",
+    "read_onnx",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, eager=__all__)

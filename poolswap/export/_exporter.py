@@ -25,8 +25,10 @@ from .. import __version__
 from .._atomic import atomic_path
 from ..errors import PoolswapError, PoolswapTypeError, first_line
 from ..data.preprocess import CLASS_NAMES_KEY, PREPROCESS_KEY, Preprocessing
+from ..input_size import check_input_size
 from ..ops._geometry import PoolGeometry
 from . import _function
+from ._fast_body_check import UNDERFLOW_GAP, fast_body_underflow
 from ._frozen import SOFT_POOL_FROZEN, freeze_softpools
 from .config import ExportConfig
 from ._function import DEFAULT_BODY, DEFAULT_OPSET
@@ -199,7 +201,7 @@ def export_onnx(
     frozen, n_modules = freeze_softpools(model)
     frozen = frozen.cpu()
     if example_input is None:
-        size = tuple(int(v) for v in config["input_size"])
+        size = check_input_size(tuple(int(v) for v in config["input_size"]))  # before allocating it
         example_input = torch.randn(2 if dynamic_batch else 1, *size)
     example_input = example_input.detach().cpu()
     try:  # one eager run first: a wrong input size is the user's to fix, not an exporter trace to read
@@ -210,6 +212,14 @@ def export_onnx(
             f"the model does not run on an input of shape {tuple(example_input.shape)} ({first_line(exc)[:300]}); "
             "give the input size it was built for (--input-size C,H,W)"
         ) from exc
+    if body == "fast":
+        underflow = fast_body_underflow(frozen, example_input)
+        if underflow:
+            message = (f"poolswap: the fast body gives NaN on this model's example input where a window lies more "
+                       f"than {UNDERFLOW_GAP:g}/beta below its channel's maximum: {'; '.join(underflow[:3])}"
+                       f"{f' and {len(underflow) - 3} more site(s)' if len(underflow) > 3 else ''}; export with "
+                       "--body exact (body='exact'), stable for any input")
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
     if class_names is not None and isinstance(output, torch.Tensor) and output.dim() == 2 \
             and len(class_names) != output.shape[1]:
         raise PoolswapError(f"{len(class_names)} class names for a model with {output.shape[1]} outputs; "

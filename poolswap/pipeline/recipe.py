@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 from .._atomic import atomic_write_text
 from ..errors import PoolswapError, first_line
+from ..input_size import check_input_size
 from ..options import from_mapping
 
 __all__ = ["Recipe", "load_recipe", "run_recipe", "STAGES"]
@@ -49,6 +50,7 @@ class Recipe:
     export: Any = None
     validate: Any = None
     validate_data: Optional[Path] = None
+    trust_module: tuple[str, ...] = ()  # modules whose package.module:factory specs the user trusts
 
     def path(self, value: str) -> Path:
         p = Path(os.path.expanduser(value))
@@ -88,8 +90,13 @@ def _folder(recipe: Recipe, section: dict, where: str, required: bool) -> Option
     return recipe.path(value)
 
 
-def check_recipe(data: Any, base: Union[str, os.PathLike] = ".") -> Recipe:
-    """Validate a whole recipe before anything runs: keys, types, every stage's settings, files and folders."""
+def check_recipe(data: Any, base: Union[str, os.PathLike] = ".", *, trust_module: Any = None) -> Recipe:
+    """Validate a whole recipe before anything runs: keys, types, every stage's settings, files and folders.
+
+    A recipe is a file, so its model spec may name only what a model file may (see
+    :mod:`poolswap.model.trust`): a ``package.module:factory`` outside poolswap needs ``trust_module``.
+    """
+    from ..model import check_file_spec, parse_spec, trusted_modules
     from ..export.config import ExportConfig, ValidateConfig
     from ..surgery.config import ConvertConfig
     from ..train import FinetuneConfig
@@ -100,7 +107,10 @@ def check_recipe(data: Any, base: Union[str, os.PathLike] = ".") -> Recipe:
     size = data["input_size"]
     if len(size) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
         raise PoolswapError(f"recipe: 'input_size' must be three positive integers [C, H, W], got {size!r}")
-    recipe = Recipe(data=data, base=Path(base), input_size=tuple(size))
+    check_input_size(size, "recipe: 'input_size'")
+    trusted = tuple(sorted(trusted_modules(trust_module)))
+    check_file_spec(parse_spec(data["model"], data.get("model_kwargs")).to_dict(), trusted, what="recipe: 'model'")
+    recipe = Recipe(data=data, base=Path(base), input_size=tuple(size), trust_module=trusted)
     section = dict(data.get("convert") or {})
     recipe.convert_data = _folder(recipe, section, "convert", required=False)
     recipe.convert = from_mapping(ConvertConfig, section, "convert")
@@ -129,8 +139,8 @@ def check_recipe(data: Any, base: Union[str, os.PathLike] = ".") -> Recipe:
     return recipe
 
 
-def load_recipe(path: Union[str, os.PathLike]) -> Recipe:
-    """Read and validate a recipe file (YAML)."""
+def load_recipe(path: Union[str, os.PathLike], *, trust_module: Any = None) -> Recipe:
+    """Read and validate a recipe file (YAML); ``trust_module`` as for :func:`poolswap.load`."""
     import yaml
 
     path = Path(path)
@@ -140,7 +150,7 @@ def load_recipe(path: Union[str, os.PathLike]) -> Recipe:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise PoolswapError(f"recipe {path} is not valid YAML: {first_line(exc)}") from None
-    return check_recipe(data, path.resolve().parent)
+    return check_recipe(data, path.resolve().parent, trust_module=trust_module)
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -213,7 +223,7 @@ def run_recipe(recipe: Recipe, *, force: bool = False, on_stage: Optional[Callab
             from ..train import finetune
             from ..data.datasets import split_dir
 
-            model = poolswap.load(converted)
+            model = poolswap.load(converted, trust_module=recipe.trust_module)
             val = split_dir(folder, "val", required=False)
             result = finetune(model, train_data=split_dir(folder, "train"), val_data=val, config=recipe.finetune,
                               run_dir=run_dir / "finetune", overwrite=True, progress=False)
@@ -227,7 +237,7 @@ def run_recipe(recipe: Recipe, *, force: bool = False, on_stage: Optional[Callab
     onnx_path = run_dir / "model.onnx"
     if recipe.export is not None:
         def do_export() -> dict:
-            model = poolswap.load(current)
+            model = poolswap.load(current, trust_module=recipe.trust_module)
             poolswap.export_onnx(model, onnx_path, input_size=input_size, **recipe.export.to_kwargs())
             return {"file": onnx_path.name}
 
@@ -245,7 +255,7 @@ def run_recipe(recipe: Recipe, *, force: bool = False, on_stage: Optional[Callab
                 from ..deploy.images import images_for_model
 
                 inputs = images_for_model(onnx_path, recipe.validate_data, settings.n)
-            report = validate(onnx_path, poolswap.load(current), inputs, **settings.to_kwargs())
+            report = validate(onnx_path, poolswap.load(current, trust_module=recipe.trust_module), inputs, **settings.to_kwargs())
             logger.info("%s", report.format())
             if not report.ok:
                 raise PoolswapError(f"validation failed beyond the tolerance; see {record_path}")

@@ -21,7 +21,7 @@ from .manifest import MANIFEST_ATTR, manifest, manifest_fixed_betas
 from .report import Report
 from .sensitivity import SiteSensitivity, sensitivity
 from .sites import KINDS, Site
-from .swap import apply_manifest, convert
+from .swap import apply_manifest, check_model, convert
 
 __all__ = [
     "FILE_FORMAT",
@@ -59,6 +59,7 @@ def inspect(model: nn.Module, example_input: Any = None, *, data: Any = None, be
     agreement with the original when that site alone is swapped at ``beta``, and
     the beta calibration picks for it (see :func:`sensitivity`).
     """
+    check_model(model, "inspect")
     if data is None:
         return find_sites(model, example_input)
     return sensitivity(model, data, beta=beta, example_input=example_input, num_batches=num_batches,

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from ..options import OptionError, check_choice, check_fraction, check_number, option
+from ..options import OptionError, check_agreement, check_choice, check_number, option
 
 __all__ = ["ConvertConfig", "LEARN_BETA"]
 
@@ -43,7 +43,7 @@ class ConvertConfig:
         check_choice("learn_beta", self.learn_beta, (False, *LEARN_BETA))
         check_number("beta", self.beta)
         if self.min_agreement is not None:
-            check_fraction("min_agreement", self.min_agreement)
+            check_agreement("min_agreement", self.min_agreement)
         for name in ("include", "exclude", "kinds"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, str) or not all(isinstance(v, str) for v in value)):

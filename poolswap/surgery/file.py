@@ -17,10 +17,11 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_path
-from ..errors import PoolswapError, first_line
+from ..errors import PoolswapError, PoolswapTypeError, first_line
 from ..model.checkpoint import build_from_checkpoint, load_weights
 from ..model.file_kind import describe_kind, file_kind, folder_hint
-from ..model.spec import ModelSpec, parse_spec, spec_of
+from ..model.spec import SPEC_ATTR, ModelSpec, parse_spec, spec_of
+from ..model.trust import TrustArg, check_file_spec
 from ..ops import restore_fixed_betas
 from .manifest import MANIFEST_ATTR, manifest, manifest_fixed_betas
 from .swap import apply_manifest
@@ -54,6 +55,9 @@ def save(model: nn.Module, path: Union[str, os.PathLike], *, spec: Union[str, Mo
     resolved = parse_spec(spec) if spec is not None else spec_of(model)
     if resolved is None:
         raise PoolswapError("save needs the model's architecture: pass spec='timm:NAME', 'torchvision:NAME' or 'package.module:factory'")
+    # a file whose spec load would refuse is of no use: say so before writing (a python module needs trust at load)
+    check_file_spec(resolved.to_dict(), resolved.name.partition(":")[0] if resolved.source == "python" else None,
+                    what=f"cannot save {path}: its spec")
     header = {"format": FILE_FORMAT, "spec": resolved.to_dict(), "manifest": manifest(model)}
     tensors = _state_for_safetensors(model)
     with atomic_path(path) as tmp:
@@ -80,18 +84,39 @@ def read_header(path: Union[str, os.PathLike]) -> dict[str, Any]:
     if _META_KEY not in meta:
         raise PoolswapError(f"{path} is a plain safetensors file, not a poolswap model file (no '{_META_KEY}' "
                             f"header); {CONVERT_HINT}")
-    header = json.loads(meta[_META_KEY])
+    try:
+        header = json.loads(meta[_META_KEY])
+    except ValueError as exc:
+        raise PoolswapError(f"{path} has a damaged poolswap header (not JSON: {first_line(exc)})") from None
+    if not isinstance(header, dict):
+        raise PoolswapError(f"{path} has a damaged poolswap header (not a JSON object)")
     if header.get("format") != FILE_FORMAT:
         raise PoolswapError(f"{path} has format {header.get('format')!r}; this poolswap reads {FILE_FORMAT!r}")
     return header
 
 
-def load(path: Union[str, os.PathLike]) -> nn.Module:
-    """Rebuild a model written by :func:`save`: architecture, swapped sites, temperatures, weights."""
+def load(path: Union[str, os.PathLike], *, trust_module: TrustArg = None,
+         model: Optional[nn.Module] = None) -> nn.Module:
+    """Rebuild a model written by :func:`save`: architecture, swapped sites, temperatures, weights.
+
+    The file's spec builds only what a file may name (see :mod:`poolswap.model.trust`): timm and
+    torchvision models, poolswap's own factories, and ``package.module:factory`` specs whose module
+    the caller trusts by name (``trust_module="pkg.mod"`` or a list of names). Or pass ``model``,
+    the unconverted architecture built by the caller; the file then brings the swap and the weights.
+    """
     from safetensors.torch import load_file
 
     header = read_header(path)
-    model = ModelSpec.from_dict(header["spec"]).build()
+    if model is None:
+        model = check_file_spec(header.get("spec"), trust_module, what=str(path)).build()
+    elif not isinstance(model, nn.Module):
+        raise PoolswapTypeError(f"model must be a torch.nn.Module (the unconverted architecture), "
+                                f"got {type(model).__name__}")
+    elif spec_of(model) is None:
+        try:  # remember the file's spec (for save, and the original in finetune) only where a file may build it
+            setattr(model, SPEC_ATTR, check_file_spec(header.get("spec"), trust_module, what=str(path)).to_dict())
+        except PoolswapError:
+            pass
     if header.get("manifest"):
         model = apply_manifest(model, header["manifest"])
     load_weights(model, load_file(str(path)), what=str(path))
@@ -102,15 +127,15 @@ def load(path: Union[str, os.PathLike]) -> nn.Module:
     return model
 
 
-
-
-def load_model(source: Union[str, os.PathLike], weights: Optional[Union[str, os.PathLike]] = None) -> nn.Module:
-    """A model file written by :func:`save`, or a spec (``timm:NAME``, ...) with optional weights (eval mode)."""
+def load_model(source: Union[str, os.PathLike], weights: Optional[Union[str, os.PathLike]] = None, *,
+               trust_module: TrustArg = None) -> nn.Module:
+    """A model file written by :func:`save` (``trust_module`` as for :func:`load`), or a spec the user
+    gave (``timm:NAME``, ...) with optional weights (eval mode)."""
     text = str(source)
     if os.path.exists(text):
         if weights:
             raise PoolswapError(f"{text} is a model file; weights apply to a spec such as torchvision:NAME")
-        return load(text)
+        return load(text, trust_module=trust_module)
     if ":" in text and not text.startswith((".", "/")):
         return build_from_checkpoint(text, weights)
     raise PoolswapError(f"{text} does not exist (expected a poolswap model file or a spec such as timm:NAME)")

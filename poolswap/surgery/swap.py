@@ -16,12 +16,13 @@ from __future__ import annotations
 import copy
 import logging
 import types
+import warnings
 from collections import OrderedDict
 from typing import Any, Iterable, Optional, Union
 
 from torch import fx, nn
 
-from ..errors import PoolswapError
+from ..errors import PoolswapError, PoolswapTypeError
 from ..ops import GlobalSoftPool, SoftPool1d, SoftPool2d, SoftPool2dSame, SoftPool3d
 from .find import find_sites, untraced_pooling
 from .manifest import MANIFEST_ATTR, build_manifest
@@ -246,6 +247,7 @@ def convert(
     harmful first) needed to keep top-1 agreement with the original at or above
     ``min_agreement`` on those images; see :func:`~.target.convert_for_agreement`.
     """
+    check_model(model, "convert")
     learn = _learn_mode(learn_beta)
     if min_agreement is None and data is not None:
         raise PoolswapError("data is used to reach min_agreement: pass min_agreement too (e.g. 0.995)")
@@ -286,11 +288,26 @@ def convert(
         return convert_for_agreement(model, sites, batches, min_agreement=min_agreement, beta=beta, learn_beta=learn,
                                      config=config, untraced=untraced)
     model = convert_sites(model, sites, beta=beta, learn_beta=learn, config=config, untraced=untraced)
-    logger.info("swapped %d of %d pooling sites", sum(s.action == "swap" for s in sites), len(sites))
+    swapped = sum(s.action == "swap" for s in sites)
+    logger.info("swapped %d of %d pooling sites", swapped, len(sites))
+    if not swapped:
+        warnings.warn(NOTHING_SWAPPED.format(found=len(sites)), UserWarning, stacklevel=2)
     return model
 
 
+#: What convert says when it swaps nothing (a warning from Python; the CLI refuses and writes nothing).
+NOTHING_SWAPPED = ("poolswap: convert swapped no pooling site ({found} found; see `poolswap inspect`): the result computes "
+                   "exactly what the original does")
+
+
+def check_model(model: Any, what: str) -> None:
+    """A one-line :class:`PoolswapTypeError` unless ``model`` is a ``torch.nn.Module``."""
+    if not isinstance(model, nn.Module):
+        raise PoolswapTypeError(f"{what} needs a torch.nn.Module, got {type(model).__name__}; build one with "
+                                "poolswap.create_model('timm:NAME') or load one with poolswap.load(PATH)")
+
+
 def _check_target(min_agreement: Any) -> None:
-    ok = isinstance(min_agreement, (int, float)) and not isinstance(min_agreement, bool)
-    if not ok or not 0.0 < float(min_agreement) <= 1.0:
-        raise PoolswapError(f"min_agreement must be a fraction in (0, 1], e.g. 0.995, got {min_agreement!r}")
+    from ..options import check_agreement
+
+    check_agreement("min_agreement", min_agreement)

@@ -33,7 +33,10 @@ from .progress import Progress
 from .resume import get_rng_state, load_resume_state, save_resume_state, set_rng_state
 from .run_dir import RunDir
 
-__all__ = ["FinetuneResult", "Trainer", "finetune", "seed_everything"]
+__all__ = ["FinetuneResult", "Trainer", "check_resumed_config", "finetune", "seed_everything"]
+
+#: Settings a resumed run may change: where and how fast it runs, how often it logs and saves, and how many epochs.
+RESUME_MAY_CHANGE = ("epochs", "workers", "device", "log_every", "checkpoint_every")
 
 logger = logging.getLogger("poolswap.train")
 
@@ -70,6 +73,45 @@ def _as_dataset(data: DataArg, model: nn.Module, config: FinetuneConfig, spec, *
         return image_dataset(data, build_transform(data_config, train=train, hflip=config.hflip),
                              channels=data_config["input_size"][0], skip_bad_images=config.skip_bad_images)
     raise PoolswapError(f"data must be a Dataset or an image folder, got {type(data).__name__}")
+
+
+def _plain(value):
+    """``value`` with tuples as lists (a config read back from YAML has lists)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def check_resumed_config(saved: dict, config: FinetuneConfig, path: Path, *, done: int) -> bool:
+    """Refuse, in one line, settings a resumed run cannot change; True when ``config`` asks for more epochs.
+
+    ``saved``: the run's ``args.yaml`` config; ``done``: the epochs it finished. Only
+    :data:`RESUME_MAY_CHANGE` may differ; fewer epochs than already finished is refused.
+    """
+    import dataclasses
+
+    from ..options import flag_of
+
+    now = config.to_dict()
+    for f in dataclasses.fields(FinetuneConfig):
+        if f.name in RESUME_MAY_CHANGE or f.name not in saved:
+            continue
+        if _plain(saved[f.name]) != _plain(now[f.name]):
+            what = flag_of(f) if f.metadata.get("cli", True) else f.name
+            raise PoolswapError(
+                f"{path} was run with {what} {saved[f.name]!r}; a resumed run cannot change it to {now[f.name]!r} "
+                f"(it may change {', '.join('--' + n.replace('_', '-') for n in RESUME_MAY_CHANGE)}): start a new "
+                "run with -o NEW_DIR")
+    before = saved.get("epochs")
+    if config.epochs < done:
+        raise PoolswapError(f"{path} has finished {done} epoch(s) already; --epochs {config.epochs} would undo "
+                            f"them: give --epochs {done} or more")
+    if isinstance(before, int) and config.epochs != before:
+        logger.info("%s: %d epoch(s) now, %d before", path, config.epochs, before)
+        return True
+    return False
 
 
 def _split_batch(batch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -116,6 +158,7 @@ class Trainer:
         self.best_score: Optional[float] = None
         self.counts: dict[str, float] = {}
         self.state: Optional[dict] = None
+        self.extended = False  # a resumed run given more epochs than it was set up with
         self.created_run_dir = False
         self.interrupted = False  # set by Ctrl-C: stop after the step in flight
 
@@ -216,6 +259,9 @@ class Trainer:
         if state.get("steps_per_epoch") not in (None, self.steps_per_epoch):
             raise PoolswapError(f"{runs.resume_file} was written with {state['steps_per_epoch']} steps per epoch, "
                                 f"this run has {self.steps_per_epoch}: resume with the same data and batch size")
+        saved = runs.read_args().get("config") if runs.args_file.is_file() else None
+        if isinstance(saved, dict):
+            self.extended = check_resumed_config(saved, self.config, runs.path, done=self.start_epoch)
         if self.start_epoch >= self.config.epochs:
             logger.info("%s already finished its %d epoch(s): nothing to resume", runs.path, self.config.epochs)
         else:
@@ -231,6 +277,11 @@ class Trainer:
             logger.info("%s", self.calibration.summary())
 
     def write_args(self) -> None:
+        if self.runs is not None and self.resume and self.extended:
+            # the longer run is the run now: a later resume continues it, not the shorter one
+            args = self.runs.read_args()
+            args["config"] = {**args["config"], "epochs": self.config.epochs}
+            self.runs.write_args(args)
         if self.runs is None or self.resume:
             return
         args = {"config": self.config.to_dict(), **(self.extra_args or {})}
@@ -248,6 +299,14 @@ class Trainer:
             self.optimizer.load_state_dict(self.state["optimizer"])
             self.scheduler.load_state_dict(self.state["scheduler"])
             self.scaler.load_state_dict(self.state["scaler"])
+            if self.extended:
+                # the saved schedule ends where the shorter run ended: stretch it over the epochs now asked for
+                # (as timm does on a resume with more epochs) and set the learning rate it gives at this step
+                step = self.scheduler.last_epoch
+                for factor, base, group in zip(self.scheduler.lr_lambdas, self.scheduler.base_lrs,
+                                               self.optimizer.param_groups):
+                    factor.total_steps = max(1, int(self.total_steps))
+                    group["lr"] = base * factor(step)
         self.student: nn.Module = self.model
         if self.ctx.distributed:
             device = self.device

@@ -124,7 +124,7 @@ def test_save_load_python_factory_in_a_fresh_process(tmp_path):
     with torch.no_grad():
         torch.save(converted(x), tmp_path / "y.pt")
     code = (
-        "import torch, poolswap, sys; d = sys.argv[1]; m = poolswap.load(d + '/fn.safetensors');"
+        "import torch, poolswap, sys; d = sys.argv[1]; m = poolswap.load(d + '/fn.safetensors', trust_module='_surgery_models');"
         "torch.testing.assert_close(m(torch.load(d + '/x.pt')), torch.load(d + '/y.pt'));"
         "print(type(m).__name__, sorted(k for k in m.state_dict() if 'log_beta' in k))"
     )

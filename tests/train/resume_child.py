@@ -49,7 +49,7 @@ class BlockPastCheckpoint(Dataset):
 def main(argv) -> int:
     converted, data, run_dir = Path(argv[0]), Path(argv[1]), Path(argv[2])
     torch.set_num_threads(1)
-    model = poolswap.load(converted)
+    model = poolswap.load(converted, trust_module="tests.train.helpers")
     transform = build_transform(resolve_data_config(overrides=helpers.DATA_CONFIG), train=True, hflip=True)
     train = image_dataset(data / "train", transform)
     if "--block" in argv:

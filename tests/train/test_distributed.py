@@ -19,7 +19,7 @@ def test_torchrun_two_cpu_processes(converted, data_dir, tmp_path, subprocess_en
     run = tmp_path / "run"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        str(ROOT / "cli.py"), "finetune", str(path), "--data", str(data_dir), "-o", str(run),
+        str(ROOT / "cli.py"), "finetune", "--trust-module", "tests.train.helpers", str(path), "--data", str(data_dir), "-o", str(run),
         "--input-size", "16,16", "--crop-pct", "1", "--batch-size", "3", "--epochs", "2", "--device", "cpu",
         "--checkpoint-every", "1", "--no-progress",
     ]

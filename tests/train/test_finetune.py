@@ -51,7 +51,7 @@ class TestFinetune:
         # last is poolswap's model format: poolswap.load gives back the trained weights.
         import poolswap
 
-        reloaded = poolswap.load(run / "last.safetensors")
+        reloaded = poolswap.load(run / "last.safetensors", trust_module="tests.train.helpers")
         for k, v in model.state_dict().items():
             torch.testing.assert_close(reloaded.state_dict()[k], v, rtol=0, atol=0)
 
@@ -106,10 +106,10 @@ class TestCommands:
     def test_finetune_then_eval(self, converted, data_dir, tmp_path, capsys):
         path, _, _ = converted
         run = tmp_path / "run"
-        assert main(["finetune", str(path), "--data", str(data_dir), "-o", str(run), *SIZE, "--batch-size", "4",
+        assert main(["finetune", "--trust-module", "tests.train.helpers", str(path), "--data", str(data_dir), "-o", str(run), *SIZE, "--batch-size", "4",
                      "--max-steps", "2", "--no-progress"]) == 0
         assert (run / "best.safetensors").is_file()
-        assert main(["eval", str(run / "best.safetensors"), "--data", str(data_dir), "--against", "original", *SIZE,
+        assert main(["eval", "--trust-module", "tests.train.helpers", str(run / "best.safetensors"), "--data", str(data_dir), "--against", "original", *SIZE,
                      "--json"]) == 0
         assert '"agreement"' in capsys.readouterr().out
 
@@ -131,7 +131,7 @@ class TestCommands:
         elif case == "missing_model":
             path = tmp_path / "missing.safetensors"
         run = tmp_path / "run"
-        proc = subprocess.run([sys.executable, "-m", "poolswap.cli", "finetune", str(path), "--data", str(data),
+        proc = subprocess.run([sys.executable, "-m", "poolswap.cli", "finetune", "--trust-module", "tests.train.helpers", str(path), "--data", str(data),
                                "-o", str(run), *SIZE], capture_output=True, text=True)
         assert proc.returncode == 2, proc.stderr
         errors = [line for line in proc.stderr.splitlines() if line.startswith("poolswap: error:")]
@@ -141,11 +141,11 @@ class TestCommands:
     def test_corrupt_resume_state_is_refused_and_kept(self, converted, data_dir, tmp_path, capsys):
         path, _, _ = converted
         run = tmp_path / "run"
-        assert main(["finetune", str(path), "--data", str(data_dir), "-o", str(run), *SIZE, "--batch-size", "4",
+        assert main(["finetune", "--trust-module", "tests.train.helpers", str(path), "--data", str(data_dir), "-o", str(run), *SIZE, "--batch-size", "4",
                      "--max-steps", "1", "--no-progress"]) == 0
         (run / "resume.pt").write_bytes(b"garbage")
         kept = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-        assert main(["finetune", "--resume", str(run)]) == 2
+        assert main(["finetune", "--resume", str(run), "--trust-module", "tests.train.helpers"]) == 2
         assert "is not a readable resume state" in capsys.readouterr().err
         assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == kept
 

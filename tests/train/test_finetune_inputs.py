@@ -119,7 +119,7 @@ def test_only_betas_flag(converted, data_dir, tmp_path):
     path, _, _ = converted
     run = tmp_path / "run"
     size = ["--input-size", "16,16", "--crop-pct", "1", "--batch-size", "4", "--max-steps", "1", "--no-progress"]
-    assert main(["finetune", str(path), "--data", str(data_dir), "-o", str(run), *size, "--only-betas"]) == 0
+    assert main(["finetune", "--trust-module", "tests.train.helpers", str(path), "--data", str(data_dir), "-o", str(run), *size, "--only-betas"]) == 0
     import yaml
 
     assert yaml.safe_load((run / "args.yaml").read_text())["config"]["only_betas"] is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import warnings
 
 from ..._atomic import check_output
 from ...errors import PoolswapError
@@ -42,13 +43,18 @@ def run(args: argparse.Namespace) -> int:
         raise PoolswapError("--min-agreement and --data go together: --data DIR --min-agreement 0.995")
     if args.output and not args.dry_run:
         check_output(args.output, overwrite=args.overwrite, inputs=[args.checkpoint])
-    targeted = agreement_data(args) if args.data is not None else {}
     model, example = build_model(args)
+    targeted = agreement_data(args, model) if args.data is not None else {}
     spec = spec_of(model)
-    converted = convert(model, example_input=example, inplace=True, **config.to_kwargs(), **targeted)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "poolswap: convert swapped no pooling site", UserWarning)  # refused below instead
+        converted = convert(model, example_input=example, inplace=True, **config.to_kwargs(), **targeted)
     data = converted.poolswap_manifest
     report = Report([Site.from_dict(s) for s in data["sites"]], untraced=data.get("untraced"))
     print(report.table())
+    if not report.swapped() and not args.dry_run:
+        raise PoolswapError(f"no pooling site to swap ({len(report)} found, none chosen; see the table above): "
+                            "nothing written, as the output would be the original model")
     if "agreement" in data:
         a = data["agreement"]
         print(f"agreement with the original on {a['samples']} images: {a['reached']:.4f} (target {a['target']:g}; "

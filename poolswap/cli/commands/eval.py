@@ -7,7 +7,7 @@ import json
 import logging
 
 from ...errors import PoolswapError
-from ..arguments import add_data_arguments, data_overrides, fraction
+from ..arguments import add_data_arguments, add_trust_argument, agreement, data_overrides
 
 NAME = "eval"
 HELP = "top-1/top-5 of a model or checkpoint on an image folder, and agreement with another model"
@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a second model (file or spec) to measure agreement with; 'original' for MODEL's "
                              "unconverted original (default: none)")
     parser.add_argument("--against-weights", metavar="FILE", help="checkpoint for an --against spec (default: none)")
+    add_trust_argument(parser)
     add_data_arguments(parser)
-    parser.add_argument("--min-agreement", type=fraction,
+    parser.add_argument("--min-agreement", type=agreement,
                         help="fail (exit 1) when the agreement with --against is below this fraction (default: off)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -43,12 +44,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.data:
         raise PoolswapError("eval needs --data DIR (an image folder; DIR/val is used when it exists)")
     device = resolve_device(args.device)
-    model = load_model(args.model, args.weights)
+    model = load_model(args.model, args.weights, trust_module=args.trust_module)
     other = None
     if args.against == "original":
         other = original_of(model)
     elif args.against:
-        other = load_model(args.against, args.against_weights)
+        other = load_model(args.against, args.against_weights, trust_module=args.trust_module)
     if args.min_agreement is not None and other is None:
         raise PoolswapError("--min-agreement needs --against OTHER")
     folder = split_dir(args.data, "val", required=False) or split_dir(args.data, "train")

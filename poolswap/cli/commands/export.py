@@ -9,7 +9,7 @@ from pathlib import Path
 from ..._atomic import check_output
 from ...errors import PoolswapError
 from ...options import add_options, from_args
-from ..arguments import add_preprocessing_arguments, data_overrides
+from ..arguments import add_preprocessing_arguments, add_trust_argument, data_overrides
 
 NAME = "export"
 HELP = "export a converted checkpoint to ONNX (one poolswap::SoftPool node per SoftPool, a portable body)"
@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ...export.config import ExportConfig, ValidateConfig
 
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a model saved by poolswap.save / poolswap convert")
+    add_trust_argument(parser)
     groups = {"output": parser.add_argument_group("output")}
     groups["output"].add_argument("-o", "--output", required=True, help="the .onnx file to write")
     groups["output"].add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = data_overrides(args)
     class_names = _class_names(args.class_names)
     check_output(args.output, overwrite=args.overwrite, inputs=[args.checkpoint])
-    model = load(args.checkpoint)
+    model = load(args.checkpoint, trust_module=args.trust_module)
     path = export_onnx(model, args.output, input_size=overrides.pop("input_size", None), class_names=class_names,
                        data_config=overrides, **config.to_kwargs())
     print(f"wrote {path}")

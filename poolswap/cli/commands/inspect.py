@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     model, example = build_model(args)
     if args.data is not None:
-        report = inspect(model, example, beta=args.beta, **agreement_data(args))
+        report = inspect(model, example, beta=args.beta, **agreement_data(args, model))
     else:
         report = inspect(model, example)
     if args.json:

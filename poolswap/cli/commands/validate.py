@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ...errors import PoolswapError
 from ...options import add_options, from_args
-from ..arguments import integer
+from ..arguments import add_trust_argument, integer
 
 NAME = "validate"
 HELP = "compare an exported model with its checkpoint on every runtime at hand (fails beyond tolerance)"
@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--against", metavar="CHECKPOINT", default=None,
                         help="the PyTorch checkpoint it was exported from (poolswap.save); without it only the "
                              "runtimes are compared with each other")
+    add_trust_argument(parser)
     inputs = parser.add_argument_group("inputs")
     inputs.add_argument("--data", type=Path, default=None,
                         help="a folder of images (searched recursively) instead of random inputs")
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.model).is_file():
         what = "is a folder" if Path(args.model).is_dir() else "does not exist"
         raise PoolswapError(f"{args.model} {what}; give the exported .onnx file")
-    model = load(args.against) if args.against else None
+    model = load(args.against, trust_module=args.trust_module) if args.against else None
     inputs = None
     if args.data is not None:
         inputs = images_for_model(args.model, args.data, args.limit, skip_bad_images=args.skip_bad_images)

@@ -1,0 +1,162 @@
+"""A model file runs no code: its spec builds only timm/torchvision models, poolswap's own, or a trusted module."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import poolswap
+from poolswap.cli import main
+from poolswap.errors import PoolswapError
+from poolswap.model import check_file_spec, create_model
+from poolswap.surgery import load_model, read_header
+
+DEMO = "poolswap.demo.model:digits_cnn"
+
+
+@pytest.fixture(scope="module")
+def demo_file(tmp_path_factory) -> Path:
+    """A real converted file (the demo CNN, three pools swapped)."""
+    path = tmp_path_factory.mktemp("real") / "demo.safetensors"
+    torch.manual_seed(0)
+    converted = poolswap.convert(create_model(DEMO).eval(), example_input=torch.randn(1, 1, 16, 16))
+    poolswap.save(converted, path)
+    return path
+
+
+def _with_spec(real: Path, spec: dict, out: Path) -> Path:
+    """``real`` with its header's spec replaced: what an attacker edits in a downloaded file."""
+    with safe_open(str(real), framework="pt") as f:
+        header = json.loads(f.metadata()["poolswap"])
+    header["spec"] = spec
+    save_file(load_file(str(real)), str(out), metadata={"poolswap": json.dumps(header)})
+    return out
+
+
+def _payloads(marker: Path) -> dict[str, dict]:
+    cmd = f"touch {marker}"
+    return {
+        "subprocess": {"source": "python", "name": "subprocess:getoutput", "kwargs": {"cmd": cmd}},
+        "os_system": {"source": "python", "name": "os:system", "kwargs": {"command": cmd}},
+        "builtins_exec": {"source": "python", "name": "builtins:exec",
+                          "kwargs": {"source": f"import os; os.system({cmd!r})"}},
+        "unknown_source": {"source": "shell", "name": "subprocess:getoutput", "kwargs": {"cmd": cmd}},
+        "timm_overlay": {"source": "timm", "name": "resnet18",
+                         "kwargs": {"pretrained_cfg_overlay": {"file": str(marker)}}},
+        "timm_checkpoint_path": {"source": "timm", "name": "resnet18", "kwargs": {"checkpoint_path": str(marker)}},
+        "timm_pretrained": {"source": "timm", "name": "resnet18", "kwargs": {"pretrained": True}},
+        "timm_hub_name": {"source": "timm", "name": "hf-hub:someone/evil", "kwargs": {}},
+        "torchvision_weights": {"source": "torchvision", "name": "resnet18", "kwargs": {"weights": "DEFAULT"}},
+        "timm_bad_type": {"source": "timm", "name": "resnet18", "kwargs": {"num_classes": "1000; rm -rf"}},
+    }
+
+
+PAYLOADS = list(_payloads(Path("x")))
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_a_malicious_spec_runs_nothing_on_load(demo_file, tmp_path, monkeypatch, payload):
+    import timm
+    import torchvision
+
+    called = []
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: called.append(a))
+    monkeypatch.setattr(torchvision.models, "get_model", lambda *a, **k: called.append(a))
+    marker = tmp_path / "pwned"
+    evil = _with_spec(demo_file, _payloads(marker)[payload], tmp_path / "evil.safetensors")
+    with pytest.raises(PoolswapError) as info:
+        poolswap.load(evil)
+    assert "\n" not in str(info.value)
+    assert not marker.exists() and called == []
+    with pytest.raises(PoolswapError):
+        load_model(str(evil))
+    assert not marker.exists() and called == []
+
+
+def test_the_refusal_names_the_module_and_the_flag(demo_file, tmp_path):
+    evil = _with_spec(demo_file, _payloads(tmp_path / "pwned")["subprocess"], tmp_path / "evil.safetensors")
+    with pytest.raises(PoolswapError, match=r"'subprocess:getoutput'.*--trust-module subprocess.*trust_module="):
+        poolswap.load(evil)
+    with pytest.raises(PoolswapError, match="'pretrained_cfg_overlay', which a model file may not set"):
+        poolswap.load(_with_spec(demo_file, _payloads(tmp_path)["timm_overlay"], tmp_path / "o.safetensors"))
+
+
+@pytest.mark.parametrize("command", ["export", "validate", "eval", "finetune", "run"])
+def test_the_cli_runs_nothing_from_a_file(demo_file, tmp_path, capsys, command):
+    marker = tmp_path / "pwned"
+    evil = _with_spec(demo_file, _payloads(marker)["subprocess"], tmp_path / "evil.safetensors")
+    data = tmp_path / "data"
+    (data / "train" / "a").mkdir(parents=True)
+    (data / "val" / "a").mkdir(parents=True)
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"not used: the checkpoint is read first")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"model: subprocess:getoutput\nmodel_kwargs: {{cmd: 'touch {marker}'}}\ninput_size: [1, 16, 16]\n")
+    argv = {
+        "export": ["export", str(evil), "-o", str(tmp_path / "out.onnx")],
+        "validate": ["validate", str(onnx), "--against", str(evil)],
+        "eval": ["eval", str(evil), "--data", str(data)],
+        "finetune": ["finetune", str(evil), "--data", str(data), "-o", str(tmp_path / "run")],
+        "run": ["run", str(recipe)],
+    }[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert not marker.exists()
+    assert len(err.splitlines()) == 1 and "--trust-module subprocess" in err
+    assert not (tmp_path / "out.onnx").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_trusted_module_loads(demo_file, tmp_path, capsys):
+    """A user's own package.module:factory loads once its module is trusted (API and CLI)."""
+    spec = {"source": "python", "name": "poolswap.demo.model:DigitsCNN", "kwargs": {"num_classes": 10}}
+    mine = _with_spec(demo_file, spec, tmp_path / "mine.safetensors")
+    with pytest.raises(PoolswapError, match="--trust-module poolswap.demo.model"):
+        poolswap.load(mine)
+    model = poolswap.load(mine, trust_module="poolswap.demo.model")
+    assert type(model).__name__ == "DigitsCNN" and len(poolswap.softpool_modules(model)) == 3
+    assert poolswap.load(mine, trust_module=["other", "poolswap.demo.model"]) is not None
+    out = tmp_path / "mine.onnx"
+    assert main(["export", str(mine), "-o", str(out), "--trust-module", "poolswap.demo.model"]) == 0
+    assert out.is_file()
+
+
+def test_the_model_object_passed_in_needs_no_trust(demo_file, tmp_path):
+    evil = _with_spec(demo_file, _payloads(tmp_path / "pwned")["subprocess"], tmp_path / "evil.safetensors")
+    model = poolswap.load(evil, model=create_model(DEMO))
+    assert len(poolswap.softpool_modules(model)) == 3 and not (tmp_path / "pwned").exists()
+    # the model keeps its own spec; the file's is never remembered, so nothing later (save, finetune's original)
+    # builds it
+    assert getattr(model, "poolswap_spec")["name"] == DEMO
+    plain = poolswap.load(evil, model=create_model(DEMO).__class__())
+    assert getattr(plain, "poolswap_spec", None) is None
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        poolswap.load(evil, model="subprocess")  # type: ignore[arg-type]
+
+
+def test_shipped_factories_and_allowed_kwargs_pass():
+    assert check_file_spec({"source": "python", "name": DEMO, "kwargs": {"num_classes": 3}}).name == DEMO
+    assert check_file_spec({"source": "timm", "name": "resnet18.a1_in1k",
+                            "kwargs": {"num_classes": 7, "in_chans": 1, "drop_rate": 0.1}}).kwargs["in_chans"] == 1
+    assert check_file_spec({"source": "torchvision", "name": "googlenet",
+                            "kwargs": {"aux_logits": False, "init_weights": False, "num_classes": 3}})
+    with pytest.raises(PoolswapError, match="width to 10000000"):
+        check_file_spec({"source": "python", "name": DEMO, "kwargs": {"width": 10_000_000}})
+    with pytest.raises(PoolswapError, match="num_classes to True"):
+        check_file_spec({"source": "timm", "name": "resnet18", "kwargs": {"num_classes": True}})
+
+
+def test_save_refuses_a_spec_that_load_would_refuse(tmp_path):
+    model = create_model("timm:resnet18", num_classes=3)
+    with pytest.raises(PoolswapError, match="checkpoint_path"):
+        poolswap.save(model, tmp_path / "x.safetensors", spec={"source": "timm", "name": "resnet18",
+                                                                "kwargs": {"checkpoint_path": "a.pth"}})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_demo_file_keeps_its_spec(demo_file):
+    assert read_header(demo_file)["spec"]["name"] == DEMO

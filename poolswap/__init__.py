@@ -7,7 +7,7 @@ The public API, imported lazily so that ``import poolswap`` (and the CLI's
 * its kernels: ``kernel_status``, ``ort_library_path``
 * models: ``create_model``, ``save``, ``load``
 * find and swap: ``inspect``, ``convert``, ``manifest``
-* fine-tune: ``finetune``, ``FinetuneConfig``, ``calibrate``, ``evaluate``
+* fine-tune: ``finetune``, ``FinetuneConfig``, ``calibrate``, ``evaluate``, ``shift_consistency``
 * export: ``export_onnx``
 
 The stages, in pipeline order, are the subpackages ``ops``, ``kernels``, ``model``,
@@ -38,6 +38,7 @@ _LAZY = {
     "convert": "poolswap.surgery",
     "manifest": "poolswap.surgery",
     "finetune": "poolswap.train",
+    "shift_consistency": "poolswap.train",
     "FinetuneConfig": "poolswap.train",
     "evaluate": "poolswap.train",
     "calibrate": "poolswap.train",

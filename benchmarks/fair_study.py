@@ -55,6 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _imagenette import DATA_CONFIG, default_data_dir, load_squeezenet  # noqa: E402
 from poolswap._atomic import atomic_path, atomic_write_text  # noqa: E402
 from poolswap.errors import PoolswapError  # noqa: E402
+# the split and the verdict rule live in poolswap.study (the `poolswap study` command); reused here
+from poolswap.study import class_balanced_indices, spread  # noqa: E402,F401
+from poolswap.study import verdict as compare  # noqa: E402
 
 logger = logging.getLogger("fair_study")
 
@@ -115,25 +118,6 @@ class CachedImages(Dataset):
 
     def __getitem__(self, index: int):
         return self.images[index], int(self.labels[index])
-
-
-def class_balanced_indices(targets: Sequence[int], limit: Optional[int]) -> list[int]:
-    """``limit // classes`` indices of each class, evenly spaced through its (sorted) files; all when ``limit`` is None."""
-    if limit is None:
-        return list(range(len(targets)))
-    classes = sorted(set(targets))
-    per_class = limit // len(classes)
-    if per_class < 1:
-        raise PoolswapError(f"a limit of {limit} images gives no image per class ({len(classes)} classes); raise it")
-    chosen = []
-    for c in classes:
-        members = [i for i, t in enumerate(targets) if t == c]
-        if per_class > len(members):
-            raise PoolswapError(f"class {c} has {len(members)} images, fewer than the {per_class} asked for; "
-                                "lower the limit")
-        step = len(members) / per_class
-        chosen.extend(members[int(k * step)] for k in range(per_class))
-    return sorted(chosen)
 
 
 def load_split(folder: Path, limit: Optional[int], size: int) -> CachedImages:
@@ -273,20 +257,6 @@ def finetune_copy(student: nn.Module, original: nn.Module, train: CachedImages, 
 
 
 # --------------------------------------------------------------------------- summary
-
-
-def spread(values: Sequence[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "n": len(values)}
-
-
-def compare(row: dict, baseline: dict) -> str:
-    """'higher' / 'lower' when the seeds' ranges do not overlap, else 'within spread'."""
-    if row["min"] > baseline["max"]:
-        return "higher"
-    if row["max"] < baseline["min"]:
-        return "lower"
-    return "within spread"
 
 
 def summarise(units: dict, rows: Sequence[Row]) -> list[dict]:

@@ -7,7 +7,7 @@ The public API, imported lazily so that ``import poolswap`` (and the CLI's
 * its kernels: ``kernel_status``, ``ort_library_path``
 * models: ``create_model``
 * find and swap: ``inspect``, ``convert``, ``manifest``; the converted-model file: ``save``, ``load``
-* calibrate and fine-tune: ``calibrate``, ``finetune``, ``FinetuneConfig``, ``evaluate``
+* calibrate and fine-tune: ``calibrate``, ``finetune``, ``FinetuneConfig``, ``evaluate``, ``shift_consistency``
 * export and check it: ``export_onnx``, ``validate``
 
 The stages, each importing only those below it (``docs/architecture.md``), are the
@@ -38,6 +38,7 @@ _LAZY = {
     "convert": "poolswap.surgery",
     "manifest": "poolswap.surgery",
     "finetune": "poolswap.train",
+    "shift_consistency": "poolswap.train",
     "FinetuneConfig": "poolswap.train",
     "evaluate": "poolswap.train",
     "calibrate": "poolswap.calibration",

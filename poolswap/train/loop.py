@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -28,6 +29,8 @@ from ..data.datasets import resolve_data_config
 from .distill import distillation_loss, frozen_teacher, original_of, shared_parameters
 from .distributed import all_reduce_sum, init_distributed
 from .evaluate import Metrics, evaluate
+from .guard import CollapseGuard
+from .lr_find import LrFindResult, find_lr
 from .optim import ParameterCount, build_optimizer, build_scheduler, count_parameters, freeze_bn_stats, is_softpool
 from .progress import Progress
 from .resume import get_rng_state, load_resume_state, save_resume_state, set_rng_state
@@ -53,6 +56,9 @@ class FinetuneResult:
     run_dir: Optional[Path] = None
     steps: int = 0
     parameters: Optional[ParameterCount] = None  # what was trained: weights and betas, and what stayed frozen
+    lr_find: Optional[LrFindResult] = None  # the range test of lr='auto'
+    start: Optional[dict] = None  # validation before training: val_top1, val_agreement, ...
+    collapse: Optional[str] = None  # the collapse guard's warning, if it fired
 
 
 def seed_everything(seed: int) -> None:
@@ -161,6 +167,9 @@ class Trainer:
         self.extended = False  # a resumed run given more epochs than it was set up with
         self.created_run_dir = False
         self.interrupted = False  # set by Ctrl-C: stop after the step in flight
+        self.lr_find: Optional[LrFindResult] = None
+        self.start_metrics: Optional[dict] = None  # validation before training
+        self.guard: Optional[CollapseGuard] = None
 
     # set-up
     def check_models(self) -> None:
@@ -256,6 +265,8 @@ class Trainer:
         restore_fixed_betas(model, state["fixed_betas"])
         self.start_epoch, self.start_step, self.global_step = state["epoch"], state["step"], state["global_step"]
         self.history, self.best_score, self.counts = list(state["history"]), state["best_score"], dict(state["counts"])
+        self.start_metrics = state.get("start")
+        self.guard_state = state.get("guard")
         if state.get("steps_per_epoch") not in (None, self.steps_per_epoch):
             raise PoolswapError(f"{runs.resume_file} was written with {state['steps_per_epoch']} steps per epoch, "
                                 f"this run has {self.steps_per_epoch}: resume with the same data and batch size")
@@ -276,6 +287,30 @@ class Trainer:
         if self.ctx.is_main:
             logger.info("%s", self.calibration.summary())
 
+    def find_lr(self) -> None:
+        """``lr='auto'``: the range test; the run then uses (and records) the rate it chose."""
+        self.lr_find = find_lr(self.model, self.teacher, SeededTransformDataset(self.train_set, seed=self.config.seed),
+                               self.config, device=self.device, label_map=self.label_map, seed=self.config.seed)
+        self.config = dataclasses.replace(self.config, lr=self.lr_find.lr)
+        if self.ctx.is_main:
+            logger.info("%s", self.lr_find.summary())
+
+    def measure_start(self) -> None:
+        """Validate before training: the collapse guard's reference, and ``best`` until an epoch beats it."""
+        if self.val_set is None:
+            self.best_score = -float("inf")
+        else:
+            val = evaluate(self.model, self.val_set, against=self.teacher, label_map=self.val_label_map,
+                           batch_size=self.config.batch_size, workers=self.config.workers, device=self.device,
+                           ctx=self.ctx)
+            self.start_metrics = {"val_top1": val.top1, "val_top5": val.top5, "val_top1_subset": val.top1_subset,
+                                  "val_agreement": val.agreement}
+            self.best_score = _score(self.start_metrics)
+            if self.ctx.is_main:
+                logger.info("before training: %s", _row_text(self.start_metrics))
+        if self.runs is not None:
+            self.runs.save_checkpoint(self.model, "best", spec=self.spec)
+
     def write_args(self) -> None:
         if self.runs is not None and self.resume and self.extended:
             # the longer run is the run now: a later resume continues it, not the shorter one
@@ -285,6 +320,8 @@ class Trainer:
         if self.runs is None or self.resume:
             return
         args = {"config": self.config.to_dict(), **(self.extra_args or {})}
+        if self.lr_find is not None:
+            args["lr_find"] = self.lr_find.as_dict()
         if self.calibration is not None:
             c = self.calibration
             args["calibration"] = {"betas": c.betas, "agreement_before": c.agreement_before,
@@ -328,6 +365,8 @@ class Trainer:
             "history": self.history,
             "best_score": self.best_score,
             "counts": self.counts,
+            "start": self.start_metrics,
+            "guard": self.guard.state_dict() if self.guard is not None else None,
             # fixed temperatures (calibrated ones) are module attributes, not in the state_dict
             "fixed_betas": fixed_betas(self.model),
         }
@@ -342,6 +381,8 @@ class Trainer:
         if self.state is not None:
             set_rng_state(self.state["rng"])
         self.loader_generator = torch.Generator()
+        self.guard = CollapseGuard(self.config.lr, batch_size=self.config.batch_size)
+        self.guard.load_state_dict(getattr(self, "guard_state", None))
         with self.stop_on_interrupt():
             for epoch in range(self.start_epoch, self.config.epochs):
                 self.train_epoch(epoch)
@@ -382,6 +423,8 @@ class Trainer:
         if self.start_step == 0:
             self.counts = {"loss": 0.0, "batches": 0.0, **dict.fromkeys(Metrics.KEYS, 0.0), "time": 0.0}
         counts = self.counts
+        if self.start_step == 0:
+            self.guard.start_epoch()
         self.sampler.set_epoch(epoch, self.start_step)
         self.seeded.set_epoch(epoch)
         self.loader_generator.manual_seed(config.seed + epoch)
@@ -403,6 +446,9 @@ class Trainer:
             step += 1
             self.global_step += 1
             metrics.update(s_logits.detach(), targets, t_logits)
+            with torch.no_grad():
+                batch_agreement = float((s_logits.argmax(1) == t_logits.argmax(1)).float().mean())
+            self.guard.observe_batch(batch_agreement, epoch=epoch, step=step - 1)
             counts.update(metrics.counts)
             counts["loss"] += float(loss.detach())
             counts["batches"] += 1
@@ -460,9 +506,12 @@ class Trainer:
                            batch_size=config.batch_size, workers=config.workers, device=self.device, ctx=ctx)
             row.update(val_top1=val.top1, val_top5=val.top5, val_top1_subset=val.top1_subset,
                        val_agreement=val.agreement)
+        self.guard.observe_validation(self.start_metrics, row, epoch=epoch)
+        row["collapsed"] = self.guard.epoch_collapsed
         self.history.append(row)
         score = _score(row)
-        improved = self.best_score is None or score > self.best_score
+        # an epoch in which the run collapsed never becomes `best`: it keeps the weights from before
+        improved = not self.guard.epoch_collapsed and (self.best_score is None or score > self.best_score)
         if improved:
             self.best_score = score
         if ctx.is_main:
@@ -491,9 +540,13 @@ class Trainer:
                     self.resume_from_state()
                 elif self.config.calibrate:
                     self.calibrate()
-                self.write_args()
                 if self.config.only_betas:
                     stack.enter_context(_weights_frozen(self.model))
+                if not self.resume:
+                    if self.config.lr == "auto":
+                        self.find_lr()
+                    self.measure_start()
+                self.write_args()
                 self.set_up_optimizer()
                 self.train()
         except BaseException:
@@ -508,7 +561,8 @@ class Trainer:
                 self.ctx.close()
         return FinetuneResult(model=self.model, history=self.history, calibration=self.calibration,
                               run_dir=self.runs.path if self.runs is not None else None, steps=self.global_step,
-                              parameters=self.parameters)
+                              parameters=self.parameters, lr_find=self.lr_find, start=self.start_metrics,
+                              collapse=self.guard.message if self.guard is not None else None)
 
 
 @contextlib.contextmanager

@@ -117,7 +117,7 @@ class WarmupCosine:
 
 def build_scheduler(optimizer: torch.optim.Optimizer, *, total_steps: int, config: FinetuneConfig):
     """A per-step ``LambdaLR`` following :class:`WarmupCosine`."""
-    factor = WarmupCosine(total_steps, config.warmup_steps, config.min_lr_ratio)
+    factor = WarmupCosine(total_steps, config.warmup_for(total_steps), config.min_lr_ratio)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
 
 

@@ -10,7 +10,7 @@ from ...errors import PoolswapError
 from ..arguments import add_data_arguments, add_trust_argument, agreement, data_overrides
 
 NAME = "eval"
-HELP = "top-1/top-5 of a model or checkpoint on an image folder, and agreement with another model"
+HELP = "top-1/top-5 of a model or checkpoint on an image folder, agreement with another model, shift consistency"
 ORDER = 35
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--min-agreement", type=agreement,
                         help="fail (exit 1) when the agreement with --against is below this fraction (default: off)")
+    shift = parser.add_argument_group("shift consistency (antialiased-cnns' protocol, adapted to the input size)")
+    shift.add_argument("--consistency", action="store_true",
+                       help="also measure how often two random crops of an image, offset by up to --max-shift "
+                            "pixels, get the same top-1 (default: off)")
+    shift.add_argument("--passes", type=int, default=5, metavar="N",
+                       help="passes over the images, fresh offsets each (default: 5)")
+    shift.add_argument("--max-shift", type=int, default=None, metavar="S",
+                       help="offsets in [0, S) pixels (default: 32 scaled to the input size, i.e. height/7)")
+    shift.add_argument("--seed", type=int, default=0, help="seed of the crop offsets (default: 0)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -52,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
         other = load_model(args.against, args.against_weights, trust_module=args.trust_module)
     if args.min_agreement is not None and other is None:
         raise PoolswapError("--min-agreement needs --against OTHER")
+    if args.passes < 1:
+        raise PoolswapError(f"--passes must be an integer >= 1, got {args.passes}")
+    if args.max_shift is not None and args.max_shift < 1:
+        raise PoolswapError(f"--max-shift must be an integer >= 1, got {args.max_shift}")
+    if not args.consistency and (args.passes != 5 or args.max_shift is not None):
+        raise PoolswapError("--passes and --max-shift need --consistency")
     folder = split_dir(args.data, "val", required=False) or split_dir(args.data, "train")
     spec = spec_of(model)
     config = resolve_data_config(model, spec=spec.text if spec else None, overrides=data_overrides(args))
@@ -63,10 +78,24 @@ def run(args: argparse.Namespace) -> int:
     with torch.inference_mode():
         result = evaluate(model, dataset, against=other, batch_size=args.batch_size, workers=args.workers,
                           device=device, progress=not args.json)
+        consistency = None
+        if args.consistency:
+            from ...train.consistency import consistency_dataset, default_max_shift, shift_consistency
+
+            height, width = (int(v) for v in config["input_size"][1:])
+            max_shift = args.max_shift or default_max_shift(height)
+            shifted = consistency_dataset(folder, config, max_shift, skip_bad_images=args.skip_bad_images)
+            consistency = shift_consistency(model, shifted, crop=(height, width), passes=args.passes,
+                                            max_shift=max_shift, batch_size=args.batch_size, workers=args.workers,
+                                            device=device, seed=args.seed)
     if args.json:
-        print(json.dumps({"model": args.model, "against": args.against, "data": str(folder), **result.as_dict()}))
+        extra = {"consistency": consistency.as_dict()} if consistency is not None else {}
+        print(json.dumps({"model": args.model, "against": args.against, "data": str(folder), **result.as_dict(),
+                          **extra}))
     else:
         print(f"{args.model} on {folder}: {result.summary()}")
+        if consistency is not None:
+            print(f"{args.model} on {folder}: {consistency.summary()}")
     if args.min_agreement is not None and (result.agreement or 0.0) < args.min_agreement:
         logger.error("agreement %.4f is below --min-agreement %.4f", result.agreement or 0.0, args.min_agreement)
         return 1

@@ -5,10 +5,13 @@
   function body with a warning when the library is missing (or raising, ``strict``).
 * :func:`ort_library_path` finds the compiled library; :func:`check_library` says whether
   this process can register it; :func:`ort_library_status` is for ``poolswap doctor``.
+* :func:`check_softpool_nodes` refuses, in one line naming the node and the attribute, a
+  ``poolswap::SoftPool`` node that the library would refuse (every session checks first).
 * :mod:`.images`: image files to model inputs, with numpy and PIL alone.
 """
 
 from ..kernels import ort_library_path
+from .node_check import check_softpool_nodes
 from .session import check_library, ort_library_status, resolve_providers, session
 
-__all__ = ["check_library", "ort_library_path", "ort_library_status", "resolve_providers", "session"]
+__all__ = ["check_library", "check_softpool_nodes", "ort_library_path", "ort_library_status", "resolve_providers", "session"]

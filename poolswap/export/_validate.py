@@ -147,11 +147,13 @@ def validate(
     """
     import onnx
 
+    from ..deploy.node_check import check_softpool_nodes
     from ..deploy.runtimes import RUNTIMES, available_runtimes, runner
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"no ONNX model at {onnx_path}")
+    check_softpool_nodes(onnx_path)  # a node no runtime should run: one line naming it, whichever runtimes
     asked = list(RUNTIMES if runtimes is None else runtimes)
     usable, missing = available_runtimes(asked)
     if missing and (strict or runtimes is not None):

@@ -123,7 +123,8 @@ def _pooled_size(size: int, k: int, s: int, pad_begin: int, pad_end: int, d: int
     return out
 
 
-def _dim_problem(src: int, size: int, kernel, strides, pads, dilations, ceil_mode: int) -> None:
+def _dim_problem(src: int, size: int, kernel, strides, pads, dilations, ceil_mode: int) -> int:
+    """Output size of spatial dim ``src``; refuses a window-less dim or a window of padding only."""
     nd = len(kernel)
     k, s, d, pb, pe = kernel[src], strides[src], dilations[src], pads[src], pads[nd + src]
     if not 1 <= size <= MAX_SPATIAL:
@@ -136,8 +137,9 @@ def _dim_problem(src: int, size: int, kernel, strides, pads, dilations, ceil_mod
             f"padded input {size} + {pb} + {pe} in spatial dim {src}"
         )
     where = f"(input {size}, kernel {k}, stride {s}, dilation {d})"
-    # Windows starting in the begin padding; with d <= size the first is the worst.
-    for o in range(min(out, 1 if d <= size else pb // s + 1)):
+    # Windows starting in the begin padding: with d <= size the first is the worst; with d > size at most
+    # size + 1 of them need a look (see fill_geometry_dim in softpool_attributes.h).
+    for o in range(min(out, pb // s + 1, 1 if d <= size else size + 1)):
         start = o * s - pb
         if start >= 0:
             break
@@ -146,6 +148,7 @@ def _dim_problem(src: int, size: int, kernel, strides, pads, dilations, ceil_mod
             raise _Refusal(f"pads {_join(pads)}: output window {o} of spatial dim {src} covers only padding {where}")
     if (out - 1) * s - pb >= size:
         raise _Refusal(f"pads {_join(pads)}: output window {out - 1} of spatial dim {src} covers only padding {where}")
+    return out
 
 
 def attribute_problem(attrs: Mapping[str, Any]) -> Optional[str]:
@@ -178,9 +181,11 @@ def geometry_problem(attrs: Mapping[str, Any], input_shape: Sequence[Optional[in
                 f"betas holds {len(betas)} values but the input has {channels} channels; "
                 "betas needs one value per channel"
             )
+        out_shape = list(input_shape[:2])
         for src, size in enumerate(input_shape[2:]):
-            if size is not None:
-                _dim_problem(src, size, kernel, strides, pads, dilations, ceil_mode)
+            out_shape.append(None if size is None else _dim_problem(src, size, kernel, strides, pads, dilations, ceil_mode))
+        if None not in out_shape and math.prod(out_shape) > 2**63 - 1:
+            raise _Refusal(f"output shape {_join(out_shape)}: too many elements")
     except _Refusal as refusal:
         shape = "[" + ", ".join("?" if v is None else str(v) for v in input_shape) + "]"
         return f"{refusal} (input shape {shape})"

@@ -143,11 +143,14 @@ inline void fill_geometry_dim(Geometry& g, int i, int src, int64_t in, const std
            std::to_string(pad_begin) + " + " + std::to_string(pad_end) + " in spatial dim " + std::to_string(src));
   }
   g.out[i] = out;
-  // Every window must hold an input position (padding is absent, not zero). Only
-  // windows that start in the begin padding can miss the input; with d <= in the
-  // first of them misses it if any does (later ones start further right).
+  // Every window must hold an input position (padding is absent, not zero). Of the
+  // windows that start in the begin padding, window o's first tap at or after 0 is
+  // p(o) = (o s - pad_begin) mod d, tap number k_lo(o) (non-increasing in o). With
+  // d <= in, p < in always: window 0 is the worst. With d > in, p(o + 1) follows
+  // from p(o) alone, so once in + 1 windows kept p < in a value repeated and the
+  // cycle holds for every later window: at most in + 1 windows need a look.
   const int64_t starting_in_pad = pad_begin / s + 1;
-  const int64_t last = std::min(out, d <= in ? int64_t(1) : starting_in_pad);
+  const int64_t last = std::min(out, std::min(starting_in_pad, d <= in ? int64_t(1) : in + 1));
   for (int64_t o = 0; o < last; ++o) {
     const WindowRange r = window_range(g, i, o);
     if (r.start >= 0) break;

@@ -51,10 +51,10 @@ def _ints(attrs: Mapping[str, Any], name: str, default: list[int]) -> list[int]:
     value = attrs.get(name)
     if value is None:
         return list(default)
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise _Refusal(f"{name} {values!r}: must be a list of ints")
-    return values
+    # A list of ints (ONNX INTS); the library would read any other type as the attribute left out.
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise _Refusal(f"{name} {value!r}: must be a list of ints (ONNX type INTS)")
+    return list(value)
 
 
 class _Refusal(Exception):
@@ -82,6 +82,8 @@ def _geometry(attrs: Mapping[str, Any]) -> tuple[list[int], list[int], list[int]
     pads = _ints(attrs, "pads", [0] * 2 * nd)
     dilations = _ints(attrs, "dilations", [1] * nd)
     ceil_mode = attrs.get("ceil_mode", 0)
+    if not isinstance(ceil_mode, int) or isinstance(ceil_mode, bool):
+        raise _Refusal(f"ceil_mode {ceil_mode!r}: must be an int (ONNX type INT)")
     if not 1 <= nd <= 3:
         raise _Refusal(f"kernel_shape {_join(kernel)}: needs 1, 2 or 3 values (one per spatial dim)")
     if len(strides) != nd:
@@ -94,19 +96,23 @@ def _geometry(attrs: Mapping[str, Any]) -> tuple[list[int], list[int], list[int]
     _check_range("strides", strides, 1)
     _check_range("dilations", dilations, 1)
     _check_range("pads", pads, 0)
-    if ceil_mode not in (0, 1) or isinstance(ceil_mode, float):
+    if ceil_mode not in (0, 1):
         raise _Refusal(f"ceil_mode {ceil_mode}: must be 0 or 1")
     return kernel, strides, pads, dilations, int(ceil_mode)
 
 
 def _betas(attrs: Mapping[str, Any]) -> list[float]:
     beta = attrs.get("beta", 1.0)
-    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not _valid_beta(float(beta)):
+    if not isinstance(beta, float):
+        raise _Refusal(f"beta {beta!r}: must be a float (ONNX type FLOAT)")
+    if not _valid_beta(beta):
         raise _Refusal(f"beta {_number(beta)}: must be finite and > 0")
     betas = attrs.get("betas")
     if betas is None:
         return []
-    betas = [float(b) for b in betas]
+    if not isinstance(betas, (list, tuple)) or not all(isinstance(b, float) for b in betas):
+        raise _Refusal(f"betas {betas!r}: must be a list of floats (ONNX type FLOATS)")
+    betas = list(betas)
     for i, b in enumerate(betas):
         if not _valid_beta(b):
             raise _Refusal(f"betas: value {_number(b)} at index {i} must be finite and > 0")

@@ -199,3 +199,18 @@ def test_the_python_and_cpp_rules_share_their_limits():
     assert re.search(r"kMaxSpatial = int64_t\(1\) << (\d+);", header).group(1) == str(int(math.log2(MAX_SPATIAL)))
     for rule in ("kernel_shape", "strides", "dilations", "pads", "ceil_mode", "beta", "betas"):
         assert f"//   {rule}" in header
+
+
+@pytest.mark.parametrize("attrs, named", [
+    ({"kernel_shape": 2}, "kernel_shape"),
+    ({"kernel_shape": [2, 2], "strides": 2}, "strides"),
+    ({"kernel_shape": [2, 2], "pads": [0.0, 0.0, 0.0, 0.0]}, "pads"),
+    ({"kernel_shape": [2, 2], "ceil_mode": 1.0}, "ceil_mode"),
+    ({"kernel_shape": [2, 2], "beta": 1}, "beta"),
+    ({"kernel_shape": [2, 2], "betas": [1, 1, 1, 1]}, "betas"),
+])  # fmt: skip
+def test_wrongly_typed_attributes_are_refused_by_the_loader(attrs, named):
+    """ONNX attributes are typed; the library reads a wrongly typed one as left out, the body cannot run it:
+    poolswap's loader refuses it, naming the type it needs."""
+    with pytest.raises(PoolswapValueError, match=rf"node 'pool1': {named} .*: must be .*\(ONNX type [A-Z]+\)"):
+        check_node("pool1", attrs, SHAPE)

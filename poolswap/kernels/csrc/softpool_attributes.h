@@ -21,6 +21,7 @@
 // Plain C++: no PyTorch, no ONNX Runtime.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>

@@ -130,6 +130,10 @@ def runner(path: Union[str, Path], name: str, providers="cpu") -> Runner:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no ONNX model at {path}")
+    if name in ("reference", "openvino"):  # ONNX Runtime sessions check their nodes themselves
+        from .node_check import check_softpool_nodes
+
+        check_softpool_nodes(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
         if name == "ort":

@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence, Union
 
 from ..errors import PoolswapError, first_line
 from ..kernels import ort_library_path
+from .node_check import check_softpool_nodes
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,24 @@ def _onnx_type(ort_type: str) -> str:
     return {"float": "float32", "double": "float64"}.get(match.group(1), match.group(1)) if match else str(ort_type)
 
 
+_NODE_ERROR = "poolswap::SoftPool node"
+
+
+def _node_error(exc: BaseException) -> Optional[str]:
+    """The library's own message when ``exc`` is its refusal of a SoftPool node (ORT's prefix dropped), else None."""
+    text = str(exc)
+    at = text.find(_NODE_ERROR)
+    return first_line(text[at:]) if at >= 0 else None
+
+
+def _quiet_options(so: Any) -> None:
+    """ORT logs a refused node as a coloured line before raising; poolswap's own one-line error says it.
+
+    Errors still reach the caller as exceptions; with poolswap's logger at DEBUG, ORT's warnings show too.
+    """
+    so.log_severity_level = 2 if logger.isEnabledFor(logging.DEBUG) else 4
+
+
 def _import_ort():
     try:
         import onnxruntime
@@ -157,6 +176,9 @@ def _session_class():
             try:
                 return super().run(output_names, input_feed, run_options)
             except Exception as exc:
+                node_error = _node_error(exc)
+                if node_error is not None:  # the input fits; a node's attribute cannot work on it
+                    raise PoolswapError(node_error) from exc
                 if type(exc).__module__.startswith("onnxruntime") or isinstance(exc, (ValueError, TypeError, RuntimeError)):
                     given = ", ".join(f"'{k}' {_describe(v)}" for k, v in dict(input_feed).items())
                     raise PoolswapError(
@@ -194,7 +216,12 @@ def session(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no ONNX model at {path}")
-    so = options if options is not None else onnxruntime.SessionOptions()
+    check_softpool_nodes(path)  # the library's rules, for the function body too
+    if options is None:
+        so = onnxruntime.SessionOptions()
+        _quiet_options(so)
+    else:
+        so = options
     if intra_op_threads is not None:
         so.intra_op_num_threads = int(intra_op_threads)
     registered: Optional[Path] = None
@@ -217,6 +244,9 @@ def session(
     try:
         sess = PoolswapSession(str(path), sess_options=so, providers=resolve_providers(providers))
     except Exception as exc:
+        node_error = _node_error(exc)
+        if node_error is not None:
+            raise PoolswapError(f"{path.name}: {node_error}") from exc
         raise PoolswapError(f"ONNX Runtime could not load {path}: {first_line(exc)}") from exc
     sess.poolswap_library = registered
     return sess

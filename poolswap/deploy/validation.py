@@ -146,10 +146,13 @@ def validate(
     standard-normal inputs shaped like the model's input (a symbolic batch becomes ``n``).
     """
     from ..export._onnx_file import read_onnx
+    from .node_check import check_softpool_nodes
     from .runtimes import RUNTIMES, available_runtimes, runner
 
     onnx_path = Path(onnx_path)
-    graph_input = read_onnx(onnx_path).graph.input[0]  # a damaged or empty file: one line, before any runtime
+    onnx_model = read_onnx(onnx_path)  # a damaged or empty file: one line, before any runtime
+    graph_input = onnx_model.graph.input[0]
+    check_softpool_nodes(onnx_model)  # a node no runtime should run: one line naming it, whichever runtimes
     asked = list(RUNTIMES if runtimes is None else runtimes)
     usable, missing = available_runtimes(asked)
     if missing and (strict or runtimes is not None):

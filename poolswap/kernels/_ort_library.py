@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["build_ort_library", "find_ort_include_dir", "library_file", "ort_build_command", "ort_library_path"]
 
 ORT_SOURCES = ("ort/softpool_ort.cpp",)
-ORT_SHARED_HEADERS = ("softpool_kernel.h", "softpool_cpu.h")
+ORT_SHARED_HEADERS = ("softpool_kernel.h", "softpool_cpu.h", "softpool_attributes.h")
 ORT_CFLAGS = ("-std=c++17", "-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared", "-fvisibility=hidden")
 # The CUDA kernel (where nvcc exists): the PyTorch CUDA op's forward kernel, linked with a
 # static cudart so that the library still loads where no CUDA runtime is installed.

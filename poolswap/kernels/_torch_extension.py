@@ -27,13 +27,13 @@ from ._toolchain import CSRC_DIR, build_key, cache_folder, cuda_arch_list, cuda_
 logger = logging.getLogger(__name__)
 
 CPU_SOURCES = ("softpool_torch_cpu.cpp",)
-CPU_HEADERS = ("softpool_kernel.h", "softpool_cpu.h", "torch_problem.h")
+CPU_HEADERS = ("softpool_kernel.h", "softpool_cpu.h", "softpool_attributes.h", "torch_problem.h")
 # -fopenmp: ATen's at::parallel_for is inlined from its OpenMP header, so without the flag the
 # extension runs every plane on the calling thread. The OpenMP runtime is the one torch loaded.
 CPU_PARALLEL_FLAGS = () if sys.platform == "darwin" else ("-fopenmp",)
 CPU_CFLAGS = ("-O3", "-march=native", "-fno-math-errno", *CPU_PARALLEL_FLAGS)
 CUDA_SOURCES = ("softpool_torch_cuda.cu",)
-CUDA_HEADERS = ("softpool_kernel.h", "softpool_cuda_thread.h", "softpool_cuda.cuh", "torch_problem.h")
+CUDA_HEADERS = ("softpool_kernel.h", "softpool_attributes.h", "softpool_cuda_thread.h", "softpool_cuda.cuh", "torch_problem.h")
 CUDA_FLAGS = ("-O3", "-lineinfo")
 
 __all__ = [

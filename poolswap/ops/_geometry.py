@@ -13,6 +13,7 @@ from typing import Sequence, Union
 import torch
 
 from ..errors import PoolswapTypeError, PoolswapValueError
+from ..kernels._attribute_rules import MAX_ATTRIBUTE
 
 IntOrTuple = Union[int, Sequence[int]]
 
@@ -100,6 +101,10 @@ class PoolGeometry:
         for name, values, low in (("kernel_size", kernel, 1), ("stride", strides, 1), ("dilation", dils, 1), ("padding", pads, 0)):
             if any(v < low for v in values):
                 raise PoolswapValueError(f"{name} must be >= {low} in every dim, got {values}")
+            if any(v > MAX_ATTRIBUTE for v in values):
+                raise PoolswapValueError(
+                    f"{name} must be at most {MAX_ATTRIBUTE} (2**31 - 1) in every dim, got {values}"
+                )
         for k, p in zip(kernel, pads):
             if 2 * p > k:
                 raise PoolswapValueError(

@@ -12,6 +12,13 @@ of the contract (``fuzz_common.h``):
   (``softpool_cuda_thread.h``) for every thread index, in shuffled order, with
   NCDHW, channels-last and gapped layouts, and with NaN and infinities against the
   CPU loops: the CUDA indexing and special values, tested without a GPU.
+
+A third, ``attribute_fuzz.cpp``, fuzzes what comes before the planes: node
+attributes drawn from edge values (0, -1, 1, 2^31 - 1, 2^31, 2^62, 2^63 - 1, huge
+pads, lists of the wrong length, ceil_mode outside 0/1) through the checks and
+geometry of ``softpool_attributes.h`` that the ONNX Runtime library and the
+PyTorch op share; accepted geometries run through the plane loops against a
+brute force, refused small ones must really have no window or an empty one.
 """
 
 from __future__ import annotations
@@ -54,3 +61,18 @@ def test_kernels_stay_in_bounds_and_keep_the_contract(fuzzers, fuzzer, seed):
     result = subprocess.run([str(fuzzers[fuzzer]), str(seed), "3000"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "cases=3000 bad=0" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def attribute_fuzzer(tmp_path_factory) -> Path:
+    return _compile("attribute_fuzz.cpp", tmp_path_factory.mktemp("attribute_fuzzer"))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_node_attributes_from_edge_values_are_refused_or_computed_safely(attribute_fuzzer, seed):
+    result = subprocess.run([str(attribute_fuzzer), str(seed), "50000"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    counts = dict(item.split("=") for item in result.stdout.split()[-5:])
+    assert counts["cases"] == "50000" and counts["bad"] == "0", result.stdout
+    # The draw reaches both sides: geometries with edge values accepted and run, and many refused.
+    assert int(counts["edge_values_ran"]) > 100 and int(counts["accepted"]) < 40000, result.stdout

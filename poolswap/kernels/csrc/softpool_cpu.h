@@ -393,6 +393,8 @@ inline bool plan_padded(const Geometry& g, PaddedPlan& plan, int64_t max_planes 
     if (fit > 1) plan.planes = fit, plan.plane_cols = cols, plan.plane_wp = cols * s;
   }
   plan.wp = plan.planes * plan.plane_wp;
+  // Huge padded extents (pads and dilations up to 2^31) take row blocks; no product below overflows.
+  if (plan.hp > (int64_t(1) << 20) || plan.wp > (int64_t(1) << 20)) return false;
   const int64_t slice = plan.hp * plan.wp;
   // 4 MB of buffer per thread at most (kept for the thread's life); larger planes take row blocks.
   if (g.in[0] * slice > (int64_t(1) << 20)) return false;
@@ -830,6 +832,7 @@ inline bool plan_separable(const Geometry& g, SeparablePlan& plan) {
   const int64_t s = g.stride[2];
   if (g.kernel[0] != 1 || g.kernel[1] * g.kernel[2] < 2 || (s != 1 && s != 2)) return false;
   const int64_t ext_h = g.dilation[1] * (g.kernel[1] - 1) + 1, ext_w = g.dilation[2] * (g.kernel[2] - 1) + 1;
+  if (ext_h > (int64_t(1) << 18) || ext_w > (int64_t(1) << 18) || g.out[2] > (int64_t(1) << 18)) return false;
   plan.s = s;
   plan.vec_out = (g.out[2] + kWidth - 1) / kWidth * kWidth;
   plan.phase_len = (plan.vec_out + (ext_w - 1) / s + kWidth) / kWidth * kWidth;

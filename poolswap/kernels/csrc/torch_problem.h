@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "softpool_attributes.h"
 #include "softpool_kernel.h"
 
 namespace poolswap {
@@ -48,26 +49,25 @@ inline TorchProblem make_problem(const at::Tensor& x, at::IntArrayRef kernel, at
   p.channels = x.size(lead);
   p.x_stride[0] = p.unbatched ? 0 : x.stride(0);
   p.x_stride[1] = x.stride(lead);
+  // The attribute rules and the geometry of softpool_attributes.h, shared with the ONNX Runtime library.
+  const std::vector<int64_t> kernel_v(kernel.begin(), kernel.end()), stride_v(stride.begin(), stride.end()),
+      dilation_v(dilation.begin(), dilation.end());
+  std::vector<int64_t> pads(padding.begin(), padding.end());
+  pads.insert(pads.end(), padding.begin(), padding.end());
+  std::vector<int64_t> spatial;
+  for (int64_t i = 0; i < nd; ++i) spatial.push_back(x.size(lead + 1 + i));
+  try {
+    check_geometry_attributes(kernel_v, stride_v, pads, dilation_v, ceil_mode ? 1 : 0);
+    for (int64_t i = 0; i < nd; ++i) {
+      TORCH_CHECK_VALUE(2 * padding[i] <= kernel[i], "SoftPool: padding must be at most half the kernel");
+    }
+    p.g = make_geometry(spatial, kernel_v, stride_v, pads, dilation_v, ceil_mode);
+  } catch (const std::invalid_argument& e) {
+    TORCH_CHECK_VALUE(false, "SoftPool: ", e.what());
+  }
   for (int i = 0; i < 3; ++i) {
     const int64_t src = i - (3 - nd);  // index into the nd spatial dims, < 0 for padding dims
-    Geometry& g = p.g;
-    if (src < 0) {
-      g.in[i] = g.out[i] = g.kernel[i] = g.stride[i] = g.dilation[i] = 1;
-      g.pad[i] = 0;
-      p.x_stride[2 + i] = 0;
-      continue;
-    }
-    g.in[i] = x.size(lead + 1 + src);
-    g.kernel[i] = kernel[src];
-    g.stride[i] = stride[src];
-    g.pad[i] = padding[src];
-    g.dilation[i] = dilation[src];
-    TORCH_CHECK_VALUE(g.kernel[i] >= 1 && g.stride[i] >= 1 && g.dilation[i] >= 1 && g.pad[i] >= 0,
-                      "SoftPool: kernel, stride and dilation must be >= 1 and padding >= 0");
-    TORCH_CHECK_VALUE(2 * g.pad[i] <= g.kernel[i], "SoftPool: padding must be at most half the kernel");
-    g.out[i] = pooled_size(g.in[i], g.kernel[i], g.stride[i], g.pad[i], g.pad[i], g.dilation[i], ceil_mode);
-    TORCH_CHECK_VALUE(g.out[i] >= 1, "SoftPool: the kernel is larger than the padded input in spatial dim ", src);
-    p.x_stride[2 + i] = x.stride(lead + 1 + src);
+    p.x_stride[2 + i] = src < 0 ? 0 : x.stride(lead + 1 + src);
   }
   if (!p.unbatched) p.out_shape.push_back(p.batch);
   p.out_shape.push_back(p.channels);

@@ -26,6 +26,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <new>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -33,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "../softpool_attributes.h"
 #include "../softpool_cpu.h"
 #if defined(POOLSWAP_ORT_WITH_CUDA)
 #include <stdexcept>
@@ -56,6 +58,7 @@ constexpr const char* kOpName = "SoftPool";
 // ---------------------------------------------------------------------------
 
 struct SoftPoolAttributes {
+  std::string node;  // the node's name, for messages
   std::vector<int64_t> kernel;
   std::vector<int64_t> strides;
   std::vector<int64_t> pads;  // begins then ends
@@ -63,6 +66,7 @@ struct SoftPoolAttributes {
   bool ceil_mode = false;
   float beta = 1.0f;
   std::vector<float> betas;  // per channel; empty when one beta serves all
+  size_t betas_count = 0;    // how many values the node's betas held (0: none)
 };
 
 template <typename T>
@@ -85,46 +89,49 @@ bool optional_attributes(const Ort::ConstKernelInfo& info, const char* name, std
   }
 }
 
-std::string join(const std::vector<int64_t>& v) {
-  std::ostringstream s;
-  s << "[";
-  for (size_t i = 0; i < v.size(); ++i) s << (i ? ", " : "") << v[i];
-  s << "]";
-  return s.str();
+// "poolswap::SoftPool node 'pool1': " (or without a name, for unnamed nodes).
+std::string node_prefix(const std::string& node) {
+  return std::string("poolswap::SoftPool node") + (node.empty() ? "" : " '" + node + "'") + ": ";
 }
 
+std::string node_name(const Ort::ConstKernelInfo& info) {
+  try {
+    return info.GetNodeName();
+  } catch (...) {
+    return std::string();
+  }
+}
+
+// The node's attributes, checked by the rules of softpool_attributes.h (shared with the
+// PyTorch op) before anything is sized from them.
 SoftPoolAttributes read_attributes(const OrtKernelInfo* raw_info) {
   Ort::ConstKernelInfo info(raw_info);
   SoftPoolAttributes a;
-  if (!optional_attributes(info, "kernel_shape", a.kernel) || a.kernel.empty() || a.kernel.size() > 3) {
-    throw std::invalid_argument("poolswap::SoftPool needs a kernel_shape attribute of 1, 2 or 3 values");
-  }
-  const size_t nd = a.kernel.size();
-  // Defaults as ONNX's MaxPool: stride 1, no padding, dilation 1.
-  if (!optional_attributes(info, "strides", a.strides)) a.strides.assign(nd, 1);
-  if (!optional_attributes(info, "pads", a.pads)) a.pads.assign(2 * nd, 0);
-  if (!optional_attributes(info, "dilations", a.dilations)) a.dilations.assign(nd, 1);
-  int64_t ceil_mode = 0;
-  optional_attribute(info, "ceil_mode", ceil_mode);
-  a.ceil_mode = ceil_mode != 0;
-  optional_attribute(info, "beta", a.beta);
-  optional_attributes(info, "betas", a.betas);
-  if (a.strides.size() != nd || a.pads.size() != 2 * nd || a.dilations.size() != nd) {
-    throw std::invalid_argument("poolswap::SoftPool: strides, dilations need " + std::to_string(nd) +
-                                " values and pads " + std::to_string(2 * nd) + " (kernel_shape " +
-                                join(a.kernel) + ")");
-  }
-  for (size_t i = 0; i < nd; ++i) {
-    if (a.kernel[i] < 1 || a.strides[i] < 1 || a.dilations[i] < 1 || a.pads[i] < 0 || a.pads[nd + i] < 0) {
-      throw std::invalid_argument("poolswap::SoftPool: kernel, strides and dilations must be >= 1, pads >= 0");
+  a.node = node_name(info);
+  try {
+    if (!optional_attributes(info, "kernel_shape", a.kernel)) {
+      poolswap::refuse("kernel_shape: the attribute is required (1, 2 or 3 values)");
     }
+    const size_t nd = a.kernel.size();
+    // Defaults as ONNX's MaxPool: stride 1, no padding, dilation 1.
+    if (!optional_attributes(info, "strides", a.strides)) a.strides.assign(nd, 1);
+    if (!optional_attributes(info, "pads", a.pads)) a.pads.assign(2 * nd, 0);
+    if (!optional_attributes(info, "dilations", a.dilations)) a.dilations.assign(nd, 1);
+    int64_t ceil_mode = 0;
+    optional_attribute(info, "ceil_mode", ceil_mode);
+    poolswap::check_geometry_attributes(a.kernel, a.strides, a.pads, a.dilations, ceil_mode);
+    a.ceil_mode = ceil_mode != 0;
+    optional_attribute(info, "beta", a.beta);
+    poolswap::check_beta(a.beta);
+    optional_attributes(info, "betas", a.betas);
+    poolswap::check_betas(a.betas);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(node_prefix(a.node) + e.what());
   }
-  if (!(a.beta > 0.0f)) throw std::invalid_argument("poolswap::SoftPool: beta must be > 0");
-  for (float b : a.betas) {
-    if (!(b > 0.0f)) throw std::invalid_argument("poolswap::SoftPool: every value of betas must be > 0");
-  }
+  a.betas_count = a.betas.size();
   // The exporter writes a shared temperature out per channel (so no consumer needs a default):
-  // equal betas take the one-temperature path, which groups small planes.
+  // equal betas take the one-temperature path, which groups small planes. Their count is kept
+  // (betas_count) and checked against the input's channels all the same.
   if (!a.betas.empty() && std::all_of(a.betas.begin(), a.betas.end(), [&](float b) { return b == a.betas[0]; })) {
     a.beta = a.betas[0];
     a.betas.clear();
@@ -143,66 +150,76 @@ struct Problem {
 
 Problem make_problem(const SoftPoolAttributes& a, const std::vector<int64_t>& shape) {
   const size_t nd = a.kernel.size();
-  if (shape.size() != nd + 2) {
-    throw std::invalid_argument("poolswap::SoftPool with a " + std::to_string(nd) +
-                                "-d kernel expects an (N, C, spatial...) input of rank " + std::to_string(nd + 2) +
-                                ", got rank " + std::to_string(shape.size()));
-  }
   Problem p;
-  p.batch = shape[0];
-  p.channels = shape[1];
-  if (!a.betas.empty() && static_cast<int64_t>(a.betas.size()) != p.channels) {
-    throw std::invalid_argument("poolswap::SoftPool: betas holds " + std::to_string(a.betas.size()) +
-                                " values but the input has " + std::to_string(p.channels) + " channels");
-  }
-  p.out_shape = {p.batch, p.channels};
-  for (int i = 0; i < 3; ++i) {
-    const int src = i - (3 - static_cast<int>(nd));
-    poolswap::Geometry& g = p.g;
-    if (src < 0) {
-      g.in[i] = g.out[i] = g.kernel[i] = g.stride[i] = g.dilation[i] = 1;
-      g.pad[i] = 0;
-      continue;
+  try {
+    if (shape.size() != nd + 2) {
+      poolswap::refuse("kernel_shape " + poolswap::join_values(a.kernel) + ": a " + std::to_string(nd) +
+                       "-d kernel needs an (N, C, spatial...) input of rank " + std::to_string(nd + 2) +
+                       ", got rank " + std::to_string(shape.size()));
     }
-    g.in[i] = shape[2 + src];
-    g.kernel[i] = a.kernel[src];
-    g.stride[i] = a.strides[src];
-    g.pad[i] = a.pads[src];
-    g.dilation[i] = a.dilations[src];
-    g.out[i] = poolswap::pooled_size(g.in[i], g.kernel[i], g.stride[i], a.pads[src], a.pads[nd + src], g.dilation[i],
-                           a.ceil_mode);
-    if (g.out[i] < 1) {
-      throw std::invalid_argument("poolswap::SoftPool: kernel_shape " + join(a.kernel) +
-                                  " is larger than the padded input in spatial dim " + std::to_string(src));
-    }
-    // Every window must hold at least one input position (padding is absent, not zero).
-    for (int64_t o = 0; o < g.out[i]; ++o) {
-      const poolswap::WindowRange r = poolswap::window_range(g, i, o);
-      if (r.lo >= r.hi) {
-        throw std::invalid_argument("poolswap::SoftPool: output window " + std::to_string(o) + " of spatial dim " +
-                                    std::to_string(src) + " covers only padding");
-      }
-    }
-    p.out_shape.push_back(g.out[i]);
+    p.batch = shape[0];
+    p.channels = shape[1];
+    poolswap::check_betas_count(a.betas_count, p.channels);
+    const std::vector<int64_t> spatial(shape.begin() + 2, shape.end());
+    p.g = poolswap::make_geometry(spatial, a.kernel, a.strides, a.pads, a.dilations, a.ceil_mode);
+    p.out_shape = {p.batch, p.channels};
+    for (size_t i = 3 - nd; i < 3; ++i) p.out_shape.push_back(p.g.out[i]);
+    poolswap::checked_elements(p.out_shape);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(node_prefix(a.node) + e.what() + " (input shape " + poolswap::join_values(shape) +
+                                ")");
   }
   return p;
 }
 
-// A kernel's Compute with its exceptions turned into ORT statuses: bad shapes
-// and attributes are the caller's (INVALID_ARGUMENT), anything else a failure.
+// A kernel's Compute with its exceptions turned into ORT statuses that name the
+// node: bad shapes and attributes are the caller's (INVALID_ARGUMENT), anything
+// else (an allocation that failed, a CUDA error) a failure. Nothing escapes.
 template <typename Kernel>
 OrtStatusPtr compute_with_status(const Kernel& kernel, OrtKernelContext* context) {
+  const std::string prefix = node_prefix(kernel.attributes.node);
   try {
     kernel.Compute(context);
     return nullptr;
   } catch (const Ort::Exception& e) {
-    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
+    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), (prefix + e.what()).c_str());
   } catch (const std::invalid_argument& e) {
-    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+    // make_problem's messages carry the node already.
+    const std::string what = e.what();
+    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, (what.rfind(prefix, 0) == 0 ? what : prefix + what).c_str());
+  } catch (const std::bad_alloc&) {
+    return Ort::GetApi().CreateStatus(ORT_FAIL, (prefix + "out of memory (std::bad_alloc)").c_str());
   } catch (const std::exception& e) {
-    return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
+    return Ort::GetApi().CreateStatus(ORT_FAIL, (prefix + e.what()).c_str());
+  } catch (...) {
+    return Ort::GetApi().CreateStatus(ORT_FAIL, (prefix + "unknown C++ exception").c_str());
   }
 }
+
+// The first exception of the plane tasks run on ORT's thread pool: a task must not
+// throw into ORT's C thread pool, so it records the error and Compute rethrows it.
+class TaskError {
+ public:
+  template <typename F>
+  void run(F&& f) {
+    if (failed_.load(std::memory_order_relaxed)) return;
+    try {
+      f();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+      failed_.store(true);
+    }
+  }
+  void rethrow() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::mutex mutex_;
+  std::exception_ptr error_;
+};
 
 // ---------------------------------------------------------------------------
 // CPU kernel
@@ -239,11 +256,11 @@ struct PlaneJob {
   int64_t group;   // planes per task: planes with short rows share the kernel's padded buffers
   int64_t planes;
   ThreadSet* threads;
+  TaskError* error;
 };
 
 template <typename scalar_t>
-void run_planes(void* data, size_t index) {
-  const auto* job = static_cast<const PlaneJob<scalar_t>*>(data);
+void planes_of_task(const PlaneJob<scalar_t>* job, size_t index) {
   job->threads->record();
   const int64_t first = static_cast<int64_t>(index) * job->group;
   const int64_t count = std::min(job->group, job->planes - first);
@@ -260,6 +277,12 @@ void run_planes(void* data, size_t index) {
     poolswap::forward_plane<scalar_t, float>(job->x + i * job->x_plane, job->x_stride, job->y + i * job->y_plane,
                                              job->y_stride, job->problem->g, beta);
   }
+}
+
+template <typename scalar_t>
+void run_planes(void* data, size_t index) {
+  const auto* job = static_cast<const PlaneJob<scalar_t>*>(data);
+  job->error->run([&] { planes_of_task(job, index); });
 }
 
 template <typename scalar_t>
@@ -292,9 +315,12 @@ struct SoftPoolCpuKernel {
     job.group = attributes.betas.empty() ? poolswap::plane_group_size(g) : 1;
     ThreadSet threads;
     job.threads = &threads;
+    TaskError error;
+    job.error = &error;
     // ORT's intra-op thread pool, a task per group of planes; num_batch 0 lets ORT choose the split.
     const int64_t tasks = (planes + job.group - 1) / job.group;
     context.ParallelFor(&run_planes<scalar_t>, static_cast<size_t>(tasks), 0, &job);
+    error.rethrow();
   }
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) const { return compute_with_status(*this, context); }
@@ -320,8 +346,14 @@ struct SoftPoolOp : Ort::CustomOpBase<SoftPoolOp<Kernel, scalar_t>, Kernel, /*Wi
       return nullptr;
     } catch (const Ort::Exception& e) {
       return api.CreateStatus(e.GetOrtErrorCode(), e.what());
-    } catch (const std::exception& e) {
+    } catch (const std::invalid_argument& e) {
       return api.CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+    } catch (const std::bad_alloc&) {
+      return api.CreateStatus(ORT_FAIL, "poolswap::SoftPool: out of memory (std::bad_alloc) creating the kernel");
+    } catch (const std::exception& e) {
+      return api.CreateStatus(ORT_FAIL, (std::string("poolswap::SoftPool: ") + e.what()).c_str());
+    } catch (...) {
+      return api.CreateStatus(ORT_FAIL, "poolswap::SoftPool: unknown C++ exception creating the kernel");
     }
   }
   const char* GetName() const { return kOpName; }

@@ -139,7 +139,7 @@ def test_non_finite_outputs_fail_validation_even_where_runtimes_agree(cnn, tmp_p
     poolswap.export.export_onnx(broken, path, input_size=(3, 16, 16))
     checkpoint = tmp_path / "nan.poolswap"
     checkpoint.write_bytes(b"stub")
-    monkeypatch.setattr(poolswap.model, "load", lambda p: broken)
+    monkeypatch.setattr(poolswap.model, "load", lambda p, **kwargs: broken)
     assert main(["validate", str(path), "--against", str(checkpoint), "--n", "2", "--runtime", "ort"]) == 2
     out = capsys.readouterr().out
     assert "non-finite output value(s)" in out and "PASS" not in out

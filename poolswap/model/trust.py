@@ -24,7 +24,7 @@ import math
 import re
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
-from ..errors import PoolswapError
+from ..errors import PoolswapError, PoolswapTypeError
 from .spec import ModelSpec
 
 __all__ = ["SHIPPED_FACTORIES", "TIMM_KWARGS", "TORCHVISION_KWARGS", "TrustArg", "check_file_spec",
@@ -106,7 +106,12 @@ def trusted_modules(trust: TrustArg) -> frozenset[str]:
     """The module names a ``trust_module`` argument names (a string or several); checks their spelling."""
     if trust is None:
         return frozenset()
-    names = [trust] if isinstance(trust, str) else list(trust)
+    if isinstance(trust, str):
+        names = [trust]
+    elif isinstance(trust, Iterable):
+        names = list(trust)
+    else:
+        raise PoolswapTypeError(f"trust_module must be a module name or a list of them, got {type(trust).__name__}")
     for name in names:
         if not isinstance(name, str) or not _MODULE.fullmatch(name):
             raise PoolswapError(f"trust_module must name Python modules such as 'mypkg.models', got {name!r}")

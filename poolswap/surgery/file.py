@@ -117,12 +117,19 @@ def load(path: Union[str, os.PathLike], *, trust_module: TrustArg = None,
             setattr(model, SPEC_ATTR, check_file_spec(header.get("spec"), trust_module, what=str(path)).to_dict())
         except PoolswapError:
             pass
-    if header.get("manifest"):
-        model = apply_manifest(model, header["manifest"])
+    manifest_data = header.get("manifest")
+    if manifest_data:
+        try:
+            model = apply_manifest(model, manifest_data)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise PoolswapError(f"{path} has a damaged swap manifest ({type(exc).__name__}: {first_line(exc)})") from None
     load_weights(model, load_file(str(path)), what=str(path))
-    if header.get("manifest"):
-        restore_fixed_betas(model, manifest_fixed_betas(header["manifest"]))
-        setattr(model, MANIFEST_ATTR, header["manifest"])
+    if manifest_data:
+        try:
+            restore_fixed_betas(model, manifest_fixed_betas(manifest_data))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PoolswapError(f"{path} has a damaged swap manifest ({type(exc).__name__}: {first_line(exc)})") from None
+        setattr(model, MANIFEST_ATTR, manifest_data)
     model.eval()
     return model
 

@@ -160,3 +160,23 @@ def test_save_refuses_a_spec_that_load_would_refuse(tmp_path):
 
 def test_the_demo_file_keeps_its_spec(demo_file):
     assert read_header(demo_file)["spec"]["name"] == DEMO
+
+
+@pytest.mark.parametrize("edit", ["spec_not_a_mapping", "kwargs_not_a_mapping", "manifest_sites", "header_not_json"])
+def test_a_damaged_header_is_one_line(demo_file, tmp_path, edit):
+    with safe_open(str(demo_file), framework="pt") as f:
+        header = json.loads(f.metadata()["poolswap"])
+    if edit == "spec_not_a_mapping":
+        header["spec"] = "subprocess:getoutput"
+    elif edit == "kwargs_not_a_mapping":
+        header["spec"]["kwargs"] = ["touch", "x"]
+    elif edit == "manifest_sites":
+        header["manifest"]["sites"] = [{"action": "swap"}]
+    text = "{not json" if edit == "header_not_json" else json.dumps(header)
+    path = tmp_path / "bad.safetensors"
+    save_file(load_file(str(demo_file)), str(path), metadata={"poolswap": text})
+    with pytest.raises(PoolswapError) as info:
+        poolswap.load(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(TypeError, match="trust_module must be"):
+        poolswap.load(demo_file, trust_module=5)  # type: ignore[arg-type]

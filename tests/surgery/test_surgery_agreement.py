@@ -103,7 +103,7 @@ def test_an_unreachable_target_names_the_best(hurtful):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(min_agreement=1.5), "a fraction in"),
+    (dict(min_agreement=1.5), r"a number in \(0, 1\]"),
     (dict(min_agreement=0.9), "min_agreement needs data"),
     (dict(data="somewhere"), "pass min_agreement too"),
 ])

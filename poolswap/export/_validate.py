@@ -148,6 +148,7 @@ def validate(
     import onnx
 
     from ..deploy.runtimes import RUNTIMES, available_runtimes, runner
+    from ._restore import MISSING_FUNCTION_FIX, function_missing
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -157,8 +158,18 @@ def validate(
     if missing and (strict or runtimes is not None):
         name, reason = next(iter(missing.items()))
         raise PoolswapError(f"runtime {name}: {reason}")
+    header = onnx.load(str(onnx_path), load_external_data=False)
+    if function_missing(header):
+        # only poolswap's library runs the nodes; the other runtimes need the body a tool dropped
+        reason = f"{onnx_path.name} has poolswap::SoftPool nodes but no SoftPool function (a tool dropped it); " \
+                 + MISSING_FUNCTION_FIX
+        logger.warning("%s", reason)
+        if "ort-library" not in usable:
+            raise PoolswapError(reason)
+        missing.update({name: "the SoftPool function is missing (a tool dropped it; poolswap.export.restore_function puts it back)" for name in usable if name != "ort-library"})
+        usable = ["ort-library"]
     if inputs is None:
-        graph_input = onnx.load(str(onnx_path), load_external_data=False).graph.input[0]
+        graph_input = header.graph.input[0]
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in graph_input.type.tensor_type.shape.dim]
         shape = [n if d <= 0 else d for d in dims]
         inputs = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)

@@ -25,7 +25,7 @@ from .helpers import run_body, run_library, small_cnn, softpool_model, torch_out
 pytest.importorskip("onnxruntime")
 
 SIZE = 16
-MAX_OPSET = min(onnx.defs.onnx_opset_version(), 25)
+MAX_OPSET = onnx.defs.onnx_opset_version()
 
 
 def _need(module: str, install: str):
@@ -145,6 +145,12 @@ def test_the_model_survives_the_tool(exported, tmp_path, tool, body, form):
     x = _inputs()
     expected = torch_out(model, x)
     bound = tolerance * float(np.abs(expected).max())
+    try:
+        run_body(path, x) if form == "inline" or not function_missing(result) else run_library(path, x)
+    except Exception as exc:  # an opset newer than this ONNX Runtime loads for any model
+        if "official support" in str(exc):
+            pytest.skip(f"this ONNX Runtime does not load opset {tool.rsplit('-', 1)[-1]} models")
+        raise
     if form == "inline":
         assert not softpool_nodes(result)
         np.testing.assert_allclose(run_body(path, x), expected, rtol=0, atol=bound)

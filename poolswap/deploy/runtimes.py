@@ -110,6 +110,9 @@ def _openvino(path: Path) -> Runner:
     core = openvino.Core()
     with tempfile.TemporaryDirectory() as folder:
         if not is_inlined(model):
+            # OpenVINO has no rule for poolswap.SoftPool and reports the next Conv as failed: deploy --inline
+            logger.info("OpenVINO does not expand poolswap::SoftPool's function; checking the --inline form "
+                        "of %s (export with --inline to deploy on OpenVINO)", path.name)
             path = Path(folder) / "inlined.onnx"
             onnx.save(inline_softpool(model), str(path))
         try:

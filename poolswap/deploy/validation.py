@@ -148,6 +148,7 @@ def validate(
     from ..export._onnx_file import read_onnx
     from .node_check import check_softpool_nodes
     from .runtimes import RUNTIMES, available_runtimes, runner
+    from ..export._restore import MISSING_FUNCTION_FIX, function_missing
 
     onnx_path = Path(onnx_path)
     onnx_model = read_onnx(onnx_path)  # a damaged or empty file: one line, before any runtime
@@ -158,6 +159,15 @@ def validate(
     if missing and (strict or runtimes is not None):
         name, reason = next(iter(missing.items()))
         raise PoolswapError(f"runtime {name}: {reason}")
+    if function_missing(onnx_model):
+        # only poolswap's library runs the nodes; the other runtimes need the body a tool dropped
+        reason = f"{onnx_path.name} has poolswap::SoftPool nodes but no SoftPool function (a tool dropped it); " \
+                 + MISSING_FUNCTION_FIX
+        logger.warning("%s", reason)
+        if "ort-library" not in usable:
+            raise PoolswapError(reason)
+        missing.update({name: "the SoftPool function is missing (a tool dropped it; poolswap.export.restore_function puts it back)" for name in usable if name != "ort-library"})
+        usable = ["ort-library"]
     if inputs is None:
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in graph_input.type.tensor_type.shape.dim]
         shape = [n if d <= 0 else d for d in dims]

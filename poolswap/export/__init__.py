@@ -2,6 +2,8 @@
 
 * :func:`export_onnx` writes the model (see :mod:`poolswap.export._function` for
   the operator's attributes and the ``fast``/``exact`` bodies).
+* :func:`restore_function` puts the body back where a tool dropped it
+  (:func:`function_missing` tells).
 * :func:`inline_softpool` turns such a model into standard ONNX operators only.
 
 Validation across runtimes needs deploy's sessions, so it lives there
@@ -21,6 +23,8 @@ _LAZY = {
     "softpool_attributes": "._function",
     "softpool_function": "._function",
     "softpool_nodes": "._function",
+    "function_missing": "._restore",
+    "restore_function": "._restore",
     "inline_softpool": "._inline",
     "is_inlined": "._inline",
     "read_onnx": "._onnx_file",
@@ -36,12 +40,14 @@ __all__ = [
     "RUNTIMES",
     "attach_function",
     "export_onnx",
+    "function_missing",
     "inline_softpool",
     "is_inlined",
     "model_body",
     "node_attributes",
     "softpool_attributes",
     "softpool_function",
+    "restore_function",
     "softpool_nodes",
     "read_onnx",
 ]

@@ -75,3 +75,14 @@ def test_more_epochs_continue_a_finished_run(finished_run, capsys):
     assert main(["finetune", *TRUST, "--resume", str(run), "--epochs", "2"]) == 2
     assert "has finished 3 epoch(s) already" in capsys.readouterr().err
     assert poolswap.load(run / "last.safetensors", trust_module="tests.train.helpers") is not None
+
+
+def test_a_teacher_spec_read_back_from_the_run_directory_is_checked_like_a_files(finished_run, capsys):
+    """args.yaml is a file: a teacher spec planted there does not run without --trust-module."""
+    _, run = finished_run
+    args = yaml.safe_load((run / "args.yaml").read_text())
+    args["command"]["teacher"] = "subprocess:getoutput"
+    (run / "args.yaml").write_text(yaml.safe_dump(args))
+    assert main(["finetune", *TRUST, "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "the teacher in" in err and "--trust-module subprocess" in err

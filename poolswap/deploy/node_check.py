@@ -16,11 +16,12 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from ..errors import PoolswapValueError
 from ..kernels._attribute_rules import check_node
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["check_softpool_nodes"]
+__all__ = ["check_softpool_nodes", "softpool_problem_for_inputs"]
 
 DOMAIN = "poolswap"
 OP_NAME = "SoftPool"
@@ -80,3 +81,34 @@ def check_softpool_nodes(model: Union[str, "os.PathLike[str]", Any]) -> int:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         check_node(node.name, attrs, shapes.get(node.input[0]) if node.input else None)
     return len(nodes)
+
+
+def softpool_problem_for_inputs(path: Union[str, "os.PathLike[str]"], input_shapes: dict) -> Optional[str]:
+    """Why a SoftPool node cannot run on inputs of ``input_shapes`` (name -> shape), or None.
+
+    For a run that failed: with the actual input sizes in place of the model's symbolic
+    dims, shape inference gives each node's input and the rules say whether a node's
+    attribute is the cause (the function body's own ops fail with a message that names
+    no SoftPool node).
+    """
+    try:
+        import onnx
+
+        model = onnx.load(str(Path(path)), load_external_data=False)
+    except Exception:  # no onnx, or a file it cannot parse: nothing to add
+        return None
+    for graph_input in model.graph.input:
+        shape = input_shapes.get(graph_input.name)
+        dims = graph_input.type.tensor_type.shape.dim
+        if shape is None:
+            continue
+        if len(shape) != len(dims) or any(d.HasField("dim_value") and d.dim_value != n for d, n in zip(dims, shape)):
+            return None  # the input itself does not fit the model: that is the cause
+        for dim, size in zip(dims, shape):
+            dim.Clear()
+            dim.dim_value = int(size)
+    try:
+        check_softpool_nodes(model)
+    except PoolswapValueError as exc:
+        return str(exc)
+    return None

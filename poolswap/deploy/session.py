@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence, Union
 
 from ..errors import PoolswapError, first_line
 from ..kernels import ort_library_path
-from .node_check import check_softpool_nodes
+from .node_check import check_softpool_nodes, softpool_problem_for_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -164,10 +164,12 @@ def _session_class():
     class PoolswapSession(onnxruntime.InferenceSession):
         """An ``onnxruntime.InferenceSession`` whose input errors are one line naming the expected inputs.
 
-        ``poolswap_library`` is the registered library (None when the model runs its function body).
+        ``poolswap_library`` is the registered library (None when the model runs its function body);
+        ``poolswap_model`` the model file, to name the SoftPool node behind a failed run.
         """
 
         poolswap_library: Optional[Path] = None
+        poolswap_model: Optional[Path] = None
 
         def expected_inputs(self) -> str:
             return ", ".join(f"'{i.name}' {_onnx_type(i.type)} {list(i.shape)}" for i in self.get_inputs())
@@ -177,6 +179,9 @@ def _session_class():
                 return super().run(output_names, input_feed, run_options)
             except Exception as exc:
                 node_error = _node_error(exc)
+                if node_error is None and self.poolswap_model is not None:  # the function body's ops failed: why?
+                    shapes = {k: getattr(v, "shape", None) for k, v in dict(input_feed).items()}
+                    node_error = softpool_problem_for_inputs(self.poolswap_model, shapes)
                 if node_error is not None:  # the input fits; a node's attribute cannot work on it
                     raise PoolswapError(node_error) from exc
                 if type(exc).__module__.startswith("onnxruntime") or isinstance(exc, (ValueError, TypeError, RuntimeError)):
@@ -249,4 +254,5 @@ def session(
             raise PoolswapError(f"{path.name}: {node_error}") from exc
         raise PoolswapError(f"ONNX Runtime could not load {path}: {first_line(exc)}") from exc
     sess.poolswap_library = registered
+    sess.poolswap_model = path
     return sess

@@ -111,3 +111,20 @@ def test_the_pytorch_op_refuses_or_runs_the_same_strides():
         torch.ops.poolswap.soft_pool(x, [2, 2], [2**31, 1], [0, 0], [1, 1], False, 1.0, None)
     y = torch.ops.poolswap.soft_pool(x, [2, 2], [BIG, BIG], [0, 0], [1, 1], False, 1.0, None)
     assert y.shape == (2, 3, 1, 1)
+
+
+def test_the_pytorch_op_computes_a_kernel_of_2_31_minus_1():
+    """Kernel 2^31 - 1 with padding 2^30 - 1 is a valid geometry: every window holds the whole 16 x 16 plane.
+
+    The op reads only the positions inside the input (no buffer sized by the kernel, no overflowing product).
+    """
+    import torch
+
+    import poolswap
+
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    y = poolswap.soft_pool2d(x, BIG, stride=1, padding=2**30 - 1)
+    flat = x.reshape(2, 3, -1)
+    expected = (torch.softmax(flat, dim=-1) * flat).sum(-1)
+    assert y.shape == (2, 3, 16, 16)
+    torch.testing.assert_close(y, expected[..., None, None].expand_as(y))

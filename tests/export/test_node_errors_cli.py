@@ -69,8 +69,6 @@ def _assert_names_node_first(result: subprocess.CompletedProcess) -> None:
 @pytest.mark.parametrize("spatial", [[4, 4], ["H", "W"]], ids=["static", "symbolic"])
 @pytest.mark.parametrize("library", [True, False], ids=["library", "body"])
 def test_predict_names_the_node_and_the_attribute(tmp_path, ort_library, spatial, library):
-    if spatial == ["H", "W"] and not library:
-        pytest.skip("with symbolic sizes only the library can tell before the body's own ops fail")
     model = _model(tmp_path / "m.onnx", spatial)
     args = ["predict", str(model), str(_image(tmp_path / "a.png")), "--size", "4", "4", "--providers", "cpu"]
     result = _poolswap(*args, *([] if library else ["--no-library"]))
@@ -82,3 +80,13 @@ def test_validate_on_the_library_names_the_node_and_the_attribute(tmp_path, ort_
     model = _model(tmp_path / "m.onnx", spatial)
     # With symbolic sizes, validate draws 8 x 8 inputs (its batch size): still too small for kernel 9.
     _assert_names_node_first(_poolswap("validate", str(model), "--runtime", "ort-library"))
+
+
+def test_a_wrong_input_is_still_named_as_the_cause(tmp_path):
+    """The node check behind a failed run does not blame a node when the input does not fit the model."""
+    from poolswap.deploy import session
+    from poolswap.errors import PoolswapError
+
+    sess = session(_model(tmp_path / "m.onnx", ["H", "W"]), "cpu", library=False)
+    with pytest.raises(PoolswapError, match=r"the model expects input 'X' float32 \['N', 3, 'H', 'W'\]"):
+        sess.run(None, {"X": np.ones((1, 5, 16, 16), np.float32)})

@@ -54,9 +54,11 @@ std::string parallel_backend() {
 int64_t threads_last_call() { return g_threads_last_call.load(); }
 
 int64_t plane_grain(const Geometry& g) {
-  const int64_t work = g.out[0] * g.out[1] * g.out[2] * g.kernel[0] * g.kernel[1] * g.kernel[2];
+  // Window positions per plane, in double: a kernel may reach 2^31 - 1 per dim (only min(kernel, in) are read).
+  double work = 1.0;
+  for (int i = 0; i < 3; ++i) work *= static_cast<double>(g.out[i]) * static_cast<double>(std::min(g.kernel[i], g.in[i]));
   const int64_t group = plane_group_size(g);  // chunks of whole groups of planes that share a buffer
-  const int64_t planes = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work));
+  const int64_t planes = work >= 32768.0 ? 1 : std::max<int64_t>(1, static_cast<int64_t>(32768.0 / std::max(1.0, work)));
   return (planes + group - 1) / group * group;
 }
 

@@ -247,3 +247,48 @@ def test_the_ort_library_runs_its_baseline_path_on_a_cpu_without_avx(ort_cpu_lib
     assert checksum == native  # the same instructions, emulated: bit for bit
     forced = _drive([qemu, "-cpu", OLD_CPU, str(driver), str(ort_cpu_library)], "avx2")
     assert forced.stdout.split()[0] == "error:" and "does not support avx2" in forced.stdout
+
+
+# ---------------------------------------------------------------------------
+# The PyTorch extension's objects: where the wide instructions are
+# ---------------------------------------------------------------------------
+
+def _vex_instructions_by_symbol(obj: Path) -> dict[str, int]:
+    """AVX-encoded (VEX/EVEX: mnemonics starting with v) instructions per function symbol of an object file."""
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(obj)], capture_output=True, text=True,
+                         check=True).stdout
+    counts: dict[str, int] = {}
+    symbol = ""
+    for line in out.splitlines():
+        if line.endswith(">:") and "<" in line:
+            symbol = line.split("<", 1)[1][:-2]
+        else:
+            parts = line.split("\t")
+            if len(parts) >= 2 and parts[1].strip().startswith("v") and "(bad)" not in line:
+                counts[symbol] = counts.get(symbol, 0) + 1
+    return counts
+
+
+@needs_extension
+@pytest.mark.skipif(not X86, reason="x86-64 ISAs")
+def test_only_the_isa_namespaces_hold_avx_instructions():
+    """The JIT build's objects: baseline and shared code hold no AVX instruction, each ISA's code lives in its namespace.
+
+    An inline function (std::, c10::) that several objects hold is kept once by the
+    linker; were it compiled with AVX in one object, the baseline path could run it.
+    """
+    if shutil.which("objdump") is None:
+        pytest.skip("objdump not found (apt-get install binutils)")
+    from poolswap.kernels import kernel_status
+
+    detail = kernel_status()["cpu"].detail
+    if not detail.startswith("JIT-built: "):
+        pytest.skip(f"not a JIT build ({detail})")
+    folder = Path(detail.removeprefix("JIT-built: ")).parent
+    for name in ("softpool_torch_cpu", "softpool_cpu_baseline", "softpool_cpu_dispatch"):
+        assert _vex_instructions_by_symbol(folder / f"{name}.o") == {}, name
+    for isa in ("avx2", "avx512"):
+        counts = _vex_instructions_by_symbol(folder / f"softpool_cpu_{isa}.o")
+        assert sum(counts.values()) > 1000  # the vector paths are there
+        outside = [s for s in counts if f"poolswap_isa_{isa}" not in s]
+        assert outside == [], outside[:5]

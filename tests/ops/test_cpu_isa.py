@@ -111,9 +111,12 @@ def test_each_isa_gives_the_baseline_results(isa, tmp_path):
 
 @needs_extension
 @pytest.mark.slow
-@pytest.mark.parametrize("isa", supported_isas())
+@pytest.mark.parametrize("isa", supported_isas()[:-1])
 def test_each_isa_keeps_the_float64_contract(isa):
-    """The contract tests of the fused kernel (float64 brute force, hypothesis) under a forced ISA."""
+    """The contract tests of the fused kernel (float64 brute force, hypothesis) under a forced ISA.
+
+    The CPU's best ISA is the default one: test_contract.py itself runs it.
+    """
     env = dict(os.environ, POOLSWAP_CPU_ISA=isa)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/ops/test_contract.py",

@@ -95,15 +95,18 @@ class BuildKernels(build_ext):
 
 
 def _torch_pin() -> str:
-    """``torch==X.Y.*`` of the build's torch (a wheel's kernels load into that torch only), else the source range."""
-    building_wheel = any(arg in ("bdist_wheel", "build", "build_ext") for arg in sys.argv) or os.environ.get(
-        "POOLSWAP_WHEEL") == "1"
+    """``torch==X.Y.*`` of the torch in the build environment: a wheel's kernels load into that torch only.
+
+    pip reads the metadata in a step of its own (no ``bdist_wheel`` in sight), so the pin
+    follows whichever torch is importable. An isolated build (an editable install's, by
+    default) has none: the source range, whose JIT build compiles for any torch.
+    """
     try:
         import torch
     except ImportError:
         return "torch>=2.6"
     version = re.match(r"(\d+)\.(\d+)", torch.__version__)
-    return f"torch=={version.group(1)}.{version.group(2)}.*" if building_wheel and version else "torch>=2.6"
+    return f"torch=={version.group(1)}.{version.group(2)}.*" if version else "torch>=2.6"
 
 
 setup(

@@ -46,7 +46,7 @@ def run_op_benchmark(config: OpBenchConfig) -> dict:
     timed on one thread, for its speed-up from 1 thread to ``threads``.
     """
     import poolswap
-    from poolswap.kernels import cpu_parallel_backend, kernel_status
+    from poolswap.kernels import cpu_isa, cpu_parallel_backend, kernel_status
     from poolswap.ops import soft_pool_reference
 
     from poolswap.ops import PoolGeometry
@@ -107,6 +107,7 @@ def run_op_benchmark(config: OpBenchConfig) -> dict:
         "config": asdict(config),
         "threads": threads,
         "parallel_backend": cpu_parallel_backend() if not config.device.startswith("cuda") else None,
+        "cpu_isa": cpu_isa() if not config.device.startswith("cuda") else None,
         "fused_thread_scaling": scaling,
         "torch": torch.__version__,
         "device_name": torch.cuda.get_device_name(0) if config.device.startswith("cuda") else "cpu",
@@ -119,7 +120,8 @@ def format_op_table(result: dict) -> str:
     """A markdown table of one run."""
     c = result["config"]
     title = (f"SoftPool op, N={c['batch']} C={c['channels']} {c['size']}x{c['size']}, k{c['kernel']} s{c['stride']} "
-             f"p{c['padding']}, {c['dtype']}, {result['device_name']}, {result['threads']} threads")
+             f"p{c['padding']}, {c['dtype']}, {result['device_name']}"
+             f"{' (' + result['cpu_isa'] + ' kernels)' if result.get('cpu_isa') else ''}, {result['threads']} threads")
     header = ["variant", "forward ms", "fwd+bwd ms", "forward / max_pool2d", "fwd+bwd / max_pool2d",
               "decomposition / this (fwd)", "decomposition / this (fwd+bwd)"]
     rows = [[r["variant"], f"{r['forward_ms']:.2f}", f"{r['forward_backward_ms']:.2f}", f"{r['forward_vs_max']:.2f}x",

@@ -78,7 +78,30 @@ def ort_library_status() -> dict:
     except Exception as exc:  # a broken cache, an unreadable source tree: report, don't crash doctor
         return {"active": False, "detail": f"lookup failed: {exc}"}
     ok, detail = check_library(path)
+    if ok:
+        detail = f"{_provenance(Path(path))}, CPU ISA {library_cpu_isa(path)}: {detail}"
     return {"active": ok, "detail": detail}
+
+
+def _provenance(path: Path) -> str:
+    """Where the library came from: the wheel (prebuilt), ``POOLSWAP_ORT_LIBRARY``, or the JIT build's cache."""
+    from ..kernels import _prebuilt
+
+    if os.environ.get("POOLSWAP_ORT_LIBRARY"):
+        return "from POOLSWAP_ORT_LIBRARY"
+    if _prebuilt.PREBUILT_DIR in path.resolve().parents:
+        return _prebuilt.describe("onnxruntime")
+    return "JIT-built"
+
+
+def library_cpu_isa(path: PathLike) -> str:
+    """The instruction set the library's CPU kernels run here (``POOLSWAP_CPU_ISA`` forces one), or why none."""
+    try:
+        fn = ctypes.CDLL(str(path)).poolswap_ort_cpu_isa
+    except (OSError, AttributeError):
+        return "unknown (a library without ISA dispatch)"
+    fn.restype = ctypes.c_char_p
+    return fn().decode("utf-8", "replace")
 
 
 def _cuda_device_present() -> bool:

@@ -20,6 +20,7 @@ _LAZY = {
     "build_cpu": "._torch_extension",
     "build_cuda": "._torch_extension",
     "build_error_line": "._torch_extension",
+    "cpu_isa": "._torch_extension",
     "cpu_parallel_backend": "._torch_extension",
     "cpu_threads_last_call": "._torch_extension",
     "ensure_loaded": "._torch_extension",

@@ -10,8 +10,9 @@ Headers, first found wins:
 1. ``$ORT_INCLUDE_DIR``: any ORT >= 1.21 include folder (the one in ONNX
    Runtime's release archives, or a system ``/usr/include/onnxruntime``);
 2. headers fetched before into ``<cache>/ort-headers``;
-3. ``fetch=True`` (``poolswap build``): Debian's ``libonnxruntime-dev``
-   (trixie, ORT 1.21, API 21), downloaded with apt into a private folder:
+3. ``fetch=True`` (``poolswap build``, the wheel build): Debian's ``libonnxruntime-dev``
+   pinned at ``DEBIAN_VERSION`` (trixie, ORT 1.21.0, API 21), its SHA-256 checked
+   after download (a mismatch stops the build), downloaded with apt into a private folder:
    the mirror is read from this machine's own
    ``/etc/apt/sources.list.d/debian.sources``, and the system's apt set-up is
    left untouched.
@@ -19,6 +20,7 @@ Headers, first found wins:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -33,17 +35,19 @@ from typing import Optional
 from .. import __version__
 from .._atomic import atomic_path
 from ..errors import PoolswapError
+from ._prebuilt import prebuilt_file
 from ._toolchain import (
-    CSRC_DIR, build_key, cache_dir, cache_folder, cuda_arch_list, cudart_static_dir, cxx_compiler, gencode_flags, nvcc_path,
+    CPU_ISA_HEADERS, CPU_ISA_SOURCES, cpu_isa_cflags, CSRC_DIR, build_key, cache_dir, cache_folder, cuda_arch_list, cudart_static_dir, cxx_compiler, gencode_flags, nvcc_path,
 )
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["build_ort_library", "find_ort_include_dir", "library_file", "ort_build_command", "ort_library_path"]
 
-ORT_SOURCES = ("ort/softpool_ort.cpp",)
-ORT_SHARED_HEADERS = ("softpool_kernel.h", "softpool_cpu.h", "softpool_attributes.h")
-ORT_CFLAGS = ("-std=c++17", "-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared", "-fvisibility=hidden")
+# The front-end first, then the CPU kernels per ISA (baseline first: see CPU_ISA_SOURCES).
+ORT_SOURCES = ("ort/softpool_ort.cpp", *CPU_ISA_SOURCES)
+ORT_SHARED_HEADERS = ("softpool_kernel.h", "softpool_cpu.h", "softpool_attributes.h", *CPU_ISA_HEADERS)
+ORT_CFLAGS = ("-std=c++17", "-fPIC", "-shared", "-fvisibility=hidden", "-DPOOLSWAP_CPU_FRONTEND_ORT")
 # The CUDA kernel (where nvcc exists): the PyTorch CUDA op's forward kernel, linked with a
 # static cudart so that the library still loads where no CUDA runtime is installed.
 ORT_CUDA_SOURCES = ("softpool_ort_cuda.cu",)
@@ -55,6 +59,13 @@ HEADER = "onnxruntime_cxx_api.h"
 SOURCES_FILE = Path("/etc/apt/sources.list.d/debian.sources")
 DEBIAN_SUITE = "trixie"
 DEBIAN_PACKAGE = "libonnxruntime-dev"
+#: The pinned header set: this Debian version (ORT 1.21.0, API 21) and the SHA-256 of its
+#: include tree (:func:`header_tree_digest`; the same on every architecture). Anything
+#: else fetched, or a fetched copy changed since, stops the build.
+DEBIAN_VERSION = "1.21.0+dfsg-1"
+ORT_HEADERS_SHA256 = "5126d763c6a59bc9f20d0ad7140fb3f1cf7c3ff6934d4d21b7129226406c6764"
+#: The SHA-256 of the amd64 .deb itself, checked before unpacking on amd64.
+DEBIAN_DEB_SHA256 = {"amd64": "14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08"}
 
 _lock = threading.Lock()
 
@@ -90,14 +101,15 @@ def library_file() -> Path:
     toolkit = cuda_toolkit()
     sources = ORT_SOURCES + ORT_SHARED_HEADERS + ((ORT_CUDA_SOURCES + ORT_CUDA_HEADERS) if toolkit else ())
     cuda = (*_cuda_command(toolkit[0]), str(toolkit[1])) if toolkit else ("cpu",)
-    command = (__version__, cxx_compiler(), *ORT_CFLAGS, _headers_location(), *cuda)
+    command = (__version__, cxx_compiler(), *cpu_isa_cflags(), *ORT_CFLAGS, _headers_location(), *cuda)
     return cache_dir() / "ort" / f"libpoolswap_ort_{build_key(sources, command)}.so"
 
 
 def ort_library_path(build: bool = True) -> Optional[Path]:
     """Path of poolswap's ONNX Runtime custom-op library, or None when there is none.
 
-    ``$POOLSWAP_ORT_LIBRARY`` overrides the lookup. Otherwise the library built
+    ``$POOLSWAP_ORT_LIBRARY`` overrides the lookup; then the one the wheel ships
+    (``poolswap/kernels/prebuilt``, unless ``POOLSWAP_PREBUILT=0``). Otherwise the library built
     for this machine and poolswap source is taken from the cache; with ``build``
     it is compiled there when headers are at hand without downloading
     (``ORT_INCLUDE_DIR``, or headers fetched by an earlier ``poolswap build``).
@@ -105,6 +117,9 @@ def ort_library_path(build: bool = True) -> Optional[Path]:
     env = os.environ.get("POOLSWAP_ORT_LIBRARY")
     if env:
         return Path(env).expanduser()
+    prebuilt = prebuilt_file("onnxruntime")
+    if prebuilt is not None:
+        return prebuilt
     library = library_file()
     if library.is_file():
         return library
@@ -131,7 +146,11 @@ def find_ort_include_dir() -> Optional[Path]:
         if found is None:
             raise PoolswapError(f"ORT_INCLUDE_DIR={env} holds no {HEADER}; point it at ONNX Runtime's include folder")
         return found
-    return _has_header(cache_dir() / "ort-headers" / "usr" / "include")
+    fetched = cache_dir() / "ort-headers" / "usr" / "include"
+    found = _has_header(fetched)
+    if found is not None:
+        verify_ort_headers(fetched)
+    return found
 
 
 def _debian_source_stanza() -> str:
@@ -148,8 +167,40 @@ def _debian_source_stanza() -> str:
     return re.sub(r"^Suites:.*$", f"Suites: {DEBIAN_SUITE}", stanza, flags=re.M).strip() + "\n"
 
 
+def header_tree_digest(include_root: Path) -> str:
+    """SHA-256 over every file under ``include_root``: relative path and bytes, in sorted order."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in include_root.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(include_root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def verify_ort_headers(include_root: Path) -> None:
+    """Stop (one line) where the fetched header set is not the pinned one."""
+    found = header_tree_digest(include_root)
+    if found != ORT_HEADERS_SHA256:
+        raise PoolswapError(
+            f"the ONNX Runtime headers in {include_root} fail their checksum (sha256 {found[:16]}..., pinned "
+            f"{ORT_HEADERS_SHA256[:16]}... for {DEBIAN_PACKAGE} {DEBIAN_VERSION}); delete that folder and rebuild, "
+            "or set ORT_INCLUDE_DIR"
+        )
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fetch_ort_headers(dest: Optional[Path] = None) -> Path:
-    """Download Debian's ``libonnxruntime-dev`` with a private apt state and unpack it; returns the include dir."""
+    """Download Debian's ``libonnxruntime-dev`` (the pinned version), check it and unpack it; returns the include dir.
+
+    The apt state is private and the system's apt set-up untouched. The .deb's SHA-256
+    (where pinned for this architecture) and the unpacked headers' digest must match
+    the pins, or nothing is kept and a :class:`PoolswapError` says so in one line.
+    """
     dest = dest or (cache_folder() / "ort-headers")
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
@@ -170,7 +221,7 @@ def fetch_ort_headers(dest: Optional[Path] = None) -> Path:
             "-o", "APT::Sandbox::User=root",
         ]  # fmt: skip
         logger.info("fetching ONNX Runtime headers (%s from Debian %s)", DEBIAN_PACKAGE, DEBIAN_SUITE)
-        for command in (["apt-get", *options, "-qq", "update"], ["apt-get", *options, "-qq", "download", DEBIAN_PACKAGE]):
+        for command in (["apt-get", *options, "-qq", "update"], ["apt-get", *options, "-qq", "download", f"{DEBIAN_PACKAGE}={DEBIAN_VERSION}"]):
             result = subprocess.run(command, cwd=work, capture_output=True, text=True)
             if result.returncode != 0:
                 reason = (result.stderr or result.stdout).strip().splitlines()
@@ -181,8 +232,16 @@ def fetch_ort_headers(dest: Optional[Path] = None) -> Path:
         debs = sorted(work.glob(f"{DEBIAN_PACKAGE}_*.deb"))
         if not debs:
             raise PoolswapError(f"apt-get downloaded no {DEBIAN_PACKAGE}; set ORT_INCLUDE_DIR instead")
+        arch = debs[-1].stem.rsplit("_", 1)[-1]
+        pinned = DEBIAN_DEB_SHA256.get(arch)
+        if pinned is not None and _file_sha256(debs[-1]) != pinned:
+            raise PoolswapError(
+                f"{debs[-1].name} fails its checksum (sha256 {_file_sha256(debs[-1])[:16]}..., pinned {pinned[:16]}...); "
+                "not using it: set ORT_INCLUDE_DIR to an ONNX Runtime (>= 1.21) include folder instead"
+            )
         unpacked = work / "unpacked"
         subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(unpacked)], check=True, capture_output=True)
+        verify_ort_headers(unpacked / "usr" / "include")
         if dest.exists():
             shutil.rmtree(dest)
         # Headers only: the package's library symlinks point at a runtime package we do not want.
@@ -211,6 +270,7 @@ def ort_build_command(include_dir: Path, output: Path, cuda_object: Optional[Pat
     sources = [str(CSRC_DIR / s) for s in ORT_SOURCES]
     return [
         compiler,
+        *cpu_isa_cflags(),
         *ORT_CFLAGS,
         f"-I{include_dir}",
         f"-I{CSRC_DIR}",
@@ -241,15 +301,16 @@ def _compile_cuda_object(nvcc: str, folder: Path, verbose: bool) -> Path:
     return obj
 
 
-def build_ort_library(verbose: bool = False, fetch: bool = True, force: bool = False) -> Path:
-    """Compile (if needed) the ORT custom-op library into the cache; returns its path.
+def build_ort_library(verbose: bool = False, fetch: bool = True, force: bool = False,
+                      output: Optional[Path] = None) -> Path:
+    """Compile (if needed) the ORT custom-op library into the cache (or ``output``: the wheel build); returns its path.
 
     ``fetch`` allows downloading Debian's headers when neither ``ORT_INCLUDE_DIR``
     nor earlier fetched headers exist. Raises :class:`PoolswapError` with the reason.
     """
     with _lock:
-        library = library_file()
-        if library.is_file() and not force:
+        library = output or library_file()
+        if library.is_file() and not force and output is None:
             return library
         include_dir = find_ort_include_dir()
         if include_dir is None:
@@ -261,7 +322,8 @@ def build_ort_library(verbose: bool = False, fetch: bool = True, force: bool = F
         api = ort_api_version(include_dir)
         if api < 21:
             raise PoolswapError(f"the ORT headers in {include_dir} are API {api}; poolswap needs ORT >= 1.21 headers")
-        cache_folder("ort")
+        if output is None:
+            cache_folder("ort")
         toolkit = cuda_toolkit()
         with atomic_path(library) as tmp, tempfile.TemporaryDirectory(prefix="poolswap-ort-build-") as work:
             cuda_object = _compile_cuda_object(toolkit[0], Path(work), verbose) if toolkit else None

@@ -20,7 +20,13 @@ from typing import Iterable, Optional
 from ..errors import PoolswapError, PoolswapValueError
 
 __all__ = [
+    "CPU_ISAS",
+    "CPU_ISA_CFLAGS",
+    "CPU_ISA_HEADERS",
+    "CPU_ISA_SOURCES",
     "CSRC_DIR",
+    "check_cpu_isa_env",
+    "cpu_isa_cflags",
     "DEFAULT_CUDA_ARCHS",
     "build_key",
     "cache_dir",
@@ -36,6 +42,30 @@ __all__ = [
 
 #: The kernel sources, shared by every front-end.
 CSRC_DIR = Path(__file__).resolve().parent / "csrc"
+#: softpool_cpu.h compiled once per ISA and the table that picks one at load time
+#: (softpool_cpu_dispatch.h). Baseline first: the linker keeps the first copy of an
+#: inline function that several objects hold, and the baseline's runs on any CPU.
+CPU_ISA_SOURCES = ("softpool_cpu_baseline.cpp", "softpool_cpu_avx2.cpp", "softpool_cpu_avx512.cpp",
+                   "softpool_cpu_dispatch.cpp")
+CPU_ISA_HEADERS = ("softpool_cpu_dispatch.h", "softpool_cpu_isa.inc")
+#: Compiler flags of every CPU kernel object: no -march=native in anything shipped
+#: (``POOLSWAP_CPU_NATIVE=1`` adds it, for a developer's comparison build only).
+CPU_ISA_CFLAGS = ("-O3", "-fno-math-errno", "-Wno-psabi")
+#: The ISAs of the CPU kernels, as ``POOLSWAP_CPU_ISA`` names them.
+CPU_ISAS = ("baseline", "avx2", "avx512")
+
+
+def cpu_isa_cflags() -> tuple[str, ...]:
+    """:data:`CPU_ISA_CFLAGS`, plus ``-march=native`` where ``POOLSWAP_CPU_NATIVE=1`` asks for it."""
+    native = ("-march=native",) if os.environ.get("POOLSWAP_CPU_NATIVE") == "1" else ()
+    return (*CPU_ISA_CFLAGS, *native)
+
+
+def check_cpu_isa_env() -> None:
+    """A ``POOLSWAP_CPU_ISA`` that names no ISA is the user's error, said in one line."""
+    forced = os.environ.get("POOLSWAP_CPU_ISA", "")
+    if forced and forced not in CPU_ISAS:
+        raise PoolswapValueError(f"POOLSWAP_CPU_ISA={forced} is not an ISA; use one of {', '.join(CPU_ISAS)} or unset it")
 #: Ampere and Hopper machine code, plus PTX that newer GPUs compile at load time (torch's notation).
 DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
 
@@ -66,8 +96,13 @@ def cache_folder(*parts: str) -> Path:
 
 
 def cpu_signature() -> str:
-    """The machine and its instruction-set flags: builds use -march=native, so they key on it."""
+    """The machine, plus its instruction-set flags where a build uses -march=native (``POOLSWAP_CPU_NATIVE=1``).
+
+    A portable build runs on any CPU of the machine type, so it keys on that alone.
+    """
     flags = platform.machine()
+    if os.environ.get("POOLSWAP_CPU_NATIVE") != "1":
+        return flags
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

@@ -22,22 +22,25 @@ from typing import Optional
 
 import torch
 
-from ._toolchain import CSRC_DIR, build_key, cache_folder, cuda_arch_list, cuda_home, cxx_compiler, nvcc_path
+from ..errors import PoolswapValueError
+from . import _prebuilt
+from ._toolchain import CPU_ISA_HEADERS, CPU_ISA_SOURCES, CSRC_DIR, check_cpu_isa_env, cpu_isa_cflags, build_key, cache_folder, cuda_arch_list, cuda_home, cxx_compiler, nvcc_path
 
 logger = logging.getLogger(__name__)
 
-CPU_SOURCES = ("softpool_torch_cpu.cpp",)
-CPU_HEADERS = ("softpool_kernel.h", "softpool_cpu.h", "softpool_attributes.h", "torch_problem.h")
+CPU_SOURCES = ("softpool_torch_cpu.cpp", *CPU_ISA_SOURCES)
+CPU_HEADERS = ("softpool_kernel.h", "softpool_cpu.h", "softpool_attributes.h", "torch_problem.h", *CPU_ISA_HEADERS)
 # -fopenmp: ATen's at::parallel_for is inlined from its OpenMP header, so without the flag the
 # extension runs every plane on the calling thread. The OpenMP runtime is the one torch loaded.
 CPU_PARALLEL_FLAGS = () if sys.platform == "darwin" else ("-fopenmp",)
-CPU_CFLAGS = ("-O3", "-march=native", "-fno-math-errno", *CPU_PARALLEL_FLAGS)
+# Portable: no -march; the AVX2 / AVX-512 paths are separate tables chosen at load time.
+CPU_CFLAGS = ("-DPOOLSWAP_CPU_FRONTEND_TORCH", *CPU_PARALLEL_FLAGS)
 CUDA_SOURCES = ("softpool_torch_cuda.cu",)
 CUDA_HEADERS = ("softpool_kernel.h", "softpool_attributes.h", "softpool_cuda_thread.h", "softpool_cuda.cuh", "torch_problem.h")
 CUDA_FLAGS = ("-O3", "-lineinfo")
 
 __all__ = [
-    "KernelStatus", "active_backend", "build_cpu", "build_cuda", "build_error_line", "cpu_parallel_backend",
+    "KernelStatus", "active_backend", "build_cpu", "cpu_isa", "build_cuda", "build_error_line", "cpu_parallel_backend",
     "cpu_threads_last_call", "ensure_loaded", "kernel_status",
 ]
 
@@ -89,11 +92,22 @@ def _build_location(name: str, what: str) -> tuple[Path, Path]:
     return build_dir, library
 
 
+def _location(name: Optional[str], build_dir: Optional[Path], kind: str, files: tuple[str, ...], args: dict,
+              env: tuple[str, ...], what: str) -> tuple[str, Path, Path]:
+    """(name, build folder, library): the cache's keyed ones, or the given ones (the wheel build)."""
+    if name is None:
+        name = extension_name(kind, files, args, env)
+        return (name, *_build_location(name, what))
+    assert build_dir is not None, "a named build needs its folder"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    return name, build_dir, build_dir / f"{name}.so"
+
+
 def cpu_load_arguments() -> dict:
     """The arguments of the fused CPU kernel's ``cpp_extension.load``, less its name and folder."""
     return dict(
         sources=[str(CSRC_DIR / s) for s in CPU_SOURCES],
-        extra_cflags=list(CPU_CFLAGS),
+        extra_cflags=[*cpu_isa_cflags(), *CPU_CFLAGS],
         extra_ldflags=list(CPU_PARALLEL_FLAGS),
         extra_include_paths=[str(CSRC_DIR)],
         is_python_module=False,
@@ -117,15 +131,19 @@ def _ensure_ninja_on_path() -> None:
     os.environ["PATH"] = path
 
 
-def build_cpu(verbose: bool = False) -> Path:
-    """Compile (if needed) and load the fused CPU kernel; returns the shared library's path."""
+def build_cpu(verbose: bool = False, name: Optional[str] = None, build_dir: Optional[Path] = None) -> Path:
+    """Compile (if needed) and load the fused CPU kernel; returns the shared library's path.
+
+    By default into the cache under a keyed name; the wheel build passes its own
+    ``name`` and ``build_dir`` (the same sources and flags).
+    """
     # torch's builder warns on import that a CPU-only machine has no CUDA runtime: true and irrelevant here.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils import cpp_extension
 
     args = cpu_load_arguments()
-    name = extension_name("cpu", CPU_SOURCES + CPU_HEADERS, args, CPU_BUILD_ENV)
-    build_dir, library = _build_location(name, "fused CPU kernel")
+    name, build_dir, library = _location(name, build_dir, "cpu", CPU_SOURCES + CPU_HEADERS, args, CPU_BUILD_ENV,
+                                         "fused CPU kernel")
     _ensure_ninja_on_path()
     cpp_extension.load(name=name, build_directory=str(build_dir), verbose=verbose, **args)
     return library
@@ -148,8 +166,11 @@ def _cuda_library_includes() -> list[str]:
     return found
 
 
-def build_cuda(verbose: bool = False) -> Path:
-    """Compile (if needed) and load the CUDA kernels; works without a GPU (compile and link only)."""
+def build_cuda(verbose: bool = False, name: Optional[str] = None, build_dir: Optional[Path] = None) -> Path:
+    """Compile (if needed) and load the CUDA kernels; works without a GPU (compile and link only).
+
+    ``name`` and ``build_dir``: as for :func:`build_cpu`.
+    """
     if torch.version.cuda is None:
         raise RuntimeError("this torch build has no CUDA support")
     nvcc = nvcc_path()
@@ -172,11 +193,10 @@ def build_cuda(verbose: bool = False) -> Path:
         with_cuda=True,
     )
     key_args = {**args, "nvcc": nvcc, "cuda": str(torch.version.cuda)}
-    name = extension_name("cuda", CUDA_SOURCES + CUDA_HEADERS, key_args, CUDA_BUILD_ENV)
-    build_dir, library = _build_location(name, f"CUDA kernels ({archs})")
+    name, build_dir, library = _location(name, build_dir, "cuda", CUDA_SOURCES + CUDA_HEADERS, key_args,
+                                         CUDA_BUILD_ENV, f"CUDA kernels ({archs})")
     _ensure_ninja_on_path()
     cpp_extension.load(name=name, build_directory=str(build_dir), verbose=verbose, **args)
-    _status["cuda"] = KernelStatus("cuda", True, str(library))
     return library
 
 
@@ -212,16 +232,39 @@ def ensure_loaded() -> None:
         if os.environ.get("POOLSWAP_DISABLE_EXTENSION") == "1":
             _status["cpu"] = KernelStatus("cpu", False, "disabled by POOLSWAP_DISABLE_EXTENSION=1")
             return
-        try:
-            path = build_cpu()
-            _status["cpu"] = KernelStatus("cpu", True, str(path))
-        except Exception as exc:  # a compiler error, no compiler, no ninja, ...
-            _fall_back("cpu", "fused CPU", exc)
+        _load("cpu", "fused CPU", build_cpu)
         if torch.cuda.is_available():
-            try:
-                build_cuda()
-            except Exception as exc:
-                _fall_back("cuda", "CUDA", exc)
+            _load("cuda", "CUDA", build_cuda)
+
+
+def _load_prebuilt(kind: str) -> Optional[str]:
+    """Load the wheel's prebuilt ``kind`` kernel; its status detail, or None (none, or it did not load: said once)."""
+    path = _prebuilt.prebuilt_file(kind)
+    if path is None:
+        return None
+    reason = _prebuilt.torch_mismatch(torch.__version__)
+    if reason is None:
+        try:
+            torch.ops.load_library(str(path))
+            return f"{_prebuilt.describe(kind)}: {path}"
+        except Exception as exc:  # an undefined symbol (another torch build), a missing runtime, ...
+            reason = build_error_line(exc)
+    warnings.warn(f"poolswap: the prebuilt {kind} SoftPool kernel does not load ({reason}); "
+                  "compiling it from source instead", RuntimeWarning, stacklevel=5)
+    return None
+
+
+def _load(kind: str, what: str, build) -> None:
+    """The prebuilt kernel where it loads, else the JIT build, else the reference (said once)."""
+    detail = _load_prebuilt(kind)
+    if detail is not None:
+        _status[kind] = KernelStatus(kind, True, detail)
+        return
+    try:
+        path = build()
+        _status[kind] = KernelStatus(kind, True, f"JIT-built: {path}")
+    except Exception as exc:  # a compiler error, no compiler, no ninja, ...
+        _fall_back(kind, what, exc)
 
 
 def cpu_parallel_backend() -> str:
@@ -230,6 +273,22 @@ def cpu_parallel_backend() -> str:
     if not _status.get("cpu", KernelStatus("cpu", False, "")).active:
         return "none (reference)"
     return str(torch.ops.poolswap._cpu_parallel_backend())
+
+
+def cpu_isa() -> str:
+    """The instruction set the fused CPU kernel runs: ``baseline``, ``avx2`` or ``avx512`` (none: the reference).
+
+    Chosen once per process from what the CPU reports; ``POOLSWAP_CPU_ISA`` forces one
+    (an ISA this CPU lacks is a one-line error at the first call).
+    """
+    ensure_loaded()
+    if not _status.get("cpu", KernelStatus("cpu", False, "")).active:
+        return "none (reference)"
+    check_cpu_isa_env()
+    try:
+        return str(torch.ops.poolswap._cpu_isa())
+    except ValueError as exc:
+        raise PoolswapValueError(str(exc).splitlines()[0]) from None
 
 
 def cpu_threads_last_call() -> int:

@@ -174,8 +174,14 @@ class TestBuild:
         assert any(part.endswith("csrc/ort/softpool_ort.cpp") for part in command)
         assert f"-I{tmp_path}" in command
         assert not any("onnxruntime" in part and part.startswith("-l") for part in command)
-        source = (Path(command[-3]).read_text())
-        assert '#include "../softpool_cpu.h"' in source and "ParallelFor" in source
+        front_end = next(Path(part) for part in command if part.endswith("csrc/ort/softpool_ort.cpp")).read_text()
+        assert '#include "../softpool_cpu_dispatch.h"' in front_end and "ParallelFor" in front_end
+        # The shared plane loops, once per ISA, the same files as the PyTorch extension's
+        from poolswap.kernels._torch_extension import CPU_SOURCES
+
+        isa_sources = [part for part in command if "/csrc/softpool_cpu_" in part]
+        assert [Path(p).name for p in isa_sources] == [s for s in CPU_SOURCES if s.startswith("softpool_cpu_")]
+        assert '#include "softpool_cpu.h"' in (CSRC / "softpool_cpu_isa.inc").read_text()
         assert '#include "softpool_kernel.h"' in (CSRC / "softpool_cpu.h").read_text()
 
     def test_bad_include_dir_is_named(self, tmp_path, monkeypatch):

@@ -40,7 +40,8 @@ def test_a_missing_compiler_falls_back_to_the_reference_with_one_warning(tmp_pat
         print("fallback-ok")
         """
     )
-    env = dict(os.environ, POOLSWAP_CACHE=str(tmp_path / "cache"), CXX=str(tmp_path / "no-such-compiler"))
+    env = dict(os.environ, POOLSWAP_CACHE=str(tmp_path / "cache"), CXX=str(tmp_path / "no-such-compiler"),
+               POOLSWAP_PREBUILT="0")  # an installed wheel's prebuilt kernel would load without a compiler
     env.pop("POOLSWAP_DISABLE_EXTENSION", None)
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -78,3 +78,16 @@ def test_cuda_keys_do_not_change_once_a_build_sets_cuda_home(monkeypatch):
     monkeypatch.setenv("CUDA_HOME", str(cuda_home(nvcc)))  # what build_cuda does
     assert nvcc_path() == nvcc
     assert _ort_library.library_file() == library
+
+
+def test_nothing_is_built_for_the_build_machines_cpu_unless_asked(monkeypatch, tmp_path):
+    """Portable by default (the ISA is chosen at load time); POOLSWAP_CPU_NATIVE=1 is another build, another key."""
+    monkeypatch.delenv("POOLSWAP_CPU_NATIVE", raising=False)
+    portable = _cpu_name()
+    flags = ext.cpu_load_arguments()["extra_cflags"]
+    ort_flags = _ort_library.ort_build_command(tmp_path, tmp_path / "lib.so")
+    assert not any(f.startswith(("-march", "-mtune", "-mavx")) for f in [*flags, *ort_flags])
+    monkeypatch.setenv("POOLSWAP_CPU_NATIVE", "1")
+    assert "-march=native" in ext.cpu_load_arguments()["extra_cflags"]
+    assert "-march=native" in _ort_library.ort_build_command(tmp_path, tmp_path / "lib.so")
+    assert _cpu_name() != portable

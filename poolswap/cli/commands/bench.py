@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="intra-op threads of every variant (default: all cores, torch.get_num_threads())")
     run.add_argument("--min-run-time", type=positive_number, default=1.0, help="seconds of timing per measurement")
     run.add_argument("--no-reference", action="store_true", help="skip the slow pure-PyTorch reference")
+    run.add_argument("--builds", action="store_true",
+                     help="`op` on the CPU: the dispatched kernels (as a wheel ships them) against a -march=native "
+                     "build of the same sources, each in its own process, alternating rounds")
+    run.add_argument("--rounds", type=integer(1), default=3, help="`--builds`: alternating rounds per build")
     run.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     run.add_argument("--plot", type=Path, default=None, help="also draw the ratios as a PNG chart here")
     run.add_argument("--overwrite", action="store_true", help="replace an existing --json or --plot file")
@@ -85,6 +89,18 @@ def run(args: argparse.Namespace) -> int:
         padding=args.padding, dtype=args.dtype, device=args.device, min_run_time=args.min_run_time,
         include_reference=not args.no_reference, threads=args.threads,
     )
+    if args.builds:
+        from ...bench.builds import format_builds_table, run_builds_benchmark
+        from ...errors import PoolswapValueError
+
+        if args.device != "cpu":
+            raise PoolswapValueError("--builds compares CPU builds; drop --device or use --device cpu")
+        if args.plot is not None:
+            raise PoolswapValueError("--builds draws no chart; drop --plot (its table and --json hold the figures)")
+        result = run_builds_benchmark(config, rounds=args.rounds)
+        print(format_builds_table(result))
+        _write_outputs(result, args)
+        return 0
     result = run_op_benchmark(config)
     print(format_op_table(result))
     _write_outputs(result, args)

@@ -42,12 +42,22 @@ def _tool_version(tool: str, flag: str = "--version") -> str:
     return (versioned or lines or [path])[0]
 
 
+def _cpu_isa(cpu_isa) -> str:
+    """The fused CPU kernel's instruction set, or the one-line reason a forced one fails."""
+    from ...errors import PoolswapError
+
+    try:
+        return cpu_isa()
+    except PoolswapError as exc:
+        return f"error: {exc}"
+
+
 def collect() -> dict:
     """Everything doctor reports, as a dict."""
     import torch
 
     from ... import __version__
-    from ...kernels import cpu_parallel_backend, kernel_status
+    from ...kernels import cpu_isa, cpu_parallel_backend, kernel_status
 
     report = {
         "poolswap": __version__,
@@ -62,6 +72,7 @@ def collect() -> dict:
         "kernels": {k: {"active": v.active, "detail": v.detail} for k, v in kernel_status().items()},
         "cpu_threads": torch.get_num_threads(),
         "cpu_parallel_backend": cpu_parallel_backend(),
+        "cpu_isa": _cpu_isa(cpu_isa),
     }
     try:
         import onnxruntime
@@ -86,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<13} {version}")
     print(f"torch CUDA    {report['torch_cuda']}  available={report['cuda_available']}  gpu={report['gpu']}")
     print(f"CPU threads   {report['cpu_threads']}  (fused kernel's parallel backend: {report['cpu_parallel_backend']})")
+    print(f"CPU ISA       {report['cpu_isa']}  (of baseline/avx2/avx512; POOLSWAP_CPU_ISA forces one)")
     print(f"compiler      {report['compiler']}")
     print(f"nvcc          {report['nvcc']}")
     if report["onnxruntime_providers"]:

@@ -1,6 +1,7 @@
 // PyTorch CPU front-end of SoftPool: registers the fused kernels of
 // softpool_cpu.h for the CPU dispatch key of the poolswap::soft_pool and
-// poolswap::soft_pool_backward ops (declared in poolswap/ops/_library.py).
+// poolswap::soft_pool_backward ops (declared in poolswap/ops/_library.py),
+// through the instruction-set dispatch of softpool_cpu_dispatch.h.
 #include <ATen/Config.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -12,9 +13,10 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <stdexcept>
 #include <vector>
 
-#include "softpool_cpu.h"
+#include "softpool_cpu_dispatch.h"
 #include "torch_problem.h"
 
 namespace poolswap {
@@ -53,11 +55,27 @@ std::string parallel_backend() {
 
 int64_t threads_last_call() { return g_threads_last_call.load(); }
 
+// The chosen instruction-set table; a bad POOLSWAP_CPU_ISA is a ValueError naming it.
+const cpu::IsaTable& checked_isa() {
+  const cpu::IsaTable* table = nullptr;
+  std::string error;
+  try {
+    table = &cpu::isa();
+  } catch (const std::runtime_error& e) {
+    error = e.what();
+  }
+  TORCH_CHECK_VALUE(table != nullptr, error);
+  return *table;
+}
+
+// The instruction set the kernels run ("baseline", "avx2", "avx512"; POOLSWAP_CPU_ISA forces one).
+std::string cpu_isa() { return checked_isa().name; }
+
 int64_t plane_grain(const Geometry& g) {
   // Window positions per plane, in double: a kernel may reach 2^31 - 1 per dim (only min(kernel, in) are read).
   double work = 1.0;
   for (int i = 0; i < 3; ++i) work *= static_cast<double>(g.out[i]) * static_cast<double>(std::min(g.kernel[i], g.in[i]));
-  const int64_t group = plane_group_size(g);  // chunks of whole groups of planes that share a buffer
+  const int64_t group = checked_isa().plane_group_size(g);  // chunks of whole groups of planes that share a buffer
   const int64_t planes = work >= 32768.0 ? 1 : std::max<int64_t>(1, static_cast<int64_t>(32768.0 / std::max(1.0, work)));
   return (planes + group - 1) / group * group;
 }
@@ -73,12 +91,14 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
   plane_strides(y, p, ys);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "soft_pool_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& kernels = cpu::Slot<scalar_t>::of(checked_isa());
     const at::Tensor betas =
         beta_values(beta_tensor, beta, p.channels, c10::CppTypeToScalarType<acc_t>::value, x.device());
     const acc_t* b = betas.const_data_ptr<acc_t>();
     const bool per_channel = betas.numel() > 1;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const cpu::PlaneLayout layout{p.channels, xs[0], xs[1], ys[0], ys[1]};
     const int64_t channels = p.channels;
     // Plane i = (n, c) of x and of y.
     auto x_of = [&](int64_t i) { return xp + (i / channels) * xs[0] + (i % channels) * xs[1]; };
@@ -88,13 +108,11 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
       threads.record();
       if (per_channel) {
         for (int64_t i = begin; i < end; ++i)
-          forward_plane<scalar_t, acc_t>(x_of(i), xs + 2, y_of(i), ys + 2, p.g, b[i % channels]);
+          kernels.forward_plane(x_of(i), xs + 2, y_of(i), ys + 2, p.g, b[i % channels]);
         return;
       }
       // One temperature: planes with short rows share the kernel's padded buffers.
-      forward_planes<scalar_t, acc_t>(
-          end - begin, [&](int64_t k) { return x_of(begin + k); }, xs + 2, [&](int64_t k) { return y_of(begin + k); },
-          ys + 2, p.g, b[0]);
+      kernels.forward_planes(xp, xs + 2, yp, ys + 2, layout, begin, end - begin, p.g, b[0]);
     });
   });
   return y;
@@ -123,6 +141,7 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
   std::vector<double> beta_partials(static_cast<size_t>(planes), 0.0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "soft_pool_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    const auto& kernels = cpu::Slot<scalar_t>::of(checked_isa());
     const at::Tensor betas =
         beta_values(beta_tensor, beta, p.channels, c10::CppTypeToScalarType<acc_t>::value, x.device());
     const acc_t* b = betas.const_data_ptr<acc_t>();
@@ -139,7 +158,7 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i / channels, c = i % channels;
         std::fill(buffer.begin(), buffer.end(), acc_t(0));
-        beta_partials[i] = backward_plane<scalar_t, acc_t>(gyp + n * gys[0] + c * gys[1], gys + 2,
+        beta_partials[i] = kernels.backward_plane(gyp + n * gys[0] + c * gys[1], gys + 2,
                                                            xp + n * xs[0] + c * xs[1], xs + 2, buffer.data(), g,
                                                            b[per_channel ? c : 0]);
         scalar_t* gx_plane = gxp + n * gxs[0] + c * gxs[1];
@@ -176,6 +195,7 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
 TORCH_LIBRARY_FRAGMENT(poolswap, m) {
   m.def("_cpu_parallel_backend() -> str", &parallel_backend);
   m.def("_cpu_threads_last_call() -> int", &threads_last_call);
+  m.def("_cpu_isa() -> str", &cpu_isa);
 }
 
 TORCH_LIBRARY_IMPL(poolswap, CPU, m) {

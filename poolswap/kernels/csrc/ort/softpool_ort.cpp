@@ -2,7 +2,8 @@
 // operator poolswap::SoftPool (domain "poolswap", version 1) for ORT sessions.
 //
 // The plane loops are softpool_cpu.h, the same header the PyTorch CPU op
-// compiles: one kernel source, two front-ends. This file only reads the node's
+// compiles: one kernel source, two front-ends, both reached through the
+// instruction-set dispatch of softpool_cpu_dispatch.h. This file only reads the node's
 // attributes, checks shapes and walks the (n, c) planes on ORT's thread pool.
 //
 // Attributes (as ONNX's MaxPool names them, see docs/softpool.md):
@@ -26,6 +27,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <limits>
 #include <new>
 #include <mutex>
 #include <sstream>
@@ -35,7 +37,7 @@
 #include <vector>
 
 #include "../softpool_attributes.h"
-#include "../softpool_cpu.h"
+#include "../softpool_cpu_dispatch.h"
 #if defined(POOLSWAP_ORT_WITH_CUDA)
 #include <stdexcept>
 #include <type_traits>
@@ -265,17 +267,17 @@ void planes_of_task(const PlaneJob<scalar_t>* job, size_t index) {
   const int64_t first = static_cast<int64_t>(index) * job->group;
   const int64_t count = std::min(job->group, job->planes - first);
   const auto& betas = job->attributes->betas;
+  const auto& kernels = poolswap::cpu::kernels<scalar_t>();
   if (betas.empty()) {  // one temperature for every plane
-    poolswap::forward_planes<scalar_t, float>(
-        count, [&](int64_t k) { return job->x + (first + k) * job->x_plane; }, job->x_stride,
-        [&](int64_t k) { return job->y + (first + k) * job->y_plane; }, job->y_stride, job->problem->g,
-        job->attributes->beta);
+    const poolswap::cpu::PlaneLayout layout{1, job->x_plane, 0, job->y_plane, 0};
+    kernels.forward_planes(job->x, job->x_stride, job->y, job->y_stride, layout, first, count, job->problem->g,
+                           job->attributes->beta);
     return;
   }
   for (int64_t i = first; i < first + count; ++i) {
     const float beta = betas[static_cast<size_t>(i % job->problem->channels)];
-    poolswap::forward_plane<scalar_t, float>(job->x + i * job->x_plane, job->x_stride, job->y + i * job->y_plane,
-                                             job->y_stride, job->problem->g, beta);
+    kernels.forward_plane(job->x + i * job->x_plane, job->x_stride, job->y + i * job->y_plane, job->y_stride,
+                          job->problem->g, beta);
   }
 }
 
@@ -312,7 +314,7 @@ struct SoftPoolCpuKernel {
     job.y_stride[1] = g.out[2];
     job.y_stride[2] = 1;
     job.planes = planes;
-    job.group = attributes.betas.empty() ? poolswap::plane_group_size(g) : 1;
+    job.group = attributes.betas.empty() ? poolswap::cpu::isa().plane_group_size(g) : 1;
     ThreadSet threads;
     job.threads = &threads;
     TaskError error;
@@ -465,6 +467,78 @@ __attribute__((visibility("default"))) const char* poolswap_ort_library_info() {
   return info.c_str();
 }
 
+// The instruction set the CPU kernels run (baseline, avx2, avx512), or "error: <why>"
+// where POOLSWAP_CPU_ISA asks for one this CPU or build lacks.
+__attribute__((visibility("default"))) const char* poolswap_ort_cpu_isa() {
+  static thread_local std::string answer;
+  try {
+    answer = poolswap::cpu::isa().name;
+  } catch (const std::exception& e) {
+    answer = std::string("error: ") + e.what();
+  }
+  return answer.c_str();
+}
+
+// Runs the chosen ISA's CPU kernels (forward of every plane path, float and float16,
+// and the backward) over fixed inputs and returns a checksum of the results: lets a
+// test run the shipped library's kernels with no ORT at hand, e.g. under an emulated
+// older CPU, and compare the ISAs. NaN where POOLSWAP_CPU_ISA cannot be honoured.
+__attribute__((visibility("default"))) double poolswap_ort_cpu_selftest() {
+  try {
+    const auto& kernels = poolswap::cpu::kernels<float>();
+    const auto& half_kernels = poolswap::cpu::kernels<Ort::Float16_t>();
+    struct Case {
+      int64_t in[3], kernel[3], stride[3], pad[3], dilation[3];
+      bool ceil;
+    };
+    const Case cases[] = {
+        {{1, 33, 37}, {1, 3, 3}, {1, 2, 2}, {0, 1, 1}, {1, 1, 1}, false},   // strips / row blocks
+        {{1, 20, 23}, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, false},   // padded tiles, stride 1
+        {{1, 8, 8}, {1, 2, 2}, {1, 2, 2}, {0, 0, 0}, {1, 1, 1}, false},     // short rows: shared buffers
+        {{1, 1, 70}, {1, 1, 5}, {1, 1, 3}, {0, 0, 2}, {1, 1, 2}, true},     // 1-d, dilation, ceil_mode
+        {{6, 7, 9}, {2, 3, 2}, {2, 2, 1}, {1, 0, 1}, {1, 1, 1}, true},      // 3-d
+        {{1, 40, 70}, {1, 5, 4}, {1, 3, 3}, {0, 2, 1}, {1, 1, 1}, false},   // long rows, stride 3
+    };
+    double checksum = 0.0;
+    int64_t seed = 12345;
+    auto next = [&seed]() {
+      seed = (seed * 1103515245 + 12345) % 2147483648LL;
+      return static_cast<float>(seed % 20001 - 10000) / 1000.0f;
+    };
+    for (const Case& c : cases) {
+      poolswap::Geometry g;
+      for (int i = 0; i < 3; ++i) {
+        g.in[i] = c.in[i];
+        g.kernel[i] = c.kernel[i];
+        g.stride[i] = c.stride[i];
+        g.pad[i] = c.pad[i];
+        g.dilation[i] = c.dilation[i];
+        g.out[i] = poolswap::pooled_size(c.in[i], c.kernel[i], c.stride[i], c.pad[i], c.pad[i], c.dilation[i], c.ceil);
+      }
+      const int64_t planes = 3, in_size = g.in[0] * g.in[1] * g.in[2], out_size = g.out[0] * g.out[1] * g.out[2];
+      std::vector<float> x(static_cast<size_t>(planes * in_size)), y(static_cast<size_t>(planes * out_size));
+      for (float& v : x) v = next();
+      const int64_t xs[3] = {g.in[1] * g.in[2], g.in[2], 1}, ys[3] = {g.out[1] * g.out[2], g.out[2], 1};
+      const poolswap::cpu::PlaneLayout layout{1, in_size, 0, out_size, 0};
+      kernels.forward_planes(x.data(), xs, y.data(), ys, layout, 0, planes, g, 1.5f);
+      for (float v : y) checksum += v;
+      kernels.forward_plane(x.data(), xs, y.data(), ys, g, 0.75f);
+      for (int64_t i = 0; i < out_size; ++i) checksum += 0.5 * y[static_cast<size_t>(i)];
+      std::vector<float> grad_x(static_cast<size_t>(in_size), 0.0f), grad_y(static_cast<size_t>(out_size));
+      for (float& v : grad_y) v = next();
+      checksum += kernels.backward_plane(grad_y.data(), ys, x.data(), xs, grad_x.data(), g, 1.25f);
+      for (float v : grad_x) checksum += 0.25 * v;
+      std::vector<Ort::Float16_t> xh(x.size()), yh(y.size());
+      for (size_t i = 0; i < x.size(); ++i) xh[i] = Ort::Float16_t(x[i]);
+      half_kernels.forward_planes(xh.data(), xs, yh.data(), ys, layout, 0, planes, g, 1.0f);
+      for (const Ort::Float16_t& v : yh) checksum += 0.125 * static_cast<float>(v);
+    }
+    return checksum;
+  } catch (const std::exception&) {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+}
+
 // Distinct threads that ran the last CPU call's planes (a diagnostic for the tests).
 __attribute__((visibility("default"))) int64_t poolswap_ort_threads_last_call() {
   return poolswap_ort::g_threads_last_call.load();
@@ -484,6 +558,7 @@ __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps
   }
   Ort::InitApi(api);
   try {
+    poolswap::cpu::isa();  // a POOLSWAP_CPU_ISA this CPU cannot run fails the registration, in one line
     std::lock_guard<std::mutex> lock(poolswap_ort::g_mutex);
     Ort::CustomOpDomain domain(poolswap_ort::kDomain);
     domain.Add(&poolswap_ort::g_cpu_float);

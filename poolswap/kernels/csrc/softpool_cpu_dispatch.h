@@ -1,0 +1,94 @@
+// Runtime instruction-set dispatch of the CPU kernels (softpool_cpu.h).
+//
+// softpool_cpu.h is compiled three times, into softpool_cpu_baseline.cpp,
+// softpool_cpu_avx2.cpp and softpool_cpu_avx512.cpp (each a namespace of its
+// own, so no inline function is shared between ISAs), and each exposes a table
+// of plain function pointers. cpu_isa() picks one table per process from what
+// the CPU reports, or from POOLSWAP_CPU_ISA (baseline | avx2 | avx512) for
+// tests. Nothing shipped is compiled with -march=native: the binary runs on any
+// x86-64 (and on any other machine through the baseline table).
+//
+// The front-end decides the element types: compile every file of one library
+// with POOLSWAP_CPU_FRONTEND_TORCH (float, double, c10::Half, c10::BFloat16)
+// or POOLSWAP_CPU_FRONTEND_ORT (float, Ort::Float16_t).
+#pragma once
+
+#include <cstdint>
+
+#include "softpool_kernel.h"
+
+#if defined(POOLSWAP_CPU_FRONTEND_TORCH)
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#define POOLSWAP_CPU_SCALARS(X) X(float, float, f32) X(double, double, f64) X(c10::Half, float, f16) X(c10::BFloat16, float, bf16)
+#elif defined(POOLSWAP_CPU_FRONTEND_ORT)
+#ifndef ORT_API_MANUAL_INIT
+#define ORT_API_MANUAL_INIT
+#endif
+#include <onnxruntime_cxx_api.h>
+#define POOLSWAP_CPU_SCALARS(X) X(float, float, f32) X(Ort::Float16_t, float, f16)
+#else
+#error "define POOLSWAP_CPU_FRONTEND_TORCH or POOLSWAP_CPU_FRONTEND_ORT"
+#endif
+
+namespace poolswap {
+namespace cpu {
+
+// Where plane i (= n * channels + c) of x and y starts, relative to x and y.
+struct PlaneLayout {
+  int64_t channels;
+  int64_t x_n, x_c;  // x's strides of n and c (elements)
+  int64_t y_n, y_c;
+  int64_t x_offset(int64_t i) const { return (i / channels) * x_n + (i % channels) * x_c; }
+  int64_t y_offset(int64_t i) const { return (i / channels) * y_n + (i % channels) * y_c; }
+};
+
+// The plane loops of softpool_cpu.h for one element type (acc_t: its accumulator).
+template <typename scalar_t, typename acc_t>
+struct Kernels {
+  // Planes first .. first + count - 1, one beta for all (short rows share padded buffers).
+  void (*forward_planes)(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
+                         const PlaneLayout& layout, int64_t first, int64_t count, const Geometry& g, acc_t beta);
+  void (*forward_plane)(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
+                        const Geometry& g, acc_t beta);
+  double (*backward_plane)(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x,
+                           const int64_t* x_stride, acc_t* grad_x, const Geometry& g, acc_t beta);
+};
+
+struct IsaTable {
+  const char* name;  // "baseline", "avx2", "avx512"
+  int64_t (*plane_group_size)(const Geometry& g);
+#define POOLSWAP_CPU_MEMBER(scalar, acc, slot) Kernels<scalar, acc> slot;
+  POOLSWAP_CPU_SCALARS(POOLSWAP_CPU_MEMBER)
+#undef POOLSWAP_CPU_MEMBER
+};
+
+// Each ISA's table; nullptr where that ISA was not compiled (not x86-64, or a compiler
+// without per-function targets).
+const IsaTable* isa_table_baseline();
+const IsaTable* isa_table_avx2();
+const IsaTable* isa_table_avx512();
+
+// The table this process runs: chosen once. Throws std::runtime_error (one line) when
+// POOLSWAP_CPU_ISA names an unknown ISA or one this CPU or build lacks.
+const IsaTable& isa();
+
+template <typename scalar_t>
+struct Slot;
+#define POOLSWAP_CPU_SLOT(scalar, acc, slot)                                               \
+  template <>                                                                             \
+  struct Slot<scalar> {                                                                   \
+    using acc_t = acc;                                                                    \
+    static const Kernels<scalar, acc>& of(const IsaTable& t) { return t.slot; } \
+  };
+POOLSWAP_CPU_SCALARS(POOLSWAP_CPU_SLOT)
+#undef POOLSWAP_CPU_SLOT
+
+// The chosen ISA's kernels for scalar_t.
+template <typename scalar_t>
+const Kernels<scalar_t, typename Slot<scalar_t>::acc_t>& kernels() {
+  return Slot<scalar_t>::of(isa());
+}
+
+}  // namespace cpu
+}  // namespace poolswap

@@ -148,7 +148,7 @@ def validate(
     import onnx
 
     from ..deploy.runtimes import RUNTIMES, available_runtimes, runner
-    from ._restore import MISSING_FUNCTION_FIX, function_missing
+    from ._restore import MISSING_FUNCTION_FIX, function_missing, nodes_inlined_by_a_tool
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -159,6 +159,12 @@ def validate(
         name, reason = next(iter(missing.items()))
         raise PoolswapError(f"runtime {name}: {reason}")
     header = onnx.load(str(onnx_path), load_external_data=False)
+    inlined = nodes_inlined_by_a_tool(header)
+    if inlined:
+        logger.warning("%s: a tool expanded its %d poolswap::SoftPool node(s) into standard ONNX ops (ONNX Runtime's "
+                       "offline optimiser does without poolswap's library); it runs anywhere, but poolswap's library "
+                       "no longer applies: register the library before optimising to keep the nodes",
+                       onnx_path.name, inlined)
     if function_missing(header):
         # only poolswap's library runs the nodes; the other runtimes need the body a tool dropped
         reason = f"{onnx_path.name} has poolswap::SoftPool nodes but no SoftPool function (a tool dropped it); " \

@@ -231,3 +231,21 @@ def test_openvino_gets_the_exact_body_right_past_batch_16(tmp_path):
     x = np.abs(np.random.default_rng(0).standard_normal((16, channels, 109, 109))).astype(np.float32)
     expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"X": x})[0]
     np.testing.assert_allclose(np.asarray(compiled([x])[0]), expected, rtol=0, atol=1e-5)
+
+
+def test_validate_says_when_a_tool_expanded_the_nodes(exported, tmp_path, caplog):
+    """ORT's offline optimiser without poolswap's library inlines the function: the file runs, the library has
+    nothing left to replace, and validate says so in one line."""
+    import onnxruntime as ort
+
+    _, files = exported
+    out = tmp_path / "optimised.onnx"
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(out)
+    ort.InferenceSession(str(files["exact", "function"]), options, providers=["CPUExecutionProvider"])
+    optimised = onnx.load(str(out))
+    assert not softpool_nodes(optimised)
+    report = validate(out, n=2, runtimes=["ort"])
+    lines = [r.getMessage() for r in caplog.records if "expanded its 2 poolswap::SoftPool" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert not report.pairs  # one runtime and no checkpoint: nothing to compare, but it loaded

@@ -146,9 +146,9 @@ def validate(
     standard-normal inputs shaped like the model's input (a symbolic batch becomes ``n``).
     """
     from ..export._onnx_file import read_onnx
+    from ..export._restore import MISSING_FUNCTION_FIX, function_missing, nodes_inlined_by_a_tool
     from .node_check import check_softpool_nodes
     from .runtimes import RUNTIMES, available_runtimes, runner
-    from ..export._restore import MISSING_FUNCTION_FIX, function_missing
 
     onnx_path = Path(onnx_path)
     onnx_model = read_onnx(onnx_path)  # a damaged or empty file: one line, before any runtime
@@ -159,12 +159,18 @@ def validate(
     if missing and (strict or runtimes is not None):
         name, reason = next(iter(missing.items()))
         raise PoolswapError(f"runtime {name}: {reason}")
+    inlined = nodes_inlined_by_a_tool(onnx_model)
+    if inlined:
+        logger.warning("%s: a tool expanded its %d poolswap::SoftPool node(s) into standard ONNX ops (ONNX Runtime's "
+                       "offline optimiser does without poolswap's library); it runs anywhere, but poolswap's library "
+                       "no longer applies: register the library before optimising to keep the nodes",
+                       onnx_path.name, inlined)
     if function_missing(onnx_model):
         # only poolswap's library runs the nodes; the other runtimes need the body a tool dropped
         reason = f"{onnx_path.name} has poolswap::SoftPool nodes but no SoftPool function (a tool dropped it); " \
                  + MISSING_FUNCTION_FIX
         logger.warning("%s", reason)
-        if "ort-library" not in usable:
+        if "ort-library" not in usable or model is None:  # nothing to compare the library with
             raise PoolswapError(reason)
         missing.update({name: "the SoftPool function is missing (a tool dropped it; poolswap.export.restore_function puts it back)" for name in usable if name != "ort-library"})
         usable = ["ort-library"]

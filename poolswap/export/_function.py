@@ -133,9 +133,12 @@ _FAST = """
 # The output size is computed with torch.nn.MaxPoolNd's rule (a ceil_mode window that
 # would start in the end padding is dropped), not taken from a runtime's MaxPool:
 # ONNX Runtime's MaxPool keeps that window.
-# Windows are gathered on a (N, C, D, H, W) view (1-d and 2-d problems get leading
-# dims of size 1), one Gather per dim, into (N, C, OD, KD, OH, KH, OW, KW); absent
-# positions become -inf, so they get weight exactly 0.
+# Windows are gathered on a (D, H, W, N, C) view of the input (1-d and 2-d problems
+# get leading dims of size 1), one Gather per dim, into (OD, KD, OH, KH, OW, KW, N, C),
+# then transposed to (N, C, OD, KD, OH, KH, OW, KW); absent positions become -inf,
+# so they get weight exactly 0. No Gather runs over an innermost axis: OpenVINO
+# 2026.4's CPU plugin computes such a Gather wrongly with a dynamic shape past 2**25
+# output elements (docs/openvino-batch-bug.md).
 _EXACT = """
 {{
 {common}

@@ -21,7 +21,7 @@ from .defaults import BODIES, DEFAULT_BODY
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MISSING_FUNCTION_FIX", "function_missing", "restore_function"]
+__all__ = ["MISSING_FUNCTION_FIX", "function_missing", "nodes_inlined_by_a_tool", "restore_function"]
 
 #: What a user does about a model without the function (one sentence, for error messages).
 MISSING_FUNCTION_FIX = (
@@ -54,3 +54,19 @@ def restore_function(model: onnx.ModelProto, body: str | None = None) -> onnx.Mo
     attach_function(result, body)
     logger.info("restored the SoftPool function (%s body)", body)
     return result
+
+
+def nodes_inlined_by_a_tool(model: onnx.ModelProto) -> int:
+    """How many ``poolswap::SoftPool`` nodes the export wrote that a tool has since expanded into standard ops.
+
+    0 for an ``--inline`` export (inlined on purpose) and for a model that still has its nodes. ONNX
+    Runtime's saved optimised model without poolswap's library registered is such a file: it runs
+    anywhere, but poolswap's library has nothing left to replace.
+    """
+    metadata = {p.key: p.value for p in model.metadata_props}
+    if metadata.get("poolswap.form") != "function" or softpool_nodes(model):
+        return 0
+    try:
+        return max(int(metadata.get("poolswap.softpool_nodes", "0")), 0)
+    except ValueError:
+        return 0

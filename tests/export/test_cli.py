@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import poolswap.export
-import poolswap.model
+import poolswap.surgery
 from poolswap.cli import main
 from poolswap.export import softpool_nodes
 
@@ -29,7 +29,7 @@ def cnn():
 def checkpoint(tmp_path, monkeypatch, cnn):
     path = tmp_path / "model.poolswap"
     path.write_bytes(b"stub")
-    monkeypatch.setattr(poolswap.model, "load", lambda p: cnn)
+    monkeypatch.setattr(poolswap.surgery, "load", lambda p: cnn)
     return path
 
 
@@ -139,7 +139,7 @@ def test_non_finite_outputs_fail_validation_even_where_runtimes_agree(cnn, tmp_p
     poolswap.export.export_onnx(broken, path, input_size=(3, 16, 16))
     checkpoint = tmp_path / "nan.poolswap"
     checkpoint.write_bytes(b"stub")
-    monkeypatch.setattr(poolswap.model, "load", lambda p: broken)
+    monkeypatch.setattr(poolswap.surgery, "load", lambda p: broken)
     assert main(["validate", str(path), "--against", str(checkpoint), "--n", "2", "--runtime", "ort"]) == 2
     out = capsys.readouterr().out
     assert "non-finite output value(s)" in out and "PASS" not in out

@@ -60,6 +60,53 @@ int64_t plane_grain(const Geometry& g) {
   return (planes + group - 1) / group * group;
 }
 
+// Channels-last input: the plane kernels read (D, H, W) planes, and a channels-last
+// plane's elements lie C apart, one per cache line. A block of kChannelBlock channels
+// of one image is transposed into contiguous planes (each cache line read once, for
+// all the block's channels), run through the NCHW plane kernels, and transposed back.
+constexpr int64_t kChannelBlock = 16;
+
+int64_t plane_size(const int64_t size[3]) { return size[0] * size[1] * size[2]; }
+
+// Whether t's planes (strides s, from plane_strides) are channels-last: channels adjacent, positions apart.
+bool channels_last_planes(const TorchProblem& p, const int64_t s[5]) {
+  return p.channels > 1 && s[1] == 1 && plane_size(p.g.in) > 1;
+}
+
+// Planes c0 .. c0 + count - 1 of one image (src: channel c0, channel stride cs, position strides s)
+// into `count` contiguous planes of `size` in dst.
+template <typename T>
+void gather_planes(const T* src, int64_t cs, const int64_t* s, const int64_t size[3], int64_t count, T* dst) {
+  const int64_t plane = plane_size(size);
+  int64_t i = 0;
+  for (int64_t d = 0; d < size[0]; ++d)
+    for (int64_t h = 0; h < size[1]; ++h)
+      for (int64_t w = 0; w < size[2]; ++w, ++i) {
+        const T* at = src + d * s[0] + h * s[1] + w * s[2];
+        for (int64_t j = 0; j < count; ++j) dst[j * plane + i] = at[j * cs];
+      }
+}
+
+// The inverse of gather_planes for a channels-last destination (channel stride 1), converting to T.
+template <typename T, typename U>
+void scatter_planes(const U* src, const int64_t size[3], int64_t count, T* dst, const int64_t* s) {
+  const int64_t plane = plane_size(size);
+  int64_t i = 0;
+  for (int64_t d = 0; d < size[0]; ++d)
+    for (int64_t h = 0; h < size[1]; ++h)
+      for (int64_t w = 0; w < size[2]; ++w, ++i) {
+        T* at = dst + d * s[0] + h * s[1] + w * s[2];
+        for (int64_t j = 0; j < count; ++j) at[j] = static_cast<T>(src[j * plane + i]);
+      }
+}
+
+// The strides of a contiguous (D, H, W) plane of `size`.
+void contiguous_strides(const int64_t size[3], int64_t out[3]) {
+  out[0] = size[1] * size[2];
+  out[1] = size[2];
+  out[2] = 1;
+}
+
 at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArrayRef stride,
                          at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode, double beta,
                          const c10::optional<at::Tensor>& beta_tensor) {
@@ -82,6 +129,34 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
     auto x_of = [&](int64_t i) { return xp + (i / channels) * xs[0] + (i % channels) * xs[1]; };
     auto y_of = [&](int64_t i) { return yp + (i / channels) * ys[0] + (i % channels) * ys[1]; };
     ThreadRecorder threads;
+    if (channels_last_planes(p, xs) && ys[1] == 1) {
+      const Geometry& g = p.g;
+      const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
+      const int64_t in_plane = plane_size(g.in), out_plane = plane_size(g.out);
+      int64_t in_strides[3], out_strides[3];
+      contiguous_strides(g.in, in_strides);
+      contiguous_strides(g.out, out_strides);
+      at::parallel_for(0, p.batch * blocks, 1, [&](int64_t begin, int64_t end) {
+        threads.record();
+        std::vector<scalar_t> xin(static_cast<size_t>(kChannelBlock * in_plane));
+        std::vector<scalar_t> yout(static_cast<size_t>(kChannelBlock * out_plane));
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t n = task / blocks, c0 = (task % blocks) * kChannelBlock;
+          const int64_t count = std::min(kChannelBlock, channels - c0);
+          gather_planes(xp + n * xs[0] + c0, int64_t(1), xs + 2, g.in, count, xin.data());
+          auto in_of = [&](int64_t k) { return xin.data() + k * in_plane; };
+          auto out_of = [&](int64_t k) { return yout.data() + k * out_plane; };
+          if (per_channel) {
+            for (int64_t k = 0; k < count; ++k)
+              forward_plane<scalar_t, acc_t>(in_of(k), in_strides, out_of(k), out_strides, g, b[c0 + k]);
+          } else {
+            forward_planes<scalar_t, acc_t>(count, in_of, in_strides, out_of, out_strides, g, b[0]);
+          }
+          scatter_planes(yout.data(), g.out, count, yp + n * ys[0] + c0, ys + 2);
+        }
+      });
+      return;
+    }
     at::parallel_for(0, p.batch * channels, plane_grain(p.g), [&](int64_t begin, int64_t end) {
       threads.record();
       if (per_channel) {
@@ -129,11 +204,37 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
     const scalar_t* gyp = grad_output.const_data_ptr<scalar_t>();
     scalar_t* gxp = grad_x.mutable_data_ptr<scalar_t>();
     const int64_t channels = p.channels;
-    const int64_t plane_size = g.in[0] * g.in[1] * g.in[2];
+    const int64_t in_plane = plane_size(g.in);
     ThreadRecorder threads;
+    if (channels_last_planes(p, xs) && gxs[1] == 1) {
+      const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
+      const int64_t out_plane = plane_size(g.out);
+      int64_t in_strides[3], out_strides[3];
+      contiguous_strides(g.in, in_strides);
+      contiguous_strides(g.out, out_strides);
+      at::parallel_for(0, p.batch * blocks, 1, [&](int64_t begin, int64_t end) {
+        threads.record();
+        std::vector<scalar_t> xin(static_cast<size_t>(kChannelBlock * in_plane));
+        std::vector<scalar_t> gyin(static_cast<size_t>(kChannelBlock * out_plane));
+        std::vector<acc_t> gx(static_cast<size_t>(kChannelBlock * in_plane));
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t n = task / blocks, c0 = (task % blocks) * kChannelBlock;
+          const int64_t count = std::min(kChannelBlock, channels - c0);
+          gather_planes(xp + n * xs[0] + c0, int64_t(1), xs + 2, g.in, count, xin.data());
+          gather_planes(gyp + n * gys[0] + c0 * gys[1], gys[1], gys + 2, g.out, count, gyin.data());
+          std::fill(gx.begin(), gx.begin() + count * in_plane, acc_t(0));
+          for (int64_t k = 0; k < count; ++k)
+            beta_partials[n * channels + c0 + k] = backward_plane<scalar_t, acc_t>(
+                gyin.data() + k * out_plane, out_strides, xin.data() + k * in_plane, in_strides,
+                gx.data() + k * in_plane, g, b[per_channel ? c0 + k : 0]);
+          scatter_planes(gx.data(), g.in, count, gxp + n * gxs[0] + c0, gxs + 2);
+        }
+      });
+      return;
+    }
     at::parallel_for(0, planes, plane_grain(g), [&](int64_t begin, int64_t end) {
       threads.record();
-      std::vector<acc_t> buffer(static_cast<size_t>(plane_size));
+      std::vector<acc_t> buffer(static_cast<size_t>(in_plane));
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i / channels, c = i % channels;
         std::fill(buffer.begin(), buffer.end(), acc_t(0));
@@ -145,7 +246,7 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
         const bool dense_plane = gxs[4] == 1 && gxs[3] == g.in[2] && gxs[2] == g.in[1] * g.in[2];
         if constexpr (std::is_same<scalar_t, acc_t>::value) {
           if (dense_plane) {
-            std::copy(src, src + plane_size, gx_plane);
+            std::copy(src, src + in_plane, gx_plane);
             continue;
           }
         }

@@ -7,22 +7,68 @@ import json
 import pytest
 
 from poolswap.bench.model import ModelBenchConfig, format_model_table, run_model_benchmark
-from poolswap.bench.op import OpBenchConfig, format_op_table, run_op_benchmark
+from poolswap.bench.op import MAX_POOLS, OpBenchConfig, format_op_table, run_op_benchmark
 from poolswap.cli import main
 
 
-def test_op_benchmark_reports_every_variant_with_ratios():
+def test_op_benchmark_reports_every_variant_against_the_fastest_max_pooling():
+    pytest.importorskip("onnxruntime")
     result = run_op_benchmark(OpBenchConfig(batch=1, channels=2, size=16, min_run_time=0.01, threads=2))
     assert result["threads"] == 2
     scaling = result["fused_thread_scaling"]
     assert scaling["threads"] == 2 and scaling["forward_speedup"] > 0
     rows = {r["variant"]: r for r in result["rows"]}
-    assert set(rows) == {"max_pool2d", "avgpool_decomposition", "softpool_fused", "softpool_reference"}
-    assert rows["max_pool2d"]["forward_vs_max"] == pytest.approx(1.0)
+    assert set(rows) == {"max_pool2d", "max_pool2d channels_last", "ort MaxPool", "ort AveragePool",
+                         "avgpool_decomposition", "softpool_fused", "softpool_fused channels_last",
+                         "softpool_reference"}
+    # The denominator is the fastest of the max poolings, forward (ORT's included) and fwd+bwd (PyTorch's only).
+    fastest = result["fastest_max"]
+    maxes = [rows[name] for name in MAX_POOLS]
+    assert rows[fastest["forward"]]["forward_ms"] == min(r["forward_ms"] for r in maxes)
+    assert fastest["forward_backward"] in ("max_pool2d", "max_pool2d channels_last")
+    assert rows[fastest["forward_backward"]]["forward_backward_ms"] == min(
+        r["forward_backward_ms"] for r in maxes if r["forward_backward_ms"] is not None)
     for r in rows.values():
-        assert r["forward_ms"] > 0 and r["forward_backward_ms"] > 0
-        assert r["forward_vs_max"] == pytest.approx(r["forward_ms"] / rows["max_pool2d"]["forward_ms"])
-    assert "| softpool_fused |" in format_op_table(result)
+        assert r["forward_ms"] > 0
+        assert r["forward_vs_max"] == pytest.approx(r["forward_ms"] / rows[fastest["forward"]]["forward_ms"])
+        if r["variant"].startswith("ort "):  # forward only
+            assert r["forward_backward_ms"] is None and r["forward_backward_vs_max"] is None
+        else:
+            assert r["forward_backward_vs_max"] == pytest.approx(
+                r["forward_backward_ms"] / rows[fastest["forward_backward"]]["forward_backward_ms"])
+    assert min(r["forward_vs_max"] for r in maxes) == pytest.approx(1.0)
+    # The floor: x is 1x2x16x16 floats (2048 bytes), y 1x2x8x8 (512); fwd+bwd adds grad_y, x again and grad_x.
+    copies = result["bandwidth"]
+    assert copies["forward"]["bytes"] == 2048 + 512 and copies["forward_backward"]["bytes"] == 2560 + 512 + 2 * 2048
+    for name in ("softpool_fused", "softpool_fused channels_last"):
+        r = rows[name]
+        assert r["bytes_forward"] == 2560 and r["bytes_forward_backward"] == 7168
+        assert r["floor_fraction_forward"] == pytest.approx(copies["forward"]["copy_ms"] / r["forward_ms"])
+        assert r["floor_fraction_forward_backward"] == pytest.approx(
+            copies["forward_backward"]["copy_ms"] / r["forward_backward_ms"])
+    assert "floor_fraction_forward" not in rows["max_pool2d"]
+    table = format_op_table(result)
+    assert f"the fastest max pooling: {fastest['forward']} (forward)" in table
+    assert "| softpool_fused channels_last |" in table and "| ort MaxPool |" in table
+    assert "| softpool_fused | 0.0 |" in table  # the floor table: 2560 bytes is 0.0 MB
+
+
+def test_op_benchmark_without_onnxruntime_says_so(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("no onnxruntime")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    result = run_op_benchmark(OpBenchConfig(batch=1, channels=2, size=8, min_run_time=0.01, threads=1,
+                                            include_reference=False))
+    assert not any(r["variant"].startswith("ort ") for r in result["rows"])
+    assert result["fastest_max"]["forward"] in ("max_pool2d", "max_pool2d channels_last")
+    assert "onnxruntime is not installed" in format_op_table(result)
 
 
 @pytest.mark.slow
@@ -39,8 +85,11 @@ def test_bench_command_writes_json_and_a_png_chart(tmp_path, capsys):
                  "--no-reference", "--json", str(out), "--plot", str(chart)]) == 0
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(out.read_text())
-    assert [r["variant"] for r in data["rows"]] == ["max_pool2d", "avgpool_decomposition", "softpool_fused"]
-    assert "forward / max_pool2d" in capsys.readouterr().out
+    assert [r["variant"] for r in data["rows"]][:5] == ["max_pool2d", "max_pool2d channels_last",
+                                                        "avgpool_decomposition", "softpool_fused",
+                                                        "softpool_fused channels_last"]
+    assert data["fastest_max"]["forward"] in MAX_POOLS and data["bandwidth"]["forward"]["gb_per_s"] > 0
+    assert "forward / fastest max" in capsys.readouterr().out
 
 
 def test_ort_benchmark_times_every_variant_of_the_pool_alone(tmp_path, capsys):
@@ -101,6 +150,7 @@ def test_every_variant_is_timed_on_the_threads_the_result_reports(monkeypatch):
 
     monkeypatch.setattr(_timing, "Timer", recording_timer)
     result = run_op_benchmark(OpBenchConfig(batch=1, channels=2, size=8, min_run_time=0.01, threads=2,
-                                            include_reference=False))
-    # 3 variants x (forward, forward+backward) on 2 threads, then the fused kernel's two on 1 thread
-    assert seen == [2] * 6 + [1] * 2 and result["threads"] == 2
+                                            include_reference=False, include_ort=False))
+    # 5 variants x (forward, forward+backward) and the two bandwidth copies on 2 threads, then the fused
+    # kernel's two on 1 thread
+    assert seen == [2] * 12 + [1] * 2 and result["threads"] == 2

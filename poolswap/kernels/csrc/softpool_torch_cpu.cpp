@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <stdexcept>
@@ -80,6 +81,111 @@ int64_t plane_grain(const Geometry& g) {
   return (planes + group - 1) / group * group;
 }
 
+// Channels-last input: the plane kernels read (D, H, W) planes, and a channels-last
+// plane's elements lie C apart, one per cache line. A block of kChannelBlock channels
+// of one image is transposed into contiguous planes (each cache line read once, for
+// all the block's channels), run through the NCHW plane kernels, and transposed back.
+constexpr int64_t kChannelBlock = 16;
+
+int64_t plane_size(const int64_t size[3]) { return size[0] * size[1] * size[2]; }
+
+// Whether t's planes (strides s, from plane_strides) are channels-last (channels adjacent, positions
+// apart) with rows long enough for the vector transposes; narrower maps (7x7: the whole image's
+// planes stay in cache) read their planes in place, which measured faster than transposing them.
+bool channels_last_planes(const TorchProblem& p, const int64_t s[5]) {
+  return p.channels > 1 && s[1] == 1 && p.g.in[2] >= 8;
+}
+
+#if defined(POOLSWAP_HAS_LANES)
+// Eight vectors r[k] (8 channels of position k) become r[j] (channel j at the 8 positions), and back.
+inline void transpose8(lanes_f r[8]) {
+  lanes_f t[8], u[8];
+  for (int k = 0; k < 8; k += 2) {
+    t[k] = __builtin_shufflevector(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[k + 1] = __builtin_shufflevector(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int k = 0; k < 8; k += 4) {
+    u[k] = __builtin_shufflevector(t[k], t[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[k + 1] = __builtin_shufflevector(t[k], t[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[k + 2] = __builtin_shufflevector(t[k + 1], t[k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[k + 3] = __builtin_shufflevector(t[k + 1], t[k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int k = 0; k < 4; ++k) {
+    r[k] = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[k + 4] = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+#endif
+
+// Planes c0 .. c0 + count - 1 of one image (src: channel c0, channel stride cs, position strides s)
+// into `count` contiguous planes of `size` in dst. A full block of float channels moves 8 positions
+// by 8 channels at a time through vector transposes.
+template <typename T>
+void gather_planes(const T* src, int64_t cs, const int64_t* s, const int64_t size[3], int64_t count, T* dst) {
+  const int64_t plane = plane_size(size);
+  int64_t i = 0;
+  for (int64_t d = 0; d < size[0]; ++d)
+    for (int64_t h = 0; h < size[1]; ++h) {
+      const T* row = src + d * s[0] + h * s[1];
+      int64_t w = 0;
+#if defined(POOLSWAP_HAS_LANES)
+      if constexpr (std::is_same<T, float>::value) {
+        if (cs == 1 && count == kChannelBlock) {
+          for (; w + kWidth <= size[2]; w += kWidth)
+            for (int64_t half = 0; half < kChannelBlock; half += kWidth) {
+              lanes_f r[8];
+              for (int k = 0; k < 8; ++k) std::memcpy(&r[k], row + (w + k) * s[2] + half, sizeof(lanes_f));
+              transpose8(r);
+              for (int j = 0; j < 8; ++j) std::memcpy(dst + (half + j) * plane + i + w, &r[j], sizeof(lanes_f));
+            }
+        }
+      }
+#endif
+      for (; w < size[2]; ++w) {
+        const T* at = row + w * s[2];
+        for (int64_t j = 0; j < count; ++j) dst[j * plane + i + w] = at[j * cs];
+      }
+      i += size[2];
+    }
+}
+
+// The inverse of gather_planes for a channels-last destination (channel stride 1), converting to T.
+template <typename T, typename U>
+void scatter_planes(const U* src, const int64_t size[3], int64_t count, T* dst, const int64_t* s) {
+  const int64_t plane = plane_size(size);
+  int64_t i = 0;
+  for (int64_t d = 0; d < size[0]; ++d)
+    for (int64_t h = 0; h < size[1]; ++h) {
+      T* row = dst + d * s[0] + h * s[1];
+      int64_t w = 0;
+#if defined(POOLSWAP_HAS_LANES)
+      if constexpr (std::is_same<T, float>::value && std::is_same<U, float>::value) {
+        if (count == kChannelBlock) {
+          for (; w + kWidth <= size[2]; w += kWidth)
+            for (int64_t half = 0; half < kChannelBlock; half += kWidth) {
+              lanes_f r[8];
+              for (int j = 0; j < 8; ++j) std::memcpy(&r[j], src + (half + j) * plane + i + w, sizeof(lanes_f));
+              transpose8(r);
+              for (int k = 0; k < 8; ++k) std::memcpy(row + (w + k) * s[2] + half, &r[k], sizeof(lanes_f));
+            }
+        }
+      }
+#endif
+      for (; w < size[2]; ++w) {
+        T* at = row + w * s[2];
+        for (int64_t j = 0; j < count; ++j) at[j] = static_cast<T>(src[j * plane + i + w]);
+      }
+      i += size[2];
+    }
+}
+
+// The strides of a contiguous (D, H, W) plane of `size`.
+void contiguous_strides(const int64_t size[3], int64_t out[3]) {
+  out[0] = size[1] * size[2];
+  out[1] = size[2];
+  out[2] = 1;
+}
+
 at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArrayRef stride,
                          at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode, double beta,
                          const c10::optional<at::Tensor>& beta_tensor) {
@@ -104,6 +210,34 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
     auto x_of = [&](int64_t i) { return xp + (i / channels) * xs[0] + (i % channels) * xs[1]; };
     auto y_of = [&](int64_t i) { return yp + (i / channels) * ys[0] + (i % channels) * ys[1]; };
     ThreadRecorder threads;
+    if (channels_last_planes(p, xs) && ys[1] == 1) {
+      const Geometry& g = p.g;
+      const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
+      const int64_t in_plane = plane_size(g.in), out_plane = plane_size(g.out);
+      int64_t in_strides[3], out_strides[3];
+      contiguous_strides(g.in, in_strides);
+      contiguous_strides(g.out, out_strides);
+      at::parallel_for(0, p.batch * blocks, 1, [&](int64_t begin, int64_t end) {
+        threads.record();
+        std::vector<scalar_t> xin(static_cast<size_t>(kChannelBlock * in_plane));
+        std::vector<scalar_t> yout(static_cast<size_t>(kChannelBlock * out_plane));
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t n = task / blocks, c0 = (task % blocks) * kChannelBlock;
+          const int64_t count = std::min(kChannelBlock, channels - c0);
+          gather_planes(xp + n * xs[0] + c0, int64_t(1), xs + 2, g.in, count, xin.data());
+          auto in_of = [&](int64_t k) { return xin.data() + k * in_plane; };
+          auto out_of = [&](int64_t k) { return yout.data() + k * out_plane; };
+          if (per_channel) {
+            for (int64_t k = 0; k < count; ++k)
+              forward_plane<scalar_t, acc_t>(in_of(k), in_strides, out_of(k), out_strides, g, b[c0 + k]);
+          } else {
+            forward_planes<scalar_t, acc_t>(count, in_of, in_strides, out_of, out_strides, g, b[0]);
+          }
+          scatter_planes(yout.data(), g.out, count, yp + n * ys[0] + c0, ys + 2);
+        }
+      });
+      return;
+    }
     at::parallel_for(0, p.batch * channels, plane_grain(p.g), [&](int64_t begin, int64_t end) {
       threads.record();
       if (per_channel) {
@@ -150,11 +284,37 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
     const scalar_t* gyp = grad_output.const_data_ptr<scalar_t>();
     scalar_t* gxp = grad_x.mutable_data_ptr<scalar_t>();
     const int64_t channels = p.channels;
-    const int64_t plane_size = g.in[0] * g.in[1] * g.in[2];
+    const int64_t in_plane = plane_size(g.in);
     ThreadRecorder threads;
+    if (channels_last_planes(p, xs) && gxs[1] == 1) {
+      const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
+      const int64_t out_plane = plane_size(g.out);
+      int64_t in_strides[3], out_strides[3];
+      contiguous_strides(g.in, in_strides);
+      contiguous_strides(g.out, out_strides);
+      at::parallel_for(0, p.batch * blocks, 1, [&](int64_t begin, int64_t end) {
+        threads.record();
+        std::vector<scalar_t> xin(static_cast<size_t>(kChannelBlock * in_plane));
+        std::vector<scalar_t> gyin(static_cast<size_t>(kChannelBlock * out_plane));
+        std::vector<acc_t> gx(static_cast<size_t>(kChannelBlock * in_plane));
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t n = task / blocks, c0 = (task % blocks) * kChannelBlock;
+          const int64_t count = std::min(kChannelBlock, channels - c0);
+          gather_planes(xp + n * xs[0] + c0, int64_t(1), xs + 2, g.in, count, xin.data());
+          gather_planes(gyp + n * gys[0] + c0 * gys[1], gys[1], gys + 2, g.out, count, gyin.data());
+          std::fill(gx.begin(), gx.begin() + count * in_plane, acc_t(0));
+          for (int64_t k = 0; k < count; ++k)
+            beta_partials[n * channels + c0 + k] = backward_plane<scalar_t, acc_t>(
+                gyin.data() + k * out_plane, out_strides, xin.data() + k * in_plane, in_strides,
+                gx.data() + k * in_plane, g, b[per_channel ? c0 + k : 0]);
+          scatter_planes(gx.data(), g.in, count, gxp + n * gxs[0] + c0, gxs + 2);
+        }
+      });
+      return;
+    }
     at::parallel_for(0, planes, plane_grain(g), [&](int64_t begin, int64_t end) {
       threads.record();
-      std::vector<acc_t> buffer(static_cast<size_t>(plane_size));
+      std::vector<acc_t> buffer(static_cast<size_t>(in_plane));
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i / channels, c = i % channels;
         std::fill(buffer.begin(), buffer.end(), acc_t(0));
@@ -166,7 +326,7 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
         const bool dense_plane = gxs[4] == 1 && gxs[3] == g.in[2] && gxs[2] == g.in[1] * g.in[2];
         if constexpr (std::is_same<scalar_t, acc_t>::value) {
           if (dense_plane) {
-            std::copy(src, src + plane_size, gx_plane);
+            std::copy(src, src + in_plane, gx_plane);
             continue;
           }
         }

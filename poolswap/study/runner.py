@@ -119,7 +119,9 @@ def _measure(model: nn.Module, original_top1: torch.Tensor, eval_set: FileImages
     labels = torch.tensor([s[1] for s in eval_set.samples])
     if eval_set.classes and label_map is not None:
         result["top1"] = float((prediction == label_map[labels]).float().mean())
-        result["top1_classes"] = float((label_map[logits[:, label_map].argmax(1)] == label_map[labels]).float().mean())
+        if len(label_map) != logits.shape[1]:  # the data's classes are a subset of the head's outputs
+            result["top1_classes"] = float((label_map[logits[:, label_map].argmax(1)] == label_map[labels])
+                                           .float().mean())
     elif eval_set.classes:
         result["top1"] = float((prediction == labels).float().mean())
     consistency = shift_consistency(model, shifted, crop=crop, passes=config.passes, max_shift=max_shift,

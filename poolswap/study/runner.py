@@ -192,8 +192,9 @@ def markdown(summary: list[dict], meta: dict) -> str:
         cells.append(_cell(s["agreement_with_baseline"]) if "agreement_with_baseline" in s else "")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Mean ± standard deviation over seeds; a verdict says higher or lower only when every seed's value "
-              "is beyond every seed of the original fine-tuned alike, else within spread. Shift consistency: two "
-              f"crops offset in [0, {meta['max_shift']}) px, {meta['passes']} passes (mean standard error over "
+              "is beyond every seed of the original fine-tuned alike, else within spread (no verdict from one "
+              "seed). Shift consistency: two "
+              f"crops offset in [0, {meta['max_shift']}) px, {meta['passes']} pass(es) (mean standard error over "
               f"images: {meta['consistency_se']:.3f}). Latency: one forward at batch 1 on {meta['device']}, "
               f"{meta['threads']} threads, median."]
     return "\n".join(lines) + "\n"

@@ -69,7 +69,8 @@ def _base_type(hint: Any) -> tuple[Any, bool]:
     """(the type inside Optional[...], whether None is allowed)."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is typing.Union:
-        return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), True
+        nullable = type(None) in typing.get_args(hint)
+        return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), nullable
     return hint, False
 
 
@@ -151,7 +152,9 @@ def from_args(config_type: type, args: argparse.Namespace, **values: Any) -> Any
 
 def _type_name(hint: Any) -> str:
     base, optional = _base_type(hint)
-    if _is_sequence(base):
+    if typing.get_origin(base) is typing.Union:
+        name = " or ".join(_type_name(a) for a in typing.get_args(base))
+    elif _is_sequence(base):
         name = f"a list of {_type_name(typing.get_args(base)[0]).replace('a ', '').replace('an ', '')}s"
     else:
         name = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}.get(

@@ -119,7 +119,9 @@ def _measure(model: nn.Module, original_top1: torch.Tensor, eval_set: FileImages
     labels = torch.tensor([s[1] for s in eval_set.samples])
     if eval_set.classes and label_map is not None:
         result["top1"] = float((prediction == label_map[labels]).float().mean())
-        result["top1_classes"] = float((label_map[logits[:, label_map].argmax(1)] == label_map[labels]).float().mean())
+        if len(label_map) != logits.shape[1]:  # the data's classes are a subset of the head's outputs
+            result["top1_classes"] = float((label_map[logits[:, label_map].argmax(1)] == label_map[labels])
+                                           .float().mean())
     elif eval_set.classes:
         result["top1"] = float((prediction == labels).float().mean())
     consistency = shift_consistency(model, shifted, crop=crop, passes=config.passes, max_shift=max_shift,
@@ -190,8 +192,9 @@ def markdown(summary: list[dict], meta: dict) -> str:
         cells.append(_cell(s["agreement_with_baseline"]) if "agreement_with_baseline" in s else "")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Mean ± standard deviation over seeds; a verdict says higher or lower only when every seed's value "
-              "is beyond every seed of the original fine-tuned alike, else within spread. Shift consistency: two "
-              f"crops offset in [0, {meta['max_shift']}) px, {meta['passes']} passes (mean standard error over "
+              "is beyond every seed of the original fine-tuned alike, else within spread (no verdict from one "
+              "seed). Shift consistency: two "
+              f"crops offset in [0, {meta['max_shift']}) px, {meta['passes']} pass(es) (mean standard error over "
               f"images: {meta['consistency_se']:.3f}). Latency: one forward at batch 1 on {meta['device']}, "
               f"{meta['threads']} threads, median."]
     return "\n".join(lines) + "\n"

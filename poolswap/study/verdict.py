@@ -5,7 +5,9 @@ from __future__ import annotations
 import statistics
 from typing import Sequence
 
-__all__ = ["spread", "verdict"]
+__all__ = ["ONE_SEED", "spread", "verdict"]
+
+ONE_SEED = "one seed"
 
 
 def spread(values: Sequence[float]) -> dict:
@@ -17,7 +19,10 @@ def spread(values: Sequence[float]) -> dict:
 
 def verdict(row: dict, baseline: dict) -> str:
     """``'higher'`` / ``'lower'`` when every seed of ``row`` is above / below every seed of ``baseline``
-    (two :func:`spread` results), else ``'within spread'``."""
+    (two :func:`spread` results), else ``'within spread'``; ``'one seed'`` where either has a single value
+    (no spread to judge a difference by)."""
+    if row["n"] < 2 or baseline["n"] < 2:
+        return ONE_SEED
     if row["min"] > baseline["max"]:
         return "higher"
     if row["max"] < baseline["min"]:

@@ -65,6 +65,9 @@ class TestVerdict:
         stats = spread([1.0, 3.0])
         assert stats["mean"] == 2.0 and stats["min"] == 1.0 and stats["max"] == 3.0 and stats["n"] == 2
         assert spread([0.5])["std"] == 0.0
+        # one seed has no spread: no difference is called, however far apart
+        assert verdict(spread([0.9]), spread([0.1])) == "one seed"
+        assert verdict(spread([0.9, 0.95]), spread([0.1])) == "one seed"
 
 
 class TestConfig:

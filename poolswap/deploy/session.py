@@ -219,6 +219,31 @@ def _session_class():
 
 PoolswapSession = None  # the class is created on first use (it subclasses onnxruntime's)
 
+#: ONNX Runtime's words for a poolswap::SoftPool node that neither a library nor a function runs.
+_FUNCTION_DROPPED = "poolswap:SoftPool(-1) is not a registered function/op"
+
+
+def _with_function_restored(path: Path) -> bytes:
+    """The model at ``path`` with the SoftPool function a tool dropped attached again, in memory.
+
+    ONNX's version converter and ORT's saved optimised model keep the nodes but not the
+    model-local function. The full package rebuilds the body (the one the export recorded);
+    the runtime wheel, which has no exporter, says in one line what to do.
+    """
+    try:
+        import onnx
+
+        from ..export._restore import restore_function
+    except ImportError:
+        raise PoolswapError(
+            f"{path.name} has poolswap::SoftPool nodes but no SoftPool function (a tool such as ONNX's version "
+            "converter dropped it) and poolswap's library is not registered: register the library, or put the body "
+            "back with poolswap.export.restore_function (full poolswap package)") from None
+    model = restore_function(onnx.load(str(path)))
+    logger.warning("%s: a tool dropped the SoftPool function; running the body restored in memory "
+                   "(poolswap.export.restore_function writes it back to the file)", path.name)
+    return model.SerializeToString()
+
 
 def session(
     path: PathLike,
@@ -275,7 +300,9 @@ def session(
         node_error = _node_error(exc)
         if node_error is not None:
             raise PoolswapError(f"{path.name}: {node_error}") from exc
-        raise PoolswapError(f"ONNX Runtime could not load {path}: {first_line(exc)}") from exc
+        if _FUNCTION_DROPPED not in str(exc):
+            raise PoolswapError(f"ONNX Runtime could not load {path}: {first_line(exc)}") from exc
+        sess = PoolswapSession(_with_function_restored(path), sess_options=so, providers=resolve_providers(providers))
     sess.poolswap_library = registered
     sess.poolswap_model = path
     return sess

@@ -200,6 +200,23 @@ def test_validate_says_in_one_line_that_the_function_was_dropped(exported, tmp_p
     assert any("no SoftPool function" in r.getMessage() and "\n" not in r.getMessage() for r in caplog.records)
 
 
+def test_a_session_runs_a_version_converted_file_without_the_library(exported, tmp_path, caplog):
+    """poolswap's own sessions (predict, deploy) put the dropped body back in memory, with one warning."""
+    import onnx.version_converter
+
+    from poolswap.deploy import session
+
+    model, files = exported
+    path = tmp_path / "converted.onnx"
+    onnx.save(onnx.version_converter.convert_version(onnx.load(str(files["exact", "function"])), 21), str(path))
+    sess = session(path, "cpu", library=False)
+    x = _inputs()
+    np.testing.assert_allclose(sess.run(None, {sess.get_inputs()[0].name: x})[0], torch_out(model, x),
+                               rtol=1e-4, atol=1e-5)
+    assert any("dropped the SoftPool function" in r.getMessage() for r in caplog.records)
+    assert function_missing(onnx.load(str(path)))  # the file itself is left as it is
+
+
 def test_restore_function_uses_the_recorded_body_and_the_new_opset(exported):
     import onnx.version_converter
 

@@ -96,7 +96,12 @@ bool channels_last_planes(const TorchProblem& p, const int64_t s[5]) {
   return p.channels > 1 && s[1] == 1 && p.g.in[2] >= 8;
 }
 
-#if defined(POOLSWAP_HAS_LANES)
+#if defined(__GNUC__)
+#define POOLSWAP_HAS_LANES 1
+// Eight floats as one vector of the compiler's (baseline flags: two SSE registers; no wider instruction).
+typedef float lanes_f __attribute__((vector_size(32)));
+constexpr int kWidth = 8;
+
 // Eight vectors r[k] (8 channels of position k) become r[j] (channel j at the 8 positions), and back.
 inline void transpose8(lanes_f r[8]) {
   lanes_f t[8], u[8];
@@ -229,9 +234,10 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
           auto out_of = [&](int64_t k) { return yout.data() + k * out_plane; };
           if (per_channel) {
             for (int64_t k = 0; k < count; ++k)
-              forward_plane<scalar_t, acc_t>(in_of(k), in_strides, out_of(k), out_strides, g, b[c0 + k]);
-          } else {
-            forward_planes<scalar_t, acc_t>(count, in_of, in_strides, out_of, out_strides, g, b[0]);
+              kernels.forward_plane(in_of(k), in_strides, out_of(k), out_strides, g, b[c0 + k]);
+          } else {  // the block's planes lie one after another: plane k at k * plane size
+            const cpu::PlaneLayout block{count, 0, in_plane, 0, out_plane};
+            kernels.forward_planes(xin.data(), in_strides, yout.data(), out_strides, block, 0, count, g, b[0]);
           }
           scatter_planes(yout.data(), g.out, count, yp + n * ys[0] + c0, ys + 2);
         }
@@ -304,7 +310,7 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
           gather_planes(gyp + n * gys[0] + c0 * gys[1], gys[1], gys + 2, g.out, count, gyin.data());
           std::fill(gx.begin(), gx.begin() + count * in_plane, acc_t(0));
           for (int64_t k = 0; k < count; ++k)
-            beta_partials[n * channels + c0 + k] = backward_plane<scalar_t, acc_t>(
+            beta_partials[n * channels + c0 + k] = kernels.backward_plane(
                 gyin.data() + k * out_plane, out_strides, xin.data() + k * in_plane, in_strides,
                 gx.data() + k * in_plane, g, b[per_channel ? c0 + k : 0]);
           scatter_planes(gx.data(), g.in, count, gxp + n * gxs[0] + c0, gxs + 2);

@@ -180,3 +180,22 @@ def test_a_damaged_header_is_one_line(demo_file, tmp_path, edit):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(TypeError, match="trust_module must be"):
         poolswap.load(demo_file, trust_module=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn"])
+def test_a_torchvision_spec_fetches_no_backbone(monkeypatch, name):
+    """Detection and segmentation builders default to an ImageNet backbone, downloaded even with weights=None;
+    a file naming one must build the bare architecture, never reach the network or the hub cache."""
+    import torch.hub
+    import torchvision.models._api as api
+
+    fetched = []
+
+    def spy(url, *args, **kwargs):
+        fetched.append(url)
+        raise RuntimeError(f"network: {url}")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", spy)
+    monkeypatch.setattr(api, "load_state_dict_from_url", spy)
+    model = check_file_spec({"source": "torchvision", "name": name, "kwargs": {"num_classes": 3}}).build()
+    assert fetched == [] and isinstance(model, torch.nn.Module)

@@ -199,3 +199,27 @@ def test_a_torchvision_spec_fetches_no_backbone(monkeypatch, name):
     monkeypatch.setattr(api, "load_state_dict_from_url", spy)
     model = check_file_spec({"source": "torchvision", "name": name, "kwargs": {"num_classes": 3}}).build()
     assert fetched == [] and isinstance(model, torch.nn.Module)
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.int8, torch.bool, torch.float8_e4m3fn])
+def test_a_weight_of_another_kind_is_one_line(demo_file, tmp_path, dtype):
+    """complex/int/bool weights were cast silently (imaginary part and fractions dropped); float8 crashed isfinite."""
+    tensors = load_file(str(demo_file))
+    with safe_open(str(demo_file), framework="pt") as f:
+        meta = f.metadata()
+    tensors["block1.0.weight"] = tensors["block1.0.weight"].to(dtype)
+    path = tmp_path / "odd.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    if dtype == torch.float8_e4m3fn:  # a float of another width is still a float: it loads
+        assert len(poolswap.softpool_modules(poolswap.load(path))) == 3
+        return
+    with pytest.raises(PoolswapError, match=r"dtype mismatch: block1\.0\.weight .* vs model float32") as info:
+        poolswap.load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_deeply_nested_header_is_one_line(demo_file, tmp_path):
+    path = tmp_path / "deep.safetensors"
+    save_file(load_file(str(demo_file)), str(path), metadata={"poolswap": '{"a":' * 100_000 + "1" + "}" * 100_000})
+    with pytest.raises(PoolswapError, match="nested too deeply"):
+        poolswap.load(path)

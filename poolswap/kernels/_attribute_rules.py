@@ -51,7 +51,7 @@ def _ints(attrs: Mapping[str, Any], name: str, default: list[int]) -> list[int]:
     value = attrs.get(name)
     if value is None:
         return list(default)
-    # A list of ints (ONNX INTS); the library would read any other type as the attribute left out.
+    # A list of ints (ONNX INTS); the library refuses any other type with the same words.
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise _Refusal(f"{name} {value!r}: must be a list of ints (ONNX type INTS)")
     return list(value)

@@ -221,3 +221,27 @@ def test_wrongly_typed_attributes_are_refused_by_the_loader(attrs, named):
     the table's *-as-* rows), naming the type it needs."""
     with pytest.raises(PoolswapValueError, match=rf"node 'pool1': {named} .*: must be .*\(ONNX type [A-Z]+\)"):
         check_node("pool1", attrs, SHAPE)
+
+
+@pytest.mark.parametrize("name", ["evil\nsecond line", "red\x1b[31m", "x" * 5000, "line\u2028sep"])
+def test_a_hostile_node_name_keeps_the_refusal_on_one_line(ort_library, tmp_path, name):
+    """A node's name comes from the file: a newline in it cut the one-line error before its reason."""
+    from .helpers import softpool_model
+
+    attrs = {"kernel_shape": [2, 2], "beta": math.inf}
+    with pytest.raises(PoolswapValueError) as info:
+        check_node(name, attrs, SHAPE)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and "\x1b" not in message and message.endswith("beta inf: must be finite and > 0")
+    assert len(message) < 400
+    model = softpool_model(SHAPE, attrs, body=None)
+    model.graph.node[0].name = name
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(str(ort_library))
+    options.log_severity_level = 4
+    with pytest.raises(Exception) as info:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    text = str(info.value)
+    assert "beta inf: must be finite and > 0" in text and "\x1b" not in text and "\nsecond" not in text

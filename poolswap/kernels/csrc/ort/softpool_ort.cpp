@@ -133,8 +133,23 @@ bool optional_attributes(const Ort::ConstKernelInfo& info, const char* name, std
 }
 
 // "poolswap::SoftPool node 'pool1': " (or without a name, for unnamed nodes).
+// The name comes from the file: control bytes are written as \\xHH (a newline would cut a one-line
+// message before its reason) and a name past 200 bytes is cut, as node_prefix in _attribute_rules.py.
 std::string node_prefix(const std::string& node) {
-  return std::string("poolswap::SoftPool node") + (node.empty() ? "" : " '" + node + "'") + ": ";
+  static const char* hex = "0123456789abcdef";
+  std::string shown;
+  for (size_t i = 0; i < node.size() && i < 200; ++i) {
+    const unsigned char c = static_cast<unsigned char>(node[i]);
+    if (c < 0x20 || c == 0x7f) {
+      shown += "\\x";
+      shown += hex[c >> 4];
+      shown += hex[c & 0xF];
+    } else {
+      shown += static_cast<char>(c);
+    }
+  }
+  if (node.size() > 200) shown += "...";
+  return std::string("poolswap::SoftPool node") + (node.empty() ? "" : " '" + shown + "'") + ": ";
 }
 
 std::string node_name(const Ort::ConstKernelInfo& info) {

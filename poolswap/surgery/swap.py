@@ -172,7 +172,7 @@ def apply_manifest(model: nn.Module, data: dict) -> nn.Module:
         except AttributeError:
             found = None
         if found is None or found.kind != site.kind:
-            raise PoolswapError(f"the manifest swaps {site.name} ({site.kind}), which this architecture does not have")
+            raise PoolswapError(f"the manifest swaps {site.name!r} ({site.kind!r}), which this architecture does not have")
 
     def beta_of(site: Site) -> float:
         value = by_name[site.name].get("beta")

@@ -223,3 +223,17 @@ def test_a_deeply_nested_header_is_one_line(demo_file, tmp_path):
     save_file(load_file(str(demo_file)), str(path), metadata={"poolswap": '{"a":' * 100_000 + "1" + "}" * 100_000})
     with pytest.raises(PoolswapError, match="nested too deeply"):
         poolswap.load(path)
+
+
+def test_a_hostile_site_name_keeps_the_error_on_one_line(demo_file, tmp_path, capsys):
+    """A manifest's site name comes from the file: a newline in it cut the CLI's line before the reason,
+    an escape sequence reached the terminal."""
+    with safe_open(str(demo_file), framework="pt") as f:
+        header = json.loads(f.metadata()["poolswap"])
+    header["manifest"]["sites"][0]["name"] = "pool1\nfake: all good\x1b[2J"
+    path = tmp_path / "name.safetensors"
+    save_file(load_file(str(demo_file)), str(path), metadata={"poolswap": json.dumps(header)})
+    assert main(["export", str(path), "-o", str(tmp_path / "out.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err
+    assert "which this architecture does not have" in err

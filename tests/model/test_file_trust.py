@@ -237,3 +237,16 @@ def test_a_hostile_site_name_keeps_the_error_on_one_line(demo_file, tmp_path, ca
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "\x1b" not in err
     assert "which this architecture does not have" in err
+
+
+@pytest.mark.parametrize("beta", [[2.0] * 1000, "2", True])
+def test_a_damaged_fixed_beta_is_refused_not_replaced(demo_file, tmp_path, beta):
+    """A fixed beta that is not a number was silently replaced by the config's default beta."""
+    with safe_open(str(demo_file), framework="pt") as f:
+        header = json.loads(f.metadata()["poolswap"])
+    header["manifest"]["sites"][0]["beta"] = beta
+    path = tmp_path / "beta.safetensors"
+    save_file(load_file(str(demo_file)), str(path), metadata={"poolswap": json.dumps(header)})
+    with pytest.raises(PoolswapError, match=r"site 'pool1' the fixed beta .*one number") as info:
+        poolswap.load(path)
+    assert "\n" not in str(info.value)

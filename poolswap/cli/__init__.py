@@ -129,10 +129,16 @@ _EXTRAS = {"onnx": "onnx", "onnxscript": "onnx", "onnxruntime": "onnx", "matplot
            "PIL": "demo", "tensorboard": "dev"}
 
 
+def _printable(line: str) -> str:
+    """``line`` with control characters as ``\\xHH``: text from a file (a name, a key) must not drive the terminal."""
+    return "".join(c if c.isprintable() or c == "\t" else f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+                   for c in line)
+
+
 def _user_error(exc: BaseException) -> Optional[str]:
     """The one line for an error the user can fix; None for a bug (shown with its traceback)."""
     if isinstance(exc, PoolswapError):
-        return first_line(exc)
+        return _printable(first_line(exc))
     if isinstance(exc, ModuleNotFoundError):
         top = (exc.name or "").split(".")[0]
         if top not in _EXTRAS:

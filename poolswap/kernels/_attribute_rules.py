@@ -33,6 +33,8 @@ __all__ = ["MAX_ATTRIBUTE", "MAX_SPATIAL", "attribute_problem", "check_node", "g
 
 #: The largest kernel, stride, dilation or pad value (as an int32 holds), as in C++.
 MAX_ATTRIBUTE = 2**31 - 1
+#: The longest node name a message shows (the rest is cut).
+MAX_NAME = 200
 #: The largest spatial input size the geometry accepts.
 MAX_SPATIAL = 2**40
 
@@ -51,7 +53,7 @@ def _ints(attrs: Mapping[str, Any], name: str, default: list[int]) -> list[int]:
     value = attrs.get(name)
     if value is None:
         return list(default)
-    # A list of ints (ONNX INTS); the library would read any other type as the attribute left out.
+    # A list of ints (ONNX INTS); the library refuses any other type with the same words.
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise _Refusal(f"{name} {value!r}: must be a list of ints (ONNX type INTS)")
     return list(value)
@@ -199,8 +201,15 @@ def geometry_problem(attrs: Mapping[str, Any], input_shape: Sequence[Optional[in
 
 
 def node_prefix(name: str) -> str:
-    """``poolswap::SoftPool node 'NAME': `` as the library starts its messages."""
-    return "poolswap::SoftPool node" + (f" '{name}'" if name else "") + ": "
+    """``poolswap::SoftPool node 'NAME': `` as the library starts its messages.
+
+    A node's name comes from the file: control characters are written as ``\\xHH`` (a newline in
+    it would cut a one-line error before its reason; an escape sequence would colour the terminal)
+    and a name longer than :data:`MAX_NAME` characters is cut, as in C++.
+    """
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+                    for c in name[:MAX_NAME])
+    return "poolswap::SoftPool node" + (f" '{shown}{'...' if len(name) > MAX_NAME else ''}'" if name else "") + ": "
 
 
 def check_node(name: str, attrs: Mapping[str, Any], input_shape: Optional[Sequence[Optional[int]]] = None) -> None:

@@ -65,6 +65,15 @@ def load_state_dict_file(path: Union[str, os.PathLike], *, use_ema: bool = False
     return out
 
 
+def _dtype_kind(tensor: torch.Tensor) -> str:
+    """complex, floating, bool or integer: loading a tensor of another kind into a model's is a misfit."""
+    if tensor.is_complex():
+        return "complex"
+    if tensor.is_floating_point():
+        return "floating"
+    return "bool" if tensor.dtype == torch.bool else "integer"
+
+
 def _check_fit(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = "the checkpoint") -> None:
     """Raise a one-line error naming the first missing / unexpected keys and shape mismatches."""
     own = model.state_dict()
@@ -74,10 +83,16 @@ def _check_fit(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: s
         f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
         for k, v in own.items() if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
     ]
-    if not (missing or unexpected or mismatched):
+    # a cast across kinds loses values silently (complex drops its imaginary part, bool/int a weight's fraction)
+    wrong_kind = [
+        f"{k} {str(state_dict[k].dtype).removeprefix('torch.')} vs model {str(v.dtype).removeprefix('torch.')}"
+        for k, v in own.items() if k in state_dict and _dtype_kind(state_dict[k]) != _dtype_kind(v)
+    ]
+    if not (missing or unexpected or mismatched or wrong_kind):
         return
     parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched),
+                         ("dtype mismatch", wrong_kind)):
         if items:
             more = f" and {len(items) - 3} more" if len(items) > 3 else ""
             parts.append(f"{len(items)} {label}: {', '.join(items[:3])}{more}")
@@ -92,7 +107,11 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], what: str = "the checkp
     """
     bad_tensors, bad_values, first = 0, 0, None
     for name, tensor in state_dict.items():
-        if not (tensor.is_floating_point() or tensor.is_complex()) or bool(torch.isfinite(tensor).all()):
+        if not (tensor.is_floating_point() or tensor.is_complex()):
+            continue
+        if tensor.is_floating_point() and tensor.element_size() == 1:
+            tensor = tensor.float()  # float8 kinds: torch has no isfinite for them
+        if bool(torch.isfinite(tensor).all()):
             continue
         bad_tensors += 1
         bad_values += int((~torch.isfinite(tensor)).sum())

@@ -60,7 +60,7 @@ class ModelSpec:
                     # GoogLeNet and Inception v3 announce a future change of their random init: poolswap
                     # loads weights over it, so the notice only clutters every command's output.
                     warnings.filterwarnings("ignore", "The default weight initialization", FutureWarning)
-                    model = factory(self.name, weights=None, **self.kwargs)
+                    model = factory(self.name, weights=None, **{**_no_backbone_weights(self.name), **self.kwargs})
             else:
                 model = factory(**self.kwargs)
         except TypeError as exc:
@@ -69,6 +69,20 @@ class ModelSpec:
             raise PoolswapError(f"{self.text} returned a {type(model).__name__}, not a torch.nn.Module")
         setattr(model, SPEC_ATTR, self.to_dict())
         return model
+
+
+def _no_backbone_weights(name: str) -> dict[str, Any]:
+    """``weights_backbone=None`` for the torchvision builders that take it (detection, segmentation).
+
+    Their default is an ImageNet backbone, which torchvision downloads (or reads from the hub cache)
+    even with ``weights=None``; a spec builds the architecture only, the checkpoint brings the weights.
+    """
+    import inspect
+
+    import torchvision
+
+    builder = torchvision.models.get_model_builder(name)
+    return {"weights_backbone": None} if "weights_backbone" in inspect.signature(builder).parameters else {}
 
 
 def _suggest(name: str, choices: list[str]) -> str:

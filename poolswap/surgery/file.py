@@ -88,6 +88,8 @@ def read_header(path: Union[str, os.PathLike]) -> dict[str, Any]:
         header = json.loads(meta[_META_KEY])
     except ValueError as exc:
         raise PoolswapError(f"{path} has a damaged poolswap header (not JSON: {first_line(exc)})") from None
+    except RecursionError:
+        raise PoolswapError(f"{path} has a damaged poolswap header (JSON nested too deeply)") from None
     if not isinstance(header, dict):
         raise PoolswapError(f"{path} has a damaged poolswap header (not a JSON object)")
     if header.get("format") != FILE_FORMAT:

@@ -172,11 +172,19 @@ def apply_manifest(model: nn.Module, data: dict) -> nn.Module:
         except AttributeError:
             found = None
         if found is None or found.kind != site.kind:
-            raise PoolswapError(f"the manifest swaps {site.name} ({site.kind}), which this architecture does not have")
+            raise PoolswapError(f"the manifest swaps {site.name!r} ({site.kind!r}), which this architecture does not have")
 
     def beta_of(site: Site) -> float:
-        value = by_name[site.name].get("beta")
-        return float(value) if isinstance(value, (int, float)) else float(config.get("beta", 1.0))
+        entry = by_name[site.name]
+        value = entry.get("beta")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # a learnt temperature (a list per channel) lives in the weights; anything else is damage, not a default
+        if value is not None and not (isinstance(value, list) and entry.get("learn_beta")):
+            what = f"a list of {len(value)} values" if isinstance(value, list) else repr(value)[:60]
+            raise PoolswapError(f"the manifest gives site {site.name!r} the fixed beta {what}; a fixed beta is one "
+                                "number (the file is damaged)")
+        return float(config.get("beta", 1.0))
 
     return _swap(model, wanted, beta_of, lambda s: by_name[s.name].get("learn_beta") or False)
 

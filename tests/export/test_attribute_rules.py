@@ -70,6 +70,13 @@ TABLE = [
     ("pads-only-window-end", {"kernel_shape": [2, 2], "pads": [0, 0, 9, 0]}, SHAPE, "pads"),
     ("dilation-past-input", {"kernel_shape": [2], "dilations": [20], "pads": [12, 12]}, [1, 4, 5], "pads"),
     ("output-overflow", {"kernel_shape": [BIG, BIG], "pads": [BIG - 1] * 4}, SHAPE, "output shape"),
+    # wrongly typed attributes: the library read them as left out and ran its defaults (beta 1, stride 1)
+    ("beta-as-int", {"kernel_shape": [2, 2], "beta": 2}, SHAPE, "beta"),
+    ("betas-as-ints", {"kernel_shape": [2, 2], "betas": [1, 2, 3, 4]}, SHAPE, "betas"),
+    ("strides-as-floats", {"kernel_shape": [2, 2], "strides": [2.0, 2.0]}, SHAPE, "strides"),
+    ("kernel-as-floats", {"kernel_shape": [2.0, 2.0]}, SHAPE, "kernel_shape"),
+    ("ceil-as-float", {"kernel_shape": [2, 2], "ceil_mode": 1.0}, SHAPE, "ceil_mode"),
+    ("pads-as-string", {"kernel_shape": [2, 2], "pads": "0000"}, SHAPE, "pads"),
 ]
 IDS = [row[0] for row in TABLE]
 
@@ -210,7 +217,31 @@ def test_the_python_and_cpp_rules_share_their_limits():
     ({"kernel_shape": [2, 2], "betas": [1, 1, 1, 1]}, "betas"),
 ])  # fmt: skip
 def test_wrongly_typed_attributes_are_refused_by_the_loader(attrs, named):
-    """ONNX attributes are typed; the library reads a wrongly typed one as left out, the body cannot run it:
-    poolswap's loader refuses it, naming the type it needs."""
+    """ONNX attributes are typed; a wrongly typed one is refused by poolswap's loader (and by the library, see
+    the table's *-as-* rows), naming the type it needs."""
     with pytest.raises(PoolswapValueError, match=rf"node 'pool1': {named} .*: must be .*\(ONNX type [A-Z]+\)"):
         check_node("pool1", attrs, SHAPE)
+
+
+@pytest.mark.parametrize("name", ["evil\nsecond line", "red\x1b[31m", "x" * 5000, "line\u2028sep"])
+def test_a_hostile_node_name_keeps_the_refusal_on_one_line(ort_library, tmp_path, name):
+    """A node's name comes from the file: a newline in it cut the one-line error before its reason."""
+    from .helpers import softpool_model
+
+    attrs = {"kernel_shape": [2, 2], "beta": math.inf}
+    with pytest.raises(PoolswapValueError) as info:
+        check_node(name, attrs, SHAPE)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and "\x1b" not in message and message.endswith("beta inf: must be finite and > 0")
+    assert len(message) < 400
+    model = softpool_model(SHAPE, attrs, body=None)
+    model.graph.node[0].name = name
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(str(ort_library))
+    options.log_severity_level = 4
+    with pytest.raises(Exception) as info:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    text = str(info.value)
+    assert "beta inf: must be finite and > 0" in text and "\x1b" not in text and "\nsecond" not in text

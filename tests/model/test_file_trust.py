@@ -180,3 +180,73 @@ def test_a_damaged_header_is_one_line(demo_file, tmp_path, edit):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(TypeError, match="trust_module must be"):
         poolswap.load(demo_file, trust_module=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn"])
+def test_a_torchvision_spec_fetches_no_backbone(monkeypatch, name):
+    """Detection and segmentation builders default to an ImageNet backbone, downloaded even with weights=None;
+    a file naming one must build the bare architecture, never reach the network or the hub cache."""
+    import torch.hub
+    import torchvision.models._api as api
+
+    fetched = []
+
+    def spy(url, *args, **kwargs):
+        fetched.append(url)
+        raise RuntimeError(f"network: {url}")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", spy)
+    monkeypatch.setattr(api, "load_state_dict_from_url", spy)
+    model = check_file_spec({"source": "torchvision", "name": name, "kwargs": {"num_classes": 3}}).build()
+    assert fetched == [] and isinstance(model, torch.nn.Module)
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.int8, torch.bool, torch.float8_e4m3fn])
+def test_a_weight_of_another_kind_is_one_line(demo_file, tmp_path, dtype):
+    """complex/int/bool weights were cast silently (imaginary part and fractions dropped); float8 crashed isfinite."""
+    tensors = load_file(str(demo_file))
+    with safe_open(str(demo_file), framework="pt") as f:
+        meta = f.metadata()
+    tensors["block1.0.weight"] = tensors["block1.0.weight"].to(dtype)
+    path = tmp_path / "odd.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    if dtype == torch.float8_e4m3fn:  # a float of another width is still a float: it loads
+        assert len(poolswap.softpool_modules(poolswap.load(path))) == 3
+        return
+    with pytest.raises(PoolswapError, match=r"dtype mismatch: block1\.0\.weight .* vs model float32") as info:
+        poolswap.load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_deeply_nested_header_is_one_line(demo_file, tmp_path):
+    path = tmp_path / "deep.safetensors"
+    save_file(load_file(str(demo_file)), str(path), metadata={"poolswap": '{"a":' * 100_000 + "1" + "}" * 100_000})
+    with pytest.raises(PoolswapError, match="nested too deeply"):
+        poolswap.load(path)
+
+
+def test_a_hostile_site_name_keeps_the_error_on_one_line(demo_file, tmp_path, capsys):
+    """A manifest's site name comes from the file: a newline in it cut the CLI's line before the reason,
+    an escape sequence reached the terminal."""
+    with safe_open(str(demo_file), framework="pt") as f:
+        header = json.loads(f.metadata()["poolswap"])
+    header["manifest"]["sites"][0]["name"] = "pool1\nfake: all good\x1b[2J"
+    path = tmp_path / "name.safetensors"
+    save_file(load_file(str(demo_file)), str(path), metadata={"poolswap": json.dumps(header)})
+    assert main(["export", str(path), "-o", str(tmp_path / "out.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err
+    assert "which this architecture does not have" in err
+
+
+@pytest.mark.parametrize("beta", [[2.0] * 1000, "2", True])
+def test_a_damaged_fixed_beta_is_refused_not_replaced(demo_file, tmp_path, beta):
+    """A fixed beta that is not a number was silently replaced by the config's default beta."""
+    with safe_open(str(demo_file), framework="pt") as f:
+        header = json.loads(f.metadata()["poolswap"])
+    header["manifest"]["sites"][0]["beta"] = beta
+    path = tmp_path / "beta.safetensors"
+    save_file(load_file(str(demo_file)), str(path), metadata={"poolswap": json.dumps(header)})
+    with pytest.raises(PoolswapError, match=r"site 'pool1' the fixed beta .*one number") as info:
+        poolswap.load(path)
+    assert "\n" not in str(info.value)

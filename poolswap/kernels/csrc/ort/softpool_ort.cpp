@@ -72,7 +72,7 @@ struct SoftPoolAttributes {
 };
 
 template <typename T>
-bool optional_attribute(const Ort::ConstKernelInfo& info, const char* name, T& out) {
+bool try_attribute(const Ort::ConstKernelInfo& info, const char* name, T& out) {
   try {
     out = info.GetAttribute<T>(name);
     return true;
@@ -82,7 +82,7 @@ bool optional_attribute(const Ort::ConstKernelInfo& info, const char* name, T& o
 }
 
 template <typename T>
-bool optional_attributes(const Ort::ConstKernelInfo& info, const char* name, std::vector<T>& out) {
+bool try_attributes(const Ort::ConstKernelInfo& info, const char* name, std::vector<T>& out) {
   try {
     out = info.GetAttributes<T>(name);
     return true;
@@ -91,9 +91,67 @@ bool optional_attributes(const Ort::ConstKernelInfo& info, const char* name, std
   }
 }
 
+// Whether the node has `name` as a scalar (INT, FLOAT or STRING) or as a non-empty list of the
+// other kind than `T`. ORT's scalar reads check the type, but its list reads do not: a list read of
+// an attribute of another type gives an empty list. Without this, a wrongly typed attribute read
+// as left out (or empty), and the default ran (beta 1, stride 1).
+template <typename T>
+bool has_other_type(const Ort::ConstKernelInfo& info, const char* name) {
+  int64_t i = 0;
+  float f = 0.0f;
+  std::string s;
+  if (try_attribute(info, name, i) || try_attribute(info, name, f) || try_attribute(info, name, s)) return true;
+  if (std::is_same<T, int64_t>::value) {
+    std::vector<float> other;
+    return try_attributes(info, name, other) && !other.empty();
+  }
+  if (std::is_same<T, float>::value) {
+    std::vector<int64_t> other;
+    return try_attributes(info, name, other) && !other.empty();
+  }
+  return false;
+}
+
+// The attribute if the node has it with the right type; false if it is left out; a refusal
+// naming the type it needs if it has another (as poolswap's Python loader refuses it).
+template <typename T>
+bool optional_attribute(const Ort::ConstKernelInfo& info, const char* name, T& out, const char* type) {
+  if (try_attribute(info, name, out)) return true;
+  std::vector<int64_t> ints;
+  std::vector<float> floats;
+  if (try_attributes(info, name, ints) || try_attributes(info, name, floats)) {
+    poolswap::refuse(std::string(name) + ": must be " + type);
+  }
+  return false;
+}
+
+template <typename T>
+bool optional_attributes(const Ort::ConstKernelInfo& info, const char* name, std::vector<T>& out, const char* type) {
+  const bool present = try_attributes(info, name, out);
+  if ((present && out.empty() && has_other_type<T>(info, name)) || (!present && has_other_type<T>(info, name))) {
+    poolswap::refuse(std::string(name) + ": must be " + type);
+  }
+  return present;
+}
+
 // "poolswap::SoftPool node 'pool1': " (or without a name, for unnamed nodes).
+// The name comes from the file: control bytes are written as \\xHH (a newline would cut a one-line
+// message before its reason) and a name past 200 bytes is cut, as node_prefix in _attribute_rules.py.
 std::string node_prefix(const std::string& node) {
-  return std::string("poolswap::SoftPool node") + (node.empty() ? "" : " '" + node + "'") + ": ";
+  static const char* hex = "0123456789abcdef";
+  std::string shown;
+  for (size_t i = 0; i < node.size() && i < 200; ++i) {
+    const unsigned char c = static_cast<unsigned char>(node[i]);
+    if (c < 0x20 || c == 0x7f) {
+      shown += "\\x";
+      shown += hex[c >> 4];
+      shown += hex[c & 0xF];
+    } else {
+      shown += static_cast<char>(c);
+    }
+  }
+  if (node.size() > 200) shown += "...";
+  return std::string("poolswap::SoftPool node") + (node.empty() ? "" : " '" + shown + "'") + ": ";
 }
 
 std::string node_name(const Ort::ConstKernelInfo& info) {
@@ -111,21 +169,21 @@ SoftPoolAttributes read_attributes(const OrtKernelInfo* raw_info) {
   SoftPoolAttributes a;
   a.node = node_name(info);
   try {
-    if (!optional_attributes(info, "kernel_shape", a.kernel)) {
+    if (!optional_attributes(info, "kernel_shape", a.kernel, "a list of ints (ONNX type INTS)")) {
       poolswap::refuse("kernel_shape: the attribute is required (1, 2 or 3 values)");
     }
     const size_t nd = a.kernel.size();
     // Defaults as ONNX's MaxPool: stride 1, no padding, dilation 1.
-    if (!optional_attributes(info, "strides", a.strides)) a.strides.assign(nd, 1);
-    if (!optional_attributes(info, "pads", a.pads)) a.pads.assign(2 * nd, 0);
-    if (!optional_attributes(info, "dilations", a.dilations)) a.dilations.assign(nd, 1);
+    if (!optional_attributes(info, "strides", a.strides, "a list of ints (ONNX type INTS)")) a.strides.assign(nd, 1);
+    if (!optional_attributes(info, "pads", a.pads, "a list of ints (ONNX type INTS)")) a.pads.assign(2 * nd, 0);
+    if (!optional_attributes(info, "dilations", a.dilations, "a list of ints (ONNX type INTS)")) a.dilations.assign(nd, 1);
     int64_t ceil_mode = 0;
-    optional_attribute(info, "ceil_mode", ceil_mode);
+    optional_attribute(info, "ceil_mode", ceil_mode, "an int (ONNX type INT)");
     poolswap::check_geometry_attributes(a.kernel, a.strides, a.pads, a.dilations, ceil_mode);
     a.ceil_mode = ceil_mode != 0;
-    optional_attribute(info, "beta", a.beta);
+    optional_attribute(info, "beta", a.beta, "a float (ONNX type FLOAT)");
     poolswap::check_beta(a.beta);
-    optional_attributes(info, "betas", a.betas);
+    optional_attributes(info, "betas", a.betas, "a list of floats (ONNX type FLOATS)");
     poolswap::check_betas(a.betas);
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(node_prefix(a.node) + e.what());

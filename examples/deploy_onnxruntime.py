@@ -5,7 +5,7 @@
 
 Without poolswap installed, ``onnxruntime.InferenceSession(path)`` runs the same
 file through the function body it carries; ``poolswap.deploy.session`` registers
-the fused kernels (``sess_options.register_custom_ops_library(poolswap.ort_library_path())``).
+the fused kernels (``sess_options.register_custom_ops_library(str(poolswap.ort_library_path()))``).
 """
 
 from __future__ import annotations

@@ -191,6 +191,26 @@ void contiguous_strides(const int64_t size[3], int64_t out[3]) {
   out[2] = 1;
 }
 
+// A channels-last problem cut into tasks of up to kChannelBlock channels of one image, each gathered
+// into contiguous planes (in_plane / out_plane elements apart) for the NCHW plane kernels.
+struct ChannelBlocks {
+  int64_t channels, blocks, in_plane, out_plane;
+  int64_t in_strides[3], out_strides[3];
+
+  ChannelBlocks(const Geometry& g, int64_t channels_)
+      : channels(channels_),
+        blocks((channels_ + kChannelBlock - 1) / kChannelBlock),
+        in_plane(plane_size(g.in)),
+        out_plane(plane_size(g.out)) {
+    contiguous_strides(g.in, in_strides);
+    contiguous_strides(g.out, out_strides);
+  }
+  int64_t tasks(int64_t batch) const { return batch * blocks; }
+  int64_t image(int64_t task) const { return task / blocks; }
+  int64_t first_channel(int64_t task) const { return (task % blocks) * kChannelBlock; }
+  int64_t count(int64_t task) const { return std::min(kChannelBlock, channels - first_channel(task)); }
+};
+
 at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArrayRef stride,
                          at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode, double beta,
                          const c10::optional<at::Tensor>& beta_tensor) {
@@ -217,18 +237,16 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
     ThreadRecorder threads;
     if (channels_last_planes(p, xs) && ys[1] == 1) {
       const Geometry& g = p.g;
-      const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
-      const int64_t in_plane = plane_size(g.in), out_plane = plane_size(g.out);
-      int64_t in_strides[3], out_strides[3];
-      contiguous_strides(g.in, in_strides);
-      contiguous_strides(g.out, out_strides);
-      at::parallel_for(0, p.batch * blocks, 1, [&](int64_t begin, int64_t end) {
+      const ChannelBlocks cb(g, channels);
+      const int64_t in_plane = cb.in_plane, out_plane = cb.out_plane;
+      const int64_t* in_strides = cb.in_strides;
+      const int64_t* out_strides = cb.out_strides;
+      at::parallel_for(0, cb.tasks(p.batch), 1, [&](int64_t begin, int64_t end) {
         threads.record();
         std::vector<scalar_t> xin(static_cast<size_t>(kChannelBlock * in_plane));
         std::vector<scalar_t> yout(static_cast<size_t>(kChannelBlock * out_plane));
         for (int64_t task = begin; task < end; ++task) {
-          const int64_t n = task / blocks, c0 = (task % blocks) * kChannelBlock;
-          const int64_t count = std::min(kChannelBlock, channels - c0);
+          const int64_t n = cb.image(task), c0 = cb.first_channel(task), count = cb.count(task);
           gather_planes(xp + n * xs[0] + c0, int64_t(1), xs + 2, g.in, count, xin.data());
           auto in_of = [&](int64_t k) { return xin.data() + k * in_plane; };
           auto out_of = [&](int64_t k) { return yout.data() + k * out_plane; };
@@ -293,19 +311,17 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
     const int64_t in_plane = plane_size(g.in);
     ThreadRecorder threads;
     if (channels_last_planes(p, xs) && gxs[1] == 1) {
-      const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
-      const int64_t out_plane = plane_size(g.out);
-      int64_t in_strides[3], out_strides[3];
-      contiguous_strides(g.in, in_strides);
-      contiguous_strides(g.out, out_strides);
-      at::parallel_for(0, p.batch * blocks, 1, [&](int64_t begin, int64_t end) {
+      const ChannelBlocks cb(g, channels);
+      const int64_t out_plane = cb.out_plane;
+      const int64_t* in_strides = cb.in_strides;
+      const int64_t* out_strides = cb.out_strides;
+      at::parallel_for(0, cb.tasks(p.batch), 1, [&](int64_t begin, int64_t end) {
         threads.record();
         std::vector<scalar_t> xin(static_cast<size_t>(kChannelBlock * in_plane));
         std::vector<scalar_t> gyin(static_cast<size_t>(kChannelBlock * out_plane));
         std::vector<acc_t> gx(static_cast<size_t>(kChannelBlock * in_plane));
         for (int64_t task = begin; task < end; ++task) {
-          const int64_t n = task / blocks, c0 = (task % blocks) * kChannelBlock;
-          const int64_t count = std::min(kChannelBlock, channels - c0);
+          const int64_t n = cb.image(task), c0 = cb.first_channel(task), count = cb.count(task);
           gather_planes(xp + n * xs[0] + c0, int64_t(1), xs + 2, g.in, count, xin.data());
           gather_planes(gyp + n * gys[0] + c0 * gys[1], gys[1], gys + 2, g.out, count, gyin.data());
           std::fill(gx.begin(), gx.begin() + count * in_plane, acc_t(0));

@@ -18,7 +18,7 @@ import warnings
 from typing import Optional, Sequence
 
 from .. import __version__
-from ..errors import PoolswapError, first_line
+from ..errors import PoolswapError, first_line, printable
 
 logger = logging.getLogger("poolswap")
 
@@ -129,16 +129,10 @@ _EXTRAS = {"onnx": "onnx", "onnxscript": "onnx", "onnxruntime": "onnx", "matplot
            "PIL": "demo", "tensorboard": "dev"}
 
 
-def _printable(line: str) -> str:
-    """``line`` with control characters as ``\\xHH``: text from a file (a name, a key) must not drive the terminal."""
-    return "".join(c if c.isprintable() or c == "\t" else f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
-                   for c in line)
-
-
 def _user_error(exc: BaseException) -> Optional[str]:
     """The one line for an error the user can fix; None for a bug (shown with its traceback)."""
     if isinstance(exc, PoolswapError):
-        return _printable(first_line(exc))
+        return printable(first_line(exc), keep="\t")
     if isinstance(exc, ModuleNotFoundError):
         top = (exc.name or "").split(".")[0]
         if top not in _EXTRAS:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional, Sequence
 
-from ..errors import PoolswapValueError
+from ..errors import PoolswapValueError, printable
 
 __all__ = ["MAX_ATTRIBUTE", "MAX_SPATIAL", "attribute_problem", "check_node", "geometry_problem", "node_prefix"]
 
@@ -207,8 +207,7 @@ def node_prefix(name: str) -> str:
     it would cut a one-line error before its reason; an escape sequence would colour the terminal)
     and a name longer than :data:`MAX_NAME` characters is cut, as in C++.
     """
-    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
-                    for c in name[:MAX_NAME])
+    shown = printable(name[:MAX_NAME])
     return "poolswap::SoftPool node" + (f" '{shown}{'...' if len(name) > MAX_NAME else ''}'" if name else "") + ": "
 
 

@@ -107,17 +107,26 @@ def _fit_normalisation(config: dict) -> None:
         config[key] = (sum(values) / len(values),)
 
 
-def build_transform(data_config: dict, *, train: bool = False, hflip: bool = False):
-    """Evaluation preprocessing of ``data_config``; training adds an optional horizontal flip only.
+def build_transform(data_config: dict, *, train: bool = False, hflip: bool = False, random_crop: bool = False):
+    """Evaluation preprocessing of ``data_config``; training adds an optional horizontal flip, and an optional
+    random-resized crop (scale 0.35 to 1, the usual from-scratch augmentation) in place of the center crop.
 
     Distillation wants the teacher and the student to see the same pixels, and a
-    resumable run wants the data to be a function of (seed, epoch, index): so
-    training uses the evaluation transform, flips drawn per sample (see
-    :class:`SeededTransformDataset`).
+    resumable run wants the data to be a function of (seed, epoch, index): so the
+    random transforms draw from torch's generator, which :class:`SeededTransformDataset`
+    seeds per sample.
     """
     from timm.data import create_transform
     from torchvision import transforms
 
+    if train and random_crop:
+        _, height, width = (int(v) for v in data_config["input_size"])
+        mode = transforms.InterpolationMode(data_config.get("interpolation", "bilinear"))
+        steps = [transforms.RandomResizedCrop((height, width), scale=(0.35, 1.0), interpolation=mode)]
+        if hflip:
+            steps.append(transforms.RandomHorizontalFlip())
+        steps += [transforms.ToTensor(), transforms.Normalize(data_config["mean"], data_config["std"])]
+        return transforms.Compose(steps)
     keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
     transform = create_transform(**{k: data_config[k] for k in keys if k in data_config}, is_training=False)
     if train and hflip:

@@ -9,13 +9,17 @@ from typing import Optional, Union
 from ..options import OptionError, check_choice, check_fraction, check_int, check_number, option
 from ..train.config import DEFAULT_LR
 
-__all__ = ["RECIPES", "VARIANTS", "StudyConfig"]
+__all__ = ["AUGMENTS", "RECIPES", "VARIANTS", "StudyConfig"]
 
 #: conversions a study can compare with the original: beta=1 fixed, calibrated fixed, beta=1 with a learnt
 #: scalar or per-channel beta
 VARIANTS = ("b1", "calibrated", "scalar", "channel")
-#: distill: the original is the teacher, no labels (alpha=1); labels: cross-entropy on the folder's labels (alpha=0)
-RECIPES = ("distill", "labels")
+#: distill: the original is the teacher, no labels (alpha=1); labels: cross-entropy on the folder's labels (alpha=0);
+#: head: a new head with one output per class of the folder, then as labels (transfer learning)
+RECIPES = ("distill", "labels", "head")
+#: training augmentation: none (distillation's default: the teacher sees the student's pixels), flip, or crop
+#: (a random-resized crop and a flip, for training from scratch)
+AUGMENTS = ("none", "flip", "crop")
 
 
 @dataclass
@@ -27,7 +31,8 @@ class StudyConfig:
     variants: tuple[str, ...] = option(("b1", "calibrated"), "conversions compared with the original: " + ", ".join(VARIANTS) + " (default: b1 calibrated)",
                              metavar="VARIANT", group="study")
     recipe: str = option("distill", "distill: from the original, no labels; labels: cross-entropy on the "
-                         "folder's classes", choices=RECIPES, group="study")
+                         "folder's classes; head: a new head for the folder's classes, then as labels",
+                         choices=RECIPES, group="study")
     eval_fraction: float = option(0.2, "fraction of each class held out for evaluation", group="study")
     max_eval: Optional[int] = option(None, "at most N evaluation images, spread over classes (default: all held out)",
                                      metavar="N", group="study")
@@ -39,6 +44,10 @@ class StudyConfig:
     batch_size: int = option(32, "images per step", group="recipe")
     lr: Union[float, str] = option(DEFAULT_LR, "peak learning rate, or 'auto'", metavar="LR|auto", group="recipe")
     beta_lr: Optional[float] = option(None, "learning rate of learnt betas (default: --lr)", group="recipe")
+    augment: str = option("none", "training augmentation: none, flip, or crop (a random-resized crop and a flip, "
+                          "for training from scratch)", choices=AUGMENTS, group="recipe")
+    cache: bool = option(False, "hold the decoded images in memory (about H x W x 3 bytes each) instead of "
+                         "decoding them every epoch", group="recipe")
     calibrate: int = option(4, "batches for the calibrated conversion's betas (fine-tune images)", metavar="N",
                             group="recipe")
     # measuring
@@ -67,6 +76,7 @@ class StudyConfig:
         if len(set(self.variants)) != len(self.variants):
             raise OptionError("variants", "must not repeat a conversion")
         check_choice("recipe", self.recipe, RECIPES)
+        check_choice("augment", self.augment, AUGMENTS)
         check_fraction("eval_fraction", self.eval_fraction)
         if not 0 < self.eval_fraction < 1:
             raise OptionError("eval_fraction", f"must be between 0 and 1 (exclusive), got {self.eval_fraction}")
@@ -96,6 +106,6 @@ class StudyConfig:
     def settings(self) -> dict:
         """What the results depend on (not the seeds or variants: more of those extend a study)."""
         values = dataclasses.asdict(self)
-        for key in ("seeds", "variants", "latency_time", "device"):
+        for key in ("seeds", "variants", "latency_time", "device", "cache"):
             values.pop(key)
         return values

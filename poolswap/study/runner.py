@@ -41,13 +41,18 @@ JSON_NAME, MD_NAME, PLOT_NAME = "study.json", "study.md", "study.png"
 
 
 class FileImages(Dataset):
-    """(image, label) of listed files under ``root``; ``classes`` empty (labels -1) when ``labelled`` is False."""
+    """(image, label) of listed files under ``root``; ``classes`` empty (labels -1) when ``labelled`` is False.
+
+    With ``cache``, each file is decoded once and its decoded image held (shared by datasets built with
+    :meth:`with_transform`); the transform still runs every time, so random augmentation stays random.
+    """
 
     def __init__(self, root: Path, samples: Sequence[tuple[str, int]], transform, *, classes: Sequence[str],
-                 channels: int, labelled: bool) -> None:
+                 channels: int, labelled: bool, cache: Optional[dict] = None) -> None:
         self.root, self.samples, self.transform, self.channels = Path(root), list(samples), transform, channels
         self.labelled = labelled and bool(classes)
         self.classes = list(classes) if self.labelled else []
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -56,8 +61,13 @@ class FileImages(Dataset):
         from ..image_files import decode_image
 
         path, label = self.samples[index]
-        image = self.transform(decode_image(self.root / path, self.channels))
-        return image, (label if self.labelled else -1)
+        if self.cache is None:
+            image = decode_image(self.root / path, self.channels)
+        else:
+            image = self.cache.get(path)
+            if image is None:
+                image = self.cache[path] = decode_image(self.root / path, self.channels)
+        return self.transform(image), (label if self.labelled else -1)
 
 
 @dataclass
@@ -87,6 +97,12 @@ def _student(original: nn.Module, arm: str, example: torch.Tensor) -> nn.Module:
     return convert(copy.deepcopy(original), beta=1.0, learn_beta=learn, example_input=example)
 
 
+def _has_learnt_weights(model: Union[str, os.PathLike, nn.Module], weights) -> bool:
+    """A module or a model file has; a spec without weights has not (it is random: agreement with it means
+    nothing)."""
+    return isinstance(model, nn.Module) or weights is not None or Path(model).is_file()
+
+
 @torch.no_grad()
 def _logits(model: nn.Module, data: Dataset, batch_size: int, device: torch.device) -> torch.Tensor:
     model.eval()
@@ -108,14 +124,16 @@ def _latency_ms(model: nn.Module, shape: tuple, device: torch.device, seconds: f
     return 1000.0 * median_seconds(forward, seconds, device.type, torch.get_num_threads())
 
 
-def _measure(model: nn.Module, original_top1: torch.Tensor, eval_set: FileImages, shifted: Dataset, *,
+def _measure(model: nn.Module, original_top1: Optional[torch.Tensor], eval_set: FileImages, shifted: Dataset, *,
              label_map: Optional[torch.Tensor], config: StudyConfig, crop: tuple, max_shift: int, seed: int,
              device: torch.device, input_shape: tuple) -> dict:
     from ..train.consistency import shift_consistency
 
     logits = _logits(model, eval_set, config.batch_size, device)
     prediction = logits.argmax(1)
-    result: dict = {"agreement": float((prediction == original_top1).float().mean()), "predictions": prediction.tolist()}
+    result: dict = {"predictions": prediction.tolist()}
+    if original_top1 is not None:
+        result["agreement"] = float((prediction == original_top1).float().mean())
     labels = torch.tensor([s[1] for s in eval_set.samples])
     if eval_set.classes and label_map is not None:
         result["top1"] = float((prediction == label_map[labels]).float().mean())
@@ -259,16 +277,20 @@ def run_study(
     *,
     weights: Optional[Union[str, os.PathLike]] = None,
     overwrite: bool = False,
+    trained: Optional[bool] = None,
     on_unit: Optional[Callable[[str, dict], None]] = None,
 ) -> StudyResult:
     """A fair A/B study of ``model`` (a spec such as ``torchvision:NAME`` with ``weights``, a poolswap model
     file, or a module) against its SoftPool conversions, on the images of ``data``, written to ``out``.
 
+    Agreement with the original is measured only when it is ``trained`` (default: a module or a model file is,
+    a spec without ``weights`` is not); a study from scratch passes ``trained=False`` with its random module.
     Resumable: a rerun with the same settings skips the units already in ``out/study.json``.
     ``on_unit(key, unit)`` is called after each unit is saved.
     """
     from ..device import resolve_device
     from ..model import spec_of
+    from ..model.head import replace_head
     from ..train import finetune
     from ..train.consistency import default_max_shift
     from ..data.datasets import build_transform, label_map as find_label_map, resolve_data_config
@@ -286,13 +308,17 @@ def run_study(
     classes, samples = pool_samples(data)
     split: Split = split_samples(classes, samples, eval_fraction=config.eval_fraction, max_eval=config.max_eval,
                                  max_train=config.max_train)
-    if config.recipe == "labels" and not classes:
-        raise PoolswapError("the labels recipe needs class folders; use --recipe distill for unlabelled images")
+    labelled = config.recipe in ("labels", "head")
+    if labelled and not classes:
+        raise PoolswapError(f"the {config.recipe} recipe needs class folders; use --recipe distill for unlabelled "
+                            "images")
+    if config.recipe == "head" and len(classes) < 2:
+        raise PoolswapError(f"a new head needs at least 2 classes, the data has {len(classes)}")
     device = resolve_device(config.device)
     original.to(device)
     with torch.no_grad():
         num_outputs = int(original(torch.zeros(1, channels, height, width, device=device)).shape[1])
-    label_map = None
+    label_map = None  # each class's output of the original's head
     if classes:
         try:
             mapped = find_label_map(classes, num_outputs)
@@ -300,16 +326,20 @@ def run_study(
         except PoolswapError:
             if config.recipe == "labels":
                 raise
-            logger.warning("the data's classes do not map onto the model's %d outputs: no top-1, agreement only",
-                           num_outputs)
+            logger.warning("the data's classes do not map onto the model's %d outputs: %s", num_outputs,
+                           "no agreement with the original" if config.recipe == "head" else "no top-1, agreement only")
+    cache: Optional[dict] = {} if config.cache else None
     transform = build_transform(data_config)
-    train_set = FileImages(data, split.train, transform, classes=classes, channels=channels,
-                           labelled=config.recipe == "labels")
+    train_transform = build_transform(data_config, train=True, hflip=config.augment != "none",
+                                      random_crop=config.augment == "crop")
+    train_set = FileImages(data, split.train, train_transform, classes=classes, channels=channels,
+                           labelled=labelled, cache=cache)
     eval_set = FileImages(data, split.eval, transform, classes=classes, channels=channels,
-                          labelled=label_map is not None)
+                          labelled=label_map is not None or config.recipe == "head", cache=cache)
     # the evaluation images at (H + S) x (W + S), for the shifted crops (as consistency_dataset does for a folder)
     large = {**data_config, "input_size": (channels, height + max_shift, width + max_shift), "crop_pct": 1.0}
-    shifted = FileImages(data, split.eval, build_transform(large), classes=classes, channels=channels, labelled=False)
+    shifted = FileImages(data, split.eval, build_transform(large), classes=classes, channels=channels, labelled=False,
+                         cache=cache)
 
     # as JSON gives it back (tuples are lists), so a rerun compares like with like
     state = json.loads(json.dumps({"model": model_name, "settings": config.settings(), "split": split.as_dict()}))
@@ -332,7 +362,17 @@ def run_study(
             atomic_write_text(out / MD_NAME, markdown(summary, meta))
         return summary
 
-    original_top1 = _logits(original, eval_set, config.batch_size, device).argmax(1)
+    # the original's predictions, for agreement: none from a random original; with a new head, the original's
+    # choice among the data's classes (its outputs for them), as the new head predicts class indices
+    original_top1 = None
+    if trained if trained is not None else _has_learnt_weights(model, weights):
+        logits = _logits(original, eval_set, config.batch_size, device)
+        if config.recipe != "head":
+            original_top1 = logits.argmax(1)
+        elif label_map is not None:
+            original_top1 = logits[:, label_map].argmax(1)
+    measure_map = torch.arange(len(classes)) if config.recipe == "head" else label_map
+    meta["agreement"] = original_top1 is not None
     example = torch.zeros(1, channels, height, width)
     for arm in arms:
         for seed in config.seeds:
@@ -341,11 +381,16 @@ def run_study(
                 logger.info("study: %s already measured", key)
                 continue
             start = time.perf_counter()
-            student = _student(original.cpu(), arm, example)
-            original.to(device)
+            base = original.cpu()
+            if config.recipe == "head":  # the same new head, by seed, for the original and every conversion
+                base = copy.deepcopy(base)
+                replace_head(base, len(classes), num_outputs=num_outputs, seed=seed)
+            student = _student(base, arm, example)
             ft = config.finetune_config(seed=seed, calibrate=arm == "calibrated")
-            result = finetune(student, teacher=copy.deepcopy(original), train_data=train_set, config=ft, progress=False)
-            unit = _measure(result.model, original_top1, eval_set, shifted, label_map=label_map, config=config,
+            result = finetune(student, teacher=copy.deepcopy(base).to(device), train_data=train_set, config=ft,
+                              progress=False)
+            original.to(device)
+            unit = _measure(result.model, original_top1, eval_set, shifted, label_map=measure_map, config=config,
                             crop=(height, width), max_shift=max_shift, seed=seed, device=device,
                             input_shape=(channels, height, width))
             unit["seconds"] = time.perf_counter() - start
@@ -354,8 +399,9 @@ def run_study(
                 unit["lr"] = result.lr_find.lr
             units[key] = unit
             write()
-            logger.info("study: %s top-1 %s, agreement %.4f, consistency %.4f, latency %.2f ms (%.0f s)", key,
-                        f"{unit['top1']:.4f}" if unit.get("top1") is not None else "-", unit["agreement"],
+            logger.info("study: %s top-1 %s, agreement %s, consistency %.4f, latency %.2f ms (%.0f s)", key,
+                        f"{unit['top1']:.4f}" if unit.get("top1") is not None else "-",
+                        f"{unit['agreement']:.4f}" if unit.get("agreement") is not None else "-",
                         unit["consistency"], unit["latency_ms"], unit["seconds"])
             if on_unit is not None:
                 on_unit(key, unit)

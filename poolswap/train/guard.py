@@ -23,8 +23,10 @@ logger = logging.getLogger("poolswap.train")
 class CollapseGuard:
     """Per-run collapse detection; its state travels in the resume state."""
 
-    def __init__(self, lr: float, *, batch_size: int, ratio: float = 0.5) -> None:
+    def __init__(self, lr: float, *, batch_size: int, ratio: float = 0.5, watch_agreement: bool = True) -> None:
         self.lr = float(lr)
+        # a fine-tune on labels alone (alpha 0) is meant to leave the teacher: only its top-1 is watched
+        self.watch_agreement = watch_agreement
         self.ratio = float(ratio)
         # about 64 images per window, so one unlucky small batch is not a collapse
         self.window = min(8, max(2, math.ceil(64 / max(1, batch_size))))
@@ -48,6 +50,8 @@ class CollapseGuard:
 
     def observe_batch(self, agreement: float, *, epoch: int, step: int) -> None:
         """``agreement``: this training batch's student/teacher top-1 agreement (logits before the update)."""
+        if not self.watch_agreement:
+            return
         if self.reference is None:
             self.reference = float(agreement)
             return
@@ -64,6 +68,8 @@ class CollapseGuard:
         if not start:
             return
         for key, name in (("val_agreement", "validation agreement with the teacher"), ("val_top1", "validation top-1")):
+            if key == "val_agreement" and not self.watch_agreement:
+                continue
             before, now = start.get(key), row.get(key)
             if before is not None and now is not None and before > 0 and now < self.ratio * before:
                 self._warn(f"{name} fell from {before:.2f} to {now:.2f} by the end of epoch {epoch + 1}")

@@ -381,7 +381,8 @@ class Trainer:
         if self.state is not None:
             set_rng_state(self.state["rng"])
         self.loader_generator = torch.Generator()
-        self.guard = CollapseGuard(self.config.lr, batch_size=self.config.batch_size)
+        self.guard = CollapseGuard(self.config.lr, batch_size=self.config.batch_size,
+                                   watch_agreement=self.config.alpha > 0)
         self.guard.load_state_dict(getattr(self, "guard_state", None))
         with self.stop_on_interrupt():
             for epoch in range(self.start_epoch, self.config.epochs):
@@ -448,7 +449,8 @@ class Trainer:
             metrics.update(s_logits.detach(), targets, t_logits)
             with torch.no_grad():
                 batch_agreement = float((s_logits.argmax(1) == t_logits.argmax(1)).float().mean())
-            self.guard.observe_batch(batch_agreement, epoch=epoch, step=step - 1)
+            if config.alpha > 0:  # with labels alone, departing from the teacher is the point, not a collapse
+                self.guard.observe_batch(batch_agreement, epoch=epoch, step=step - 1)
             counts.update(metrics.counts)
             counts["loss"] += float(loss.detach())
             counts["batches"] += 1

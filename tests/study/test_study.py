@@ -149,3 +149,30 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, extra, message):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("poolswap: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+class TestRecipes:
+    def test_head_recipe_gives_every_model_the_same_new_head_and_measures_in_the_data_classes(self, tmp_path):
+        data, out = _demo(tmp_path), tmp_path / "out"
+        helpers.write_image_folder(data, classes=("d",), per_class=8, seed=3)  # 4 classes on a 3-output model
+        config = StudyConfig(**{**FAST, "seeds": (0,), "recipe": "head", "augment": "flip", "cache": True})
+        result = run_study(_model(), data, out, config)
+        for unit in result.units.values():
+            assert set(unit["predictions"]) <= {0, 1, 2, 3} and 0 <= unit["top1"] <= 1
+            # the folder's classes do not map onto the original's 3 outputs: no agreement with it
+            assert "agreement" not in unit
+        assert result.meta["agreement"] is False
+        assert "agreement with the original" not in (out / "study.md").read_text()
+
+    def test_from_scratch_reports_no_agreement_with_a_random_original(self, tmp_path):
+        data, out = _demo(tmp_path), tmp_path / "out"
+        config = StudyConfig(**{**FAST, "seeds": (0,), "recipe": "labels", "augment": "crop"})
+        result = run_study(_model(), data, out, config, trained=False)
+        assert all("agreement" not in u and "top1" in u for u in result.units.values())
+        assert "agreement with the original" not in (out / "study.md").read_text()
+
+    def test_head_recipe_needs_class_folders(self, tmp_path):
+        data = tmp_path / "flat"
+        helpers.write_image_folder(data, per_class=8, labelled=False)
+        with pytest.raises(PoolswapError, match="head recipe needs class folders"):
+            run_study(_model(), data, tmp_path / "out", StudyConfig(**{**FAST, "recipe": "head"}))

@@ -111,6 +111,18 @@ class TestEpochSampler:
         assert torch.equal(torch.get_rng_state(), state)
         assert torch.equal(ds[1][0], first)
 
+    def test_random_crops_are_seeded_per_sample_and_sized_for_the_model(self, tmp_path):
+        root = helpers.write_image_folder(tmp_path / "d", per_class=2)
+        config = resolve_data_config(overrides=helpers.DATA_CONFIG)
+        transform = build_transform(config, train=True, hflip=True, random_crop=True)
+        ds = SeededTransformDataset(image_dataset(root, transform), seed=3)
+        first = ds[1][0]
+        assert first.shape == tuple(config["input_size"]) and torch.equal(ds[1][0], first)
+        ds.set_epoch(1)
+        assert not torch.equal(ds[1][0], first)  # another epoch, another crop
+        plain = image_dataset(root, build_transform(config, train=True))[1][0]
+        assert not torch.equal(plain, first)
+
 
 class TestSampleBatches:
     def test_tensor_dataset_folder_and_loader(self, tmp_path):

@@ -115,6 +115,18 @@ class TestCollapseGuard:
                                  epoch=0)
         assert "validation top-1 fell from 0.60 to 0.04" in guard.message
 
+    def test_labels_alone_may_leave_the_teacher_but_not_lose_top1(self):
+        # alpha 0 (labels only, as a new head or training from scratch): departing from the teacher is the point
+        guard = CollapseGuard(1e-3, batch_size=32, watch_agreement=False)
+        for i, value in enumerate([0.98, 0.6, 0.3, 0.1, 0.02, 0.0]):
+            guard.observe_batch(value, epoch=0, step=i)
+        guard.observe_validation({"val_top1": 0.6, "val_agreement": 0.99}, {"val_top1": 0.7, "val_agreement": 0.1},
+                                 epoch=0)
+        assert guard.message is None and not guard.epoch_collapsed
+        guard.observe_validation({"val_top1": 0.6, "val_agreement": 0.99}, {"val_top1": 0.2, "val_agreement": 0.1},
+                                 epoch=1)
+        assert "validation top-1 fell from 0.60 to 0.20" in guard.message
+
     def test_a_collapsing_run_keeps_the_weights_from_before_as_best(self, converted, data_dir, tmp_path):
         import poolswap
 

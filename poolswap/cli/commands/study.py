@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
 
         model = build_from_checkpoint(args.model, args.checkpoint, num_classes=args.num_classes,
                                       model_kwargs=parse_model_kwargs(args.model_kwargs))
-    result = run_study(model, args.data, args.output, config, overwrite=args.overwrite)
+    # a spec without --checkpoint is random: a study from scratch, with no agreement with the original
+    trained = os.path.exists(args.model) or args.checkpoint is not None
+    result = run_study(model, args.data, args.output, config, overwrite=args.overwrite, trained=trained)
     print((Path(args.output) / "study.md").read_text(encoding="utf-8"), end="")
     logger.info("wrote %s: study.json, study.md, study.png", result.out)
     return 0

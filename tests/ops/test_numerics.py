@@ -140,3 +140,29 @@ def test_channels_are_pooled_independently():
     x2 = x.clone()
     x2[:, 1:] += 100  # the anchor code summed weights over channels; we must not
     torch.testing.assert_close(poolswap.soft_pool2d(x2, 2)[:, 0], y[:, 0])
+
+
+@pytest.mark.parametrize("shape, k, s, p, ceil_mode", [((3, 11, 4, 4), 3, 2, 1, False), ((2, 9, 7, 7), 3, 2, 1, True),
+                                                       ((2, 5, 9, 5), 2, 2, 0, False), ((1, 13, 6, 3), 3, 1, 1, False)])
+def test_short_rows_pool_many_planes_at_once_exactly_per_plane(shape, k, s, p, ceil_mode):
+    """Rows shorter than a vector block pool kWidth planes side by side (one per lane): every plane, special
+    values and a beta per channel included, follows the float64 contract and does not depend on its neighbours."""
+    from tests.ops.contract import soft_pool_brute_force
+
+    torch.manual_seed(0)
+    x = torch.randn(shape) * 3
+    x[0, 1, 0, 0] = float("nan")
+    x[0, 2] = float("-inf")  # a plane of -inf: every window -inf
+    x[-1, -1, 1, 1] = float("inf")
+    beta = torch.rand(shape[1]) * 4 + 0.1
+    for b in (2.0, beta):
+        y = poolswap.soft_pool2d(x, k, s, p, ceil_mode=ceil_mode, beta=b)
+        expected = soft_pool_brute_force(x.double(), [k, k], [s, s], [p, p], [1, 1], ceil_mode, b).float()
+        torch.testing.assert_close(y, expected, rtol=2e-5, atol=2e-5, equal_nan=True)
+        alone = torch.cat([poolswap.soft_pool2d(x[:, c:c + 1], k, s, p, ceil_mode=ceil_mode,
+                                                beta=b if isinstance(b, float) else b[c:c + 1])
+                           for c in range(shape[1])], 1)
+        assert torch.equal(torch.nan_to_num(alone), torch.nan_to_num(y))
+    strided = x.transpose(2, 3)  # not contiguous: the planes are read through their strides
+    torch.testing.assert_close(poolswap.soft_pool2d(strided, k, s, p, ceil_mode=ceil_mode),
+                               poolswap.soft_pool2d(strided.contiguous(), k, s, p, ceil_mode=ceil_mode), equal_nan=True)

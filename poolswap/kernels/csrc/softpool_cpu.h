@@ -454,6 +454,131 @@ inline void for_each_output_lane(const Geometry& g, const PaddedPlan& plan, int6
   }
 }
 
+// ---- interleaved planes: kWidth planes side by side, one per lane -----------
+//
+// Rows shorter than one block (late-stage 7x7 and 4x4 maps, small inputs) leave
+// most lanes of a row block idle, and per-plane work (padding, tiles, window
+// ranges) outweighs the windows themselves. There, kWidth planes are
+// transposed into one buffer, x[d][h][w][lane], and every window is computed
+// for all of them at once, with the two passes and selects of forward_lanes
+// and a beta per lane. Only a window's valid positions are read (window_range),
+// so no padding is stored; a plane's result does not depend on its neighbours.
+
+// Planes up to this many elements are interleaved: the buffer (8 lanes) stays within L2.
+constexpr int64_t kMaxInterleavedPlane = 8192;
+// At most this many window positions per plane (the tap list, built once per call).
+constexpr int64_t kMaxInterleavedTaps = 65536;
+
+// Valid window positions of a plane: the product over dims of the sum over outputs of each range.
+inline int64_t plane_taps(const Geometry& g) {
+  int64_t taps = 1;
+  for (int dim = 0; dim < 3; ++dim) {
+    int64_t sum = 0;
+    for (int64_t o = 0; o < g.out[dim]; ++o) {
+      const WindowRange r = window_range(g, dim, o);
+      sum += std::max<int64_t>(0, r.hi - r.lo);
+    }
+    if (sum > kMaxInterleavedTaps) return kMaxInterleavedTaps + 1;
+    taps *= sum;
+    if (taps > kMaxInterleavedTaps) return kMaxInterleavedTaps + 1;
+  }
+  return taps;
+}
+
+inline bool interleave_fits(const Geometry& g) {
+  return g.out[2] < kLanes && g.in[0] * g.in[1] * g.in[2] <= kMaxInterleavedPlane &&
+         g.out[0] * g.out[1] * g.out[2] <= kMaxInterleavedPlane && plane_taps(g) <= kMaxInterleavedTaps;
+}
+
+// The windows of a plane as one list: window o's valid positions are taps[first[o] .. first[o + 1]),
+// each the position's index in the (D, H, W) plane; built once per call, shared by every plane.
+struct TapList {
+  std::vector<int32_t> taps, first;
+  void build(const Geometry& g) {
+    taps.clear();
+    first.assign(1, 0);
+    for (int64_t od = 0; od < g.out[0]; ++od) {
+      const WindowRange rd = window_range(g, 0, od);
+      for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+        const WindowRange rh = window_range(g, 1, oh);
+        for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+          const WindowRange rw = window_range(g, 2, ow);
+          for (int64_t kd = rd.lo; kd < rd.hi; ++kd)
+            for (int64_t kh = rh.lo; kh < rh.hi; ++kh)
+              for (int64_t kw = rw.lo; kw < rw.hi; ++kw)
+                taps.push_back(static_cast<int32_t>(((rd.start + kd * g.dilation[0]) * g.in[1] + rh.start +
+                                                     kh * g.dilation[1]) * g.in[2] + rw.start + kw * g.dilation[2]));
+          first.push_back(static_cast<int32_t>(taps.size()));
+        }
+      }
+    }
+  }
+};
+
+// Forward of planes 0 .. count - 1 (any count), kWidth at a time: x_of(k), y_of(k) and beta_of(k) are
+// plane k's input, output and temperature.
+template <typename scalar_t, typename XOf, typename YOf, typename BetaOf>
+void forward_interleaved(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf&& y_of, const int64_t* y_stride,
+                         const Geometry& g, BetaOf&& beta_of) {
+  const int64_t in_h = g.in[1], in_w = g.in[2], in_size = g.in[0] * in_h * in_w;
+  std::vector<float>& buffer = scratch(0);
+  if (buffer.size() < static_cast<size_t>(in_size * kWidth)) buffer.resize(static_cast<size_t>(in_size * kWidth));
+  float* data = buffer.data();
+  thread_local TapList list;
+  list.build(g);
+  const int32_t* taps = list.taps.data();
+  const int32_t* first_tap = list.first.data();
+  const lanes_f zero = splat(0.0f), lowest = splat(-std::numeric_limits<float>::infinity());
+  for (int64_t first = 0; first < count; first += kWidth) {
+    const int n = static_cast<int>(std::min<int64_t>(kWidth, count - first));
+    // lanes past the last plane repeat the group's first: their results are never stored
+    const scalar_t* planes_x[kWidth];
+    scalar_t* planes_y[kWidth];
+    lanes_f b;
+    for (int lane = 0; lane < kWidth; ++lane) {
+      const int64_t k = first + (lane < n ? lane : 0);
+      planes_x[lane] = x_of(k);
+      planes_y[lane] = y_of(k);
+      b[lane] = static_cast<float>(beta_of(k));
+    }
+    float* dst = data;  // position by position: one vector of the kWidth planes' values
+    for (int64_t d = 0; d < g.in[0]; ++d)
+      for (int64_t h = 0; h < in_h; ++h) {
+        const int64_t row = d * x_stride[0] + h * x_stride[1];
+        for (int64_t w = 0; w < in_w; ++w, dst += kWidth) {
+          const int64_t at = row + w * x_stride[2];
+          lanes_f v;
+          for (int lane = 0; lane < kWidth; ++lane) v[lane] = static_cast<float>(planes_x[lane][at]);
+          std::memcpy(dst, &v, sizeof(v));
+        }
+      }
+    int64_t o = 0;
+    for (int64_t od = 0; od < g.out[0]; ++od)
+      for (int64_t oh = 0; oh < g.out[1]; ++oh)
+        for (int64_t ow = 0; ow < g.out[2]; ++ow, ++o) {
+          const int32_t begin = first_tap[o], end = first_tap[o + 1];
+          lanes_f m = lowest;
+          for (int32_t i = begin; i < end; ++i) {  // NaN never wins the max: the sums catch it
+            lanes_f v;
+            std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
+            m = v > m ? v : m;
+          }
+          lanes_f s = zero, t = zero;
+          for (int32_t i = begin; i < end; ++i) {
+            lanes_f v;
+            std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
+            const lanes_f d = v == m ? zero : v - m;  // equal infinities differ by 0
+            const lanes_f e = exp_nonpositive(b * d);
+            s += e;
+            t += e == zero ? zero : e * d;  // e == 0 marks -inf: it adds nothing, not 0 * inf
+          }
+          const lanes_f out = m + t / s;
+          const int64_t offset = od * y_stride[0] + oh * y_stride[1] + ow * y_stride[2];
+          for (int lane = 0; lane < n; ++lane) planes_y[lane][offset] = static_cast<scalar_t>(out[lane]);
+        }
+  }
+}
+
 // ---- shared-exponent tiles (stride 1 and 2) ----------------------------------
 //
 // Per window element, exp(beta (x - m)) costs kernel_h * kernel_w exps per output;
@@ -1032,6 +1157,9 @@ void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, cons
                    const Geometry& g, acc_t beta) {
 #if defined(POOLSWAP_HAS_LANES)
   if constexpr (std::is_same<acc_t, float>::value) {
+    if (interleave_fits(g))  // the same arithmetic as forward_planes gives this plane among others
+      return forward_interleaved<scalar_t>(1, [x](int64_t) { return x; }, x_stride, [y](int64_t) { return y; },
+                                           y_stride, g, [beta](int64_t) { return beta; });
     SeparablePlan separable;
     if (plan_separable(g, separable)) return forward_separable(x, x_stride, y, y_stride, g, separable, beta);
     PaddedPlan padded;
@@ -1044,6 +1172,11 @@ void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, cons
 // How many planes forward_planes computes together for this geometry (1: one by one).
 inline int64_t plane_group_size(const Geometry& g) {
 #if defined(POOLSWAP_HAS_LANES)
+  // Short rows: interleaved lanes, a task of whole lane groups with some 4096 inputs or more.
+  if (interleave_fits(g)) {
+    const int64_t plane = std::max<int64_t>(1, g.in[0] * g.in[1] * g.in[2]);
+    return kWidth * std::min<int64_t>(8, std::max<int64_t>(1, 4096 / (kWidth * plane)));
+  }
   SeparablePlan separable;
   // Rows of a tile's width and more: separable strips (per plane); shorter ones share padded tiles
   // (callgrind: the demo network's 8- and 4-wide rows take 1.25x to 1.5x the instructions in strips).
@@ -1062,6 +1195,8 @@ void forward_planes(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf&& y_
                     const Geometry& g, acc_t beta) {
 #if defined(POOLSWAP_HAS_LANES)
   if constexpr (std::is_same<acc_t, float>::value) {
+    if (interleave_fits(g))
+      return forward_interleaved<scalar_t>(count, x_of, x_stride, y_of, y_stride, g, [beta](int64_t) { return beta; });
     PaddedPlan plan;
     if (count > 1 && plane_group_size(g) > 1 && plan_padded(g, plan, count) && plan.planes > 1) {
       for (int64_t first = 0; first < count; first += plan.planes) {

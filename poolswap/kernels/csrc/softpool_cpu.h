@@ -1157,9 +1157,6 @@ void forward_plane(const scalar_t* x, const int64_t* x_stride, scalar_t* y, cons
                    const Geometry& g, acc_t beta) {
 #if defined(POOLSWAP_HAS_LANES)
   if constexpr (std::is_same<acc_t, float>::value) {
-    if (interleave_fits(g))  // the same arithmetic as forward_planes gives this plane among others
-      return forward_interleaved<scalar_t>(1, [x](int64_t) { return x; }, x_stride, [y](int64_t) { return y; },
-                                           y_stride, g, [beta](int64_t) { return beta; });
     SeparablePlan separable;
     if (plan_separable(g, separable)) return forward_separable(x, x_stride, y, y_stride, g, separable, beta);
     PaddedPlan padded;
@@ -1210,6 +1207,20 @@ void forward_planes(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf&& y_
   }
 #endif
   for (int64_t k = 0; k < count; ++k) forward_plane<scalar_t, acc_t>(x_of(k), x_stride, y_of(k), y_stride, g, beta);
+}
+
+// Forward of planes 0 .. count - 1, plane k at temperature beta_of(k) (a beta per channel): short rows
+// interleave as in forward_planes, with the same arithmetic; other planes go one by one.
+template <typename scalar_t, typename acc_t, typename XOf, typename YOf, typename BetaOf>
+void forward_planes_each(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf&& y_of, const int64_t* y_stride,
+                         const Geometry& g, BetaOf&& beta_of) {
+#if defined(POOLSWAP_HAS_LANES)
+  if constexpr (std::is_same<acc_t, float>::value) {
+    if (interleave_fits(g)) return forward_interleaved<scalar_t>(count, x_of, x_stride, y_of, y_stride, g, beta_of);
+  }
+#endif
+  for (int64_t k = 0; k < count; ++k)
+    forward_plane<scalar_t, acc_t>(x_of(k), x_stride, y_of(k), y_stride, g, static_cast<acc_t>(beta_of(k)));
 }
 
 // Backward of one plane: grad_x is a zeroed, contiguous (D, H, W) buffer in

@@ -49,6 +49,10 @@ struct Kernels {
   // Planes first .. first + count - 1, one beta for all (short rows share padded buffers).
   void (*forward_planes)(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
                          const PlaneLayout& layout, int64_t first, int64_t count, const Geometry& g, acc_t beta);
+  // The same, plane i at betas[i % layout.channels] (a beta per channel).
+  void (*forward_planes_betas)(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
+                               const PlaneLayout& layout, int64_t first, int64_t count, const Geometry& g,
+                               const acc_t* betas);
   void (*forward_plane)(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
                         const Geometry& g, acc_t beta);
   double (*backward_plane)(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x,

@@ -231,9 +231,6 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const cpu::PlaneLayout layout{p.channels, xs[0], xs[1], ys[0], ys[1]};
     const int64_t channels = p.channels;
-    // Plane i = (n, c) of x and of y.
-    auto x_of = [&](int64_t i) { return xp + (i / channels) * xs[0] + (i % channels) * xs[1]; };
-    auto y_of = [&](int64_t i) { return yp + (i / channels) * ys[0] + (i % channels) * ys[1]; };
     ThreadRecorder threads;
     if (channels_last_planes(p, xs) && ys[1] == 1) {
       const Geometry& g = p.g;
@@ -250,13 +247,11 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
           gather_planes(xp + n * xs[0] + c0, int64_t(1), xs + 2, g.in, count, xin.data());
           auto in_of = [&](int64_t k) { return xin.data() + k * in_plane; };
           auto out_of = [&](int64_t k) { return yout.data() + k * out_plane; };
-          if (per_channel) {
-            for (int64_t k = 0; k < count; ++k)
-              kernels.forward_plane(in_of(k), in_strides, out_of(k), out_strides, g, b[c0 + k]);
-          } else {  // the block's planes lie one after another: plane k at k * plane size
-            const cpu::PlaneLayout block{count, 0, in_plane, 0, out_plane};
+          const cpu::PlaneLayout block{count, 0, in_plane, 0, out_plane};  // plane k at k * plane size
+          if (per_channel)
+            kernels.forward_planes_betas(xin.data(), in_strides, yout.data(), out_strides, block, 0, count, g, b + c0);
+          else
             kernels.forward_planes(xin.data(), in_strides, yout.data(), out_strides, block, 0, count, g, b[0]);
-          }
           scatter_planes(yout.data(), g.out, count, yp + n * ys[0] + c0, ys + 2);
         }
       });
@@ -265,8 +260,7 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
     at::parallel_for(0, p.batch * channels, plane_grain(p.g), [&](int64_t begin, int64_t end) {
       threads.record();
       if (per_channel) {
-        for (int64_t i = begin; i < end; ++i)
-          kernels.forward_plane(x_of(i), xs + 2, y_of(i), ys + 2, p.g, b[i % channels]);
+        kernels.forward_planes_betas(xp, xs + 2, yp, ys + 2, layout, begin, end - begin, p.g, b);
         return;
       }
       // One temperature: planes with short rows share the kernel's padded buffers.

@@ -332,11 +332,12 @@ void planes_of_task(const PlaneJob<scalar_t>* job, size_t index) {
                            job->attributes->beta);
     return;
   }
-  for (int64_t i = first; i < first + count; ++i) {
-    const float beta = betas[static_cast<size_t>(i % job->problem->channels)];
-    kernels.forward_plane(job->x + i * job->x_plane, job->x_stride, job->y + i * job->y_plane, job->y_stride,
-                          job->problem->g, beta);
-  }
+  // a beta per channel: plane i is channel i % C, at i * plane size
+  const int64_t channels = job->problem->channels;
+  const poolswap::cpu::PlaneLayout layout{channels, channels * job->x_plane, job->x_plane, channels * job->y_plane,
+                                          job->y_plane};
+  kernels.forward_planes_betas(job->x, job->x_stride, job->y, job->y_stride, layout, first, count, job->problem->g,
+                               betas.data());
 }
 
 template <typename scalar_t>
@@ -372,7 +373,7 @@ struct SoftPoolCpuKernel {
     job.y_stride[1] = g.out[2];
     job.y_stride[2] = 1;
     job.planes = planes;
-    job.group = attributes.betas.empty() ? poolswap::cpu::isa().plane_group_size(g) : 1;
+    job.group = poolswap::cpu::isa().plane_group_size(g);
     ThreadSet threads;
     job.threads = &threads;
     TaskError error;

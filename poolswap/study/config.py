@@ -44,6 +44,8 @@ class StudyConfig:
     batch_size: int = option(32, "images per step", group="recipe")
     lr: Union[float, str] = option(DEFAULT_LR, "peak learning rate, or 'auto'", metavar="LR|auto", group="recipe")
     beta_lr: Optional[float] = option(None, "learning rate of learnt betas (default: --lr)", group="recipe")
+    head_lr: Optional[float] = option(None, "learning rate of the new head of --recipe head (default: --lr)",
+                                      group="recipe")
     augment: str = option("none", "training augmentation: none, flip, or crop (a random-resized crop and a flip, "
                           "for training from scratch)", choices=AUGMENTS, group="recipe")
     cache: bool = option(False, "hold the decoded images in memory (about H x W x 3 bytes each) instead of "
@@ -90,6 +92,8 @@ class StudyConfig:
         check_number("latency_time", self.latency_time)
         if self.beta_lr is not None:
             check_number("beta_lr", self.beta_lr)
+        if self.head_lr is not None:
+            check_number("head_lr", self.head_lr)
         from ..train.config import FinetuneConfig
 
         self.lr = FinetuneConfig(lr=self.lr).lr  # 'auto' or a number, checked there
@@ -99,7 +103,7 @@ class StudyConfig:
         from ..train.config import FinetuneConfig
 
         return FinetuneConfig(epochs=self.epochs, max_steps_per_epoch=self.max_steps, batch_size=self.batch_size,
-                              lr=self.lr, beta_lr=self.beta_lr, alpha=1.0 if self.recipe == "distill" else 0.0,
+                              lr=self.lr, beta_lr=self.beta_lr, head_lr=self.head_lr, alpha=1.0 if self.recipe == "distill" else 0.0,
                               calibrate=self.calibrate if calibrate else 0, seed=seed, device=self.device,
                               data_config=dict(self.data_config))
 

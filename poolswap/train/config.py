@@ -38,6 +38,8 @@ class FinetuneConfig:
                                    "picks the largest rate that keeps agreement with the teacher",
                                    metavar="LR|auto", group="optimisation")
     beta_lr: Optional[float] = option(None, "learning rate of learnt betas (default: --lr)", group="optimisation")
+    head_lr: Optional[float] = option(None, "learning rate of a new head made by poolswap (study --recipe head, "
+                                      "poolswap.model.head.replace_head) (default: --lr)", group="optimisation")
     momentum: float = option(0.9, "SGD momentum (Nesterov)", group="optimisation")
     weight_decay: float = option(1e-4, "weight decay, never on norms, biases or betas", group="optimisation")
     warmup_steps: Optional[int] = option(None, "linear warmup steps (default: 5 percent of the run's steps)",
@@ -80,6 +82,8 @@ class FinetuneConfig:
             check_number("lr", self.lr)
         if self.beta_lr is not None:
             check_number("beta_lr", self.beta_lr, allow_zero=True)
+        if self.head_lr is not None:
+            check_number("head_lr", self.head_lr)
         check_number("momentum", self.momentum, allow_zero=True)
         check_number("weight_decay", self.weight_decay, allow_zero=True)
         if self.warmup_steps is not None:

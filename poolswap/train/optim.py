@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 
 import torch
 from torch import nn
@@ -61,16 +61,22 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     return ParameterCount(weights=weights, betas=betas, frozen=frozen)
 
 
-def param_groups(model: nn.Module, *, lr: float, beta_lr: float, weight_decay: float) -> list[dict]:
-    """Three groups: decayed weights; norms and biases (no decay); SoftPool log-betas (own lr, no decay)."""
-    decay, no_decay, betas = [], [], []
+def param_groups(model: nn.Module, *, lr: float, beta_lr: float, weight_decay: float,
+                 head_lr: Optional[float] = None) -> list[dict]:
+    """Three groups: decayed weights; norms and biases (no decay); SoftPool log-betas (own lr, no decay); and,
+    with ``head_lr``, a fourth: the parameters of a new head (:func:`poolswap.model.head.replace_head`)."""
+    from ..model.head import is_new_head
+
+    decay, no_decay, betas, head = [], [], [], []
     seen: set[int] = set()
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            if is_softpool(module):
+            if head_lr is not None and is_new_head(module):
+                head.append(param)
+            elif is_softpool(module):
                 betas.append(param)
             elif isinstance(module, _NORMS) or name.endswith("bias") or param.ndim <= 1:
                 no_decay.append(param)
@@ -80,12 +86,14 @@ def param_groups(model: nn.Module, *, lr: float, beta_lr: float, weight_decay: f
         {"params": decay, "lr": lr, "weight_decay": weight_decay, "name": "decay"},
         {"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": "no_decay"},
         {"params": betas, "lr": beta_lr, "weight_decay": 0.0, "name": "beta"},
+        {"params": head, "lr": head_lr, "weight_decay": weight_decay, "name": "head"},
     ]
     return [g for g in groups if g["params"]]
 
 
 def build_optimizer(model: nn.Module, config: FinetuneConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, lr=config.lr, beta_lr=config.effective_beta_lr, weight_decay=config.weight_decay)
+    groups = param_groups(model, lr=config.lr, beta_lr=config.effective_beta_lr, weight_decay=config.weight_decay,
+                          head_lr=config.head_lr)
     if not groups:
         from ..errors import PoolswapError
 

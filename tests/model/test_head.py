@@ -42,3 +42,17 @@ def test_a_model_without_a_matching_layer_is_one_line():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(PoolswapError, match="found no Linear or 1x1 Conv2d layer with the model's 4 outputs"):
         replace_head(model, 3, num_outputs=4)
+
+
+def test_a_new_head_keeps_its_own_learning_rate_through_copies():
+    import copy
+
+    from poolswap.train.optim import param_groups
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    replace_head(model, 3, num_outputs=10)
+    copied = copy.deepcopy(model)  # as a study's conversion copies its original
+    groups = {g["name"]: g for g in param_groups(copied, lr=1e-5, beta_lr=1e-5, weight_decay=0.0, head_lr=1e-3)}
+    assert {id(p) for p in groups["head"]["params"]} == {id(copied[3].weight), id(copied[3].bias)}
+    assert groups["head"]["lr"] == 1e-3 and groups["decay"]["lr"] == 1e-5
+    assert "head" not in {g["name"] for g in param_groups(copied, lr=1e-5, beta_lr=1e-5, weight_decay=0.0)}

@@ -43,8 +43,8 @@ JSON_NAME, MD_NAME, PLOT_NAME = "study.json", "study.md", "study.png"
 class FileImages(Dataset):
     """(image, label) of listed files under ``root``; ``classes`` empty (labels -1) when ``labelled`` is False.
 
-    With ``cache``, each file is decoded once and its decoded image held (shared by datasets built with
-    :meth:`with_transform`); the transform still runs every time, so random augmentation stays random.
+    With ``cache`` (a dict, which datasets of the same files may share), each file is decoded once and its
+    decoded image held; the transform still runs every time, so random augmentation stays random.
     """
 
     def __init__(self, root: Path, samples: Sequence[tuple[str, int]], transform, *, classes: Sequence[str],

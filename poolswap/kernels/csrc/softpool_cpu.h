@@ -486,7 +486,9 @@ inline int64_t plane_taps(const Geometry& g) {
 }
 
 inline bool interleave_fits(const Geometry& g) {
+  // each dim bounded before any product: no overflow whatever the pads
   return g.out[2] < kLanes && g.in[0] * g.in[1] * g.in[2] <= kMaxInterleavedPlane &&
+         g.out[0] <= kMaxInterleavedPlane && g.out[1] <= kMaxInterleavedPlane &&
          g.out[0] * g.out[1] * g.out[2] <= kMaxInterleavedPlane && plane_taps(g) <= kMaxInterleavedTaps;
 }
 

@@ -53,8 +53,6 @@ struct Kernels {
   void (*forward_planes_betas)(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
                                const PlaneLayout& layout, int64_t first, int64_t count, const Geometry& g,
                                const acc_t* betas);
-  void (*forward_plane)(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
-                        const Geometry& g, acc_t beta);
   double (*backward_plane)(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x,
                            const int64_t* x_stride, acc_t* grad_x, const Geometry& g, acc_t beta);
 };

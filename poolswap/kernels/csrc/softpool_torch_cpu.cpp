@@ -246,8 +246,6 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
         for (int64_t task = begin; task < end; ++task) {
           const int64_t n = cb.image(task), c0 = cb.first_channel(task), count = cb.count(task);
           gather_planes(xp + n * xs[0] + c0, int64_t(1), xs + 2, g.in, count, xin.data());
-          auto in_of = [&](int64_t k) { return xin.data() + k * in_plane; };
-          auto out_of = [&](int64_t k) { return yout.data() + k * out_plane; };
           const cpu::PlaneLayout block{count, 0, in_plane, 0, out_plane};  // plane k at k * plane size
           if (per_channel)
             kernels.forward_planes_betas(xin.data(), in_strides, yout.data(), out_strides, block, 0, count, g, b + c0);

@@ -581,7 +581,8 @@ __attribute__((visibility("default"))) double poolswap_ort_cpu_selftest() {
       const poolswap::cpu::PlaneLayout layout{1, in_size, 0, out_size, 0};
       kernels.forward_planes(x.data(), xs, y.data(), ys, layout, 0, planes, g, 1.5f);
       for (float v : y) checksum += v;
-      kernels.forward_plane(x.data(), xs, y.data(), ys, g, 0.75f);
+      const float beta = 0.75f;  // the per-channel entry, one plane
+      kernels.forward_planes_betas(x.data(), xs, y.data(), ys, layout, 0, 1, g, &beta);
       for (int64_t i = 0; i < out_size; ++i) checksum += 0.5 * y[static_cast<size_t>(i)];
       std::vector<float> grad_x(static_cast<size_t>(in_size), 0.0f), grad_y(static_cast<size_t>(out_size));
       for (float& v : grad_y) v = next();

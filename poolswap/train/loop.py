@@ -449,8 +449,7 @@ class Trainer:
             metrics.update(s_logits.detach(), targets, t_logits)
             with torch.no_grad():
                 batch_agreement = float((s_logits.argmax(1) == t_logits.argmax(1)).float().mean())
-            if config.alpha > 0:  # with labels alone, departing from the teacher is the point, not a collapse
-                self.guard.observe_batch(batch_agreement, epoch=epoch, step=step - 1)
+            self.guard.observe_batch(batch_agreement, epoch=epoch, step=step - 1)
             counts.update(metrics.counts)
             counts["loss"] += float(loss.detach())
             counts["batches"] += 1

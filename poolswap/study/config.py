@@ -14,8 +14,9 @@ __all__ = ["AUGMENTS", "RECIPES", "VARIANTS", "StudyConfig"]
 #: conversions a study can compare with the original: beta=1 fixed, calibrated fixed, beta=1 with a learnt
 #: scalar or per-channel beta
 VARIANTS = ("b1", "calibrated", "scalar", "channel")
-#: distill: the original is the teacher, no labels (alpha=1); labels: cross-entropy on the folder's labels (alpha=0);
-#: head: a new head with one output per class of the folder, then as labels (transfer learning)
+#: distill: the original is the teacher, no labels (alpha=1), the student's dropout off; labels: cross-entropy on the
+#: folder's labels (alpha=0), dropout on; head: a new head with one output per class of the folder, then as labels
+#: (transfer learning)
 RECIPES = ("distill", "labels", "head")
 #: training augmentation: none (distillation's default: the teacher sees the student's pixels), flip, or crop
 #: (a random-resized crop and a flip, for training from scratch)
@@ -104,6 +105,7 @@ class StudyConfig:
 
         return FinetuneConfig(epochs=self.epochs, max_steps_per_epoch=self.max_steps, batch_size=self.batch_size,
                               lr=self.lr, beta_lr=self.beta_lr, head_lr=self.head_lr, alpha=1.0 if self.recipe == "distill" else 0.0,
+                              dropout=self.recipe != "distill",  # a model trained on labels keeps its regulariser
                               calibrate=self.calibrate if calibrate else 0, seed=seed, device=self.device,
                               data_config=dict(self.data_config))
 

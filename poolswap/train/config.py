@@ -47,6 +47,11 @@ class FinetuneConfig:
     min_lr_ratio: float = option(0.0, "final lr as a fraction of --lr", group="optimisation")
     clip_grad: Optional[float] = option(None, "clip the gradients' global L2 norm (default: off)", group="optimisation")
     freeze_bn: bool = option(False, "keep BatchNorm running statistics (default: off)", group="optimisation")
+    # Off by default: with dropout on, a student equal to its teacher (which runs in eval mode) is pushed away from
+    # it at every step; with it off, distilling an unchanged network changes nothing.
+    dropout: bool = option(False, "keep the student's dropout (and drop-path) active while training (default: off, "
+                                  "so the student matches the teacher it imitates; turn it on to train a new head "
+                                  "or from scratch)", group="optimisation")
     only_betas: bool = option(False, "train the learnt SoftPool betas alone, the weights frozen for the run "
                                      "(default: off; a student whose weights are all frozen is refused without it)",
                               group="optimisation")

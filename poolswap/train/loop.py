@@ -31,7 +31,7 @@ from .distributed import all_reduce_sum, init_distributed
 from .evaluate import Metrics, evaluate
 from .guard import CollapseGuard
 from .lr_find import LrFindResult, find_lr
-from .optim import ParameterCount, build_optimizer, build_scheduler, count_parameters, freeze_bn_stats, is_softpool
+from .optim import ParameterCount, build_optimizer, build_scheduler, count_parameters, is_softpool, train_mode
 from .progress import Progress
 from .resume import get_rng_state, load_resume_state, save_resume_state, set_rng_state
 from .run_dir import RunDir
@@ -432,9 +432,7 @@ class Trainer:
         loader = DataLoader(self.seeded, batch_size=config.batch_size, sampler=self.sampler,
                             num_workers=config.workers, generator=self.loader_generator,
                             pin_memory=device.type == "cuda")
-        self.student.train()
-        if config.freeze_bn:
-            freeze_bn_stats(self.student.modules())
+        train_mode(self.student, config)
         metrics = Metrics(self.label_map)
         metrics.counts = {k: counts[k] for k in Metrics.KEYS}
         bar = Progress(total=self.steps_per_epoch, initial=self.start_step, epoch=epoch, epochs=config.epochs,

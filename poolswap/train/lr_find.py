@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ..errors import PoolswapError
 from .config import FinetuneConfig
 from .distill import distillation_loss
-from .optim import build_optimizer
+from .optim import build_optimizer, train_mode
 
 __all__ = ["CANDIDATE_LRS", "LrFindResult", "find_lr"]
 
@@ -113,7 +113,7 @@ def find_lr(
         for lr in sorted(candidates):
             trial_config = dataclasses.replace(config, lr=float(lr))
             optimizer = build_optimizer(model, trial_config)
-            model.train()
+            train_mode(model, trial_config)
             for batch in train_batches:
                 images, labels = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
                 images = images.to(device)

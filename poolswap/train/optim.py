@@ -1,4 +1,4 @@
-"""Optimiser and schedule: SGD/AdamW with clean parameter groups, warmup + cosine, frozen BN stats."""
+"""Optimiser and schedule: SGD/AdamW with clean parameter groups, warmup + cosine; the student's training mode."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from .config import FinetuneConfig
 
 __all__ = [
     "ParameterCount", "WarmupCosine", "build_optimizer", "build_scheduler", "count_parameters", "freeze_bn_stats",
-    "is_softpool", "param_groups",
+    "is_softpool", "param_groups", "train_mode",
 ]
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+# Stochastic layers beside torch's dropouts, by class name: timm's DropPath and DropBlock2d, torchvision's StochasticDepth.
+_STOCHASTIC_NAMES = frozenset({"DropPath", "DropBlock2d", "StochasticDepth"})
 
 
 def is_softpool(module: nn.Module) -> bool:
@@ -137,3 +139,21 @@ def freeze_bn_stats(modules: Iterable[nn.Module]) -> int:
             module.eval()
             count += 1
     return count
+
+
+def is_stochastic(module: nn.Module) -> bool:
+    """A layer that is random in training mode: dropout of any kind, drop-path, drop-block, stochastic depth."""
+    return isinstance(module, nn.modules.dropout._DropoutNd) or type(module).__name__ in _STOCHASTIC_NAMES
+
+
+def train_mode(model: nn.Module, config: FinetuneConfig) -> None:
+    """Put the student in training mode as ``config`` asks: BatchNorm statistics frozen with ``freeze_bn``, and
+    dropout-like layers off unless ``dropout`` (a student without dropout matches its eval-mode teacher exactly,
+    so pure distillation of an unchanged network is a fixed point)."""
+    model.train()
+    if config.freeze_bn:
+        freeze_bn_stats(model.modules())
+    if not config.dropout:
+        for module in model.modules():
+            if is_stochastic(module):
+                module.eval()

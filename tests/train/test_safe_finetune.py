@@ -16,7 +16,7 @@ from poolswap.errors import PoolswapError
 from poolswap.train import FinetuneConfig, finetune
 from poolswap.train.guard import CollapseGuard
 from poolswap.train.lr_find import find_lr
-from poolswap.train.optim import build_scheduler, build_optimizer
+from poolswap.train.optim import build_scheduler, build_optimizer, train_mode
 
 SIZE = ["--input-size", "16,16", "--crop-pct", "1"]
 
@@ -46,6 +46,35 @@ class TestDefaults:
         assert proc.returncode == 2
         errors = [line for line in proc.stderr.splitlines() if line.startswith("poolswap: error:")]
         assert len(errors) == 1 and "--lr" in errors[0] and not (tmp_path / "run").exists()
+
+
+class TestStudentDropout:
+    def test_train_mode_turns_dropout_and_drop_path_off_unless_asked(self):
+        class DropPath(torch.nn.Identity):  # timm's stochastic depth, recognised by its class name
+            pass
+
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4), torch.nn.Dropout2d(0.5),
+                                    DropPath(), torch.nn.Flatten(), torch.nn.Dropout(0.5)).eval()
+        train_mode(model, FinetuneConfig())
+        assert model.training and model[1].training
+        assert not any(model[i].training for i in (2, 3, 5))
+        train_mode(model, FinetuneConfig(dropout=True, freeze_bn=True))
+        assert all(model[i].training for i in (2, 3, 5)) and not model[1].training
+
+    @pytest.mark.parametrize("dropout", [False, True])
+    def test_distilling_an_unchanged_network_moves_it_only_with_dropout_on(self, converted, data_dir, dropout):
+        _, _, original = converted
+        model = copy.deepcopy(original)  # the student equals its teacher; TinyNet has dropout before its head
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        # SGD: its steps scale with the gradient, which is zero but for rounding when the student matches
+        config = FinetuneConfig(optimizer="sgd", lr=0.1, alpha=1.0, weight_decay=0.0, freeze_bn=True, warmup_steps=0,
+                                batch_size=4, max_steps_per_epoch=3, dropout=dropout, data_config=helpers.DATA_CONFIG)
+        finetune(model, teacher=original, train_data=data_dir / "train", config=config)
+        moved = max(float((model.state_dict()[k] - v).abs().max()) for k, v in start.items() if v.is_floating_point())
+        if dropout:
+            assert moved > 1e-4  # the student is pushed away from its eval-mode teacher
+        else:
+            assert moved < 1e-6  # a fixed point
 
 
 def _dataset(root, model):

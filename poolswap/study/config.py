@@ -14,9 +14,9 @@ __all__ = ["AUGMENTS", "RECIPES", "VARIANTS", "StudyConfig"]
 #: conversions a study can compare with the original: beta=1 fixed, calibrated fixed, beta=1 with a learnt
 #: scalar or per-channel beta
 VARIANTS = ("b1", "calibrated", "scalar", "channel")
-#: distill: the original is the teacher, no labels (alpha=1), the student's dropout off; labels: cross-entropy on the
-#: folder's labels (alpha=0), dropout on; head: a new head with one output per class of the folder, then as labels
-#: (transfer learning)
+#: distill: the original is the teacher, no labels (alpha=1), the student in eval mode (BatchNorm statistics frozen,
+#: dropout off); labels: cross-entropy on the folder's labels (alpha=0), BatchNorm and dropout training; head: a new
+#: head with one output per class of the folder, then as labels (transfer learning)
 RECIPES = ("distill", "labels", "head")
 #: training augmentation: none (distillation's default: the teacher sees the student's pixels), flip, or crop
 #: (a random-resized crop and a flip, for training from scratch)
@@ -27,10 +27,11 @@ AUGMENTS = ("none", "flip", "crop")
 class StudyConfig:
     """A study's settings; each is also a ``poolswap study`` flag."""
 
-    seeds: tuple[int, ...] = option((0, 1, 2), "one fine-tune per seed and model: data order, dropout, consistency offsets (default: 0 1 2)",
-                          metavar="SEED", group="study")
-    variants: tuple[str, ...] = option(("b1", "calibrated"), "conversions compared with the original: " + ", ".join(VARIANTS) + " (default: b1 calibrated)",
-                             metavar="VARIANT", group="study")
+    seeds: tuple[int, ...] = option((0, 1, 2), "one fine-tune per seed and model: data order, dropout, consistency "
+                                    "offsets (default: 0 1 2)", metavar="SEED", group="study")
+    variants: tuple[str, ...] = option(("b1", "calibrated"), "conversions compared with the original: "
+                                       + ", ".join(VARIANTS) + " (default: b1 calibrated)",
+                                       metavar="VARIANT", group="study")
     recipe: str = option("distill", "distill: from the original, no labels; labels: cross-entropy on the "
                          "folder's classes; head: a new head for the folder's classes, then as labels",
                          choices=RECIPES, group="study")
@@ -103,9 +104,11 @@ class StudyConfig:
         """The fine-tune of one unit: the recipe, the seed, calibration for the calibrated conversion."""
         from ..train.config import FinetuneConfig
 
+        distill = self.recipe == "distill"
         return FinetuneConfig(epochs=self.epochs, max_steps_per_epoch=self.max_steps, batch_size=self.batch_size,
-                              lr=self.lr, beta_lr=self.beta_lr, head_lr=self.head_lr, alpha=1.0 if self.recipe == "distill" else 0.0,
-                              dropout=self.recipe != "distill",  # a model trained on labels keeps its regulariser
+                              lr=self.lr, beta_lr=self.beta_lr, head_lr=self.head_lr, alpha=1.0 if distill else 0.0,
+                              # a model trained on labels keeps its regularisers and learns its BatchNorm statistics
+                              dropout=not distill, freeze_bn=distill,
                               calibrate=self.calibrate if calibrate else 0, seed=seed, device=self.device,
                               data_config=dict(self.data_config))
 

@@ -395,6 +395,9 @@ def run_study(
                             input_shape=(channels, height, width))
             unit["seconds"] = time.perf_counter() - start
             unit["collapse"] = result.collapse
+            # each epoch's training loss and top-1: whether the recipe had converged
+            unit["history"] = [{k: row[k] for k in ("epoch", "train_loss", "train_top1", "beta_mean") if k in row}
+                               for row in result.history]
             if result.lr_find is not None:
                 unit["lr"] = result.lr_find.lr
             units[key] = unit

@@ -46,18 +46,23 @@ class FinetuneConfig:
                                          group="optimisation")
     min_lr_ratio: float = option(0.0, "final lr as a fraction of --lr", group="optimisation")
     clip_grad: Optional[float] = option(None, "clip the gradients' global L2 norm (default: off)", group="optimisation")
-    freeze_bn: bool = option(False, "keep BatchNorm running statistics (default: off)", group="optimisation")
-    # Off by default: with dropout on, a student equal to its teacher (which runs in eval mode) is pushed away from
-    # it at every step; with it off, distilling an unchanged network changes nothing.
-    dropout: bool = option(False, "keep the student's dropout (and drop-path) active while training (default: off, "
-                                  "so the student matches the teacher it imitates; turn it on to train a new head "
-                                  "or from scratch)", group="optimisation")
+    # The student trains in its teacher's (eval) mode by default: with BatchNorm on batch statistics or dropout on,
+    # a student equal to its teacher is pushed away from it at every step; without them, distilling an unchanged
+    # network changes nothing. Training on labels (a new head, from scratch) wants both back.
+    freeze_bn: bool = option(True, "BatchNorm layers normalise with their running statistics and keep them (default: "
+                             "on; --update-bn normalises with batch statistics and updates them)",
+                             off_flag="--update-bn", group="optimisation")
+    dropout: bool = option(False, "keep the student's dropout (and drop-path) active while training (default: off)",
+                           group="optimisation")
     only_betas: bool = option(False, "train the learnt SoftPool betas alone, the weights frozen for the run "
                                      "(default: off; a student whose weights are all frozen is refused without it)",
                               group="optimisation")
     amp: Optional[str] = option(None, "mixed precision on CUDA (default: off)", choices=AMP_MODES, group="optimisation")
     # distillation
-    alpha: float = option(0.5, "weight of the distillation term (1: no labels used)", group="distillation")
+    # 1 by default: the labels of a folder that holds a few of a pretrained network's classes pull its predictions
+    # towards them (alpha 0.5 took the shared SqueezeNet to 0.75 agreement with its original on Imagenette).
+    alpha: float = option(1.0, "weight of the distillation term; below 1 mixes in cross-entropy on the data's labels "
+                               "(default: 1, pure distillation)", group="distillation")
     temperature: float = option(2.0, "distillation temperature T", group="distillation")
     calibrate: int = option(0, "choose each site's beta on N batches before training (default: 0, off)",
                             metavar="N", group="distillation")

@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
-# Stochastic layers beside torch's dropouts, by class name: timm's DropPath and DropBlock2d, torchvision's StochasticDepth.
+# Random layers beside torch's dropouts, by class name: timm's DropPath and DropBlock2d, torchvision's StochasticDepth
 _STOCHASTIC_NAMES = frozenset({"DropPath", "DropBlock2d", "StochasticDepth"})
 
 

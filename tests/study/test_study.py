@@ -123,6 +123,9 @@ class TestStudy:
         for key in ("top1", "agreement", "consistency", "latency_ms"):
             assert b1[key]["n"] == 2 and b1["verdicts"][key]["verdict"] in ("higher", "lower", "within spread")
         assert result.meta["eval_images"] == 6 and result.meta["train_images"] == 18  # 2 of 8 per class held out
+        history = result.units["b1/0"]["history"]  # one row per epoch: whether the recipe had converged
+        assert [row["epoch"] for row in history] == list(range(1, config.epochs + 1))
+        assert all(row["train_loss"] > 0 for row in history)
         table = (out / "study.md").read_text()
         assert "SoftPool β=1" in table and "shift consistency" in table
 

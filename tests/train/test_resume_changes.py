@@ -49,7 +49,7 @@ def test_resume_with_another_model_is_refused(finished_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("flag,value,words", [
     ("--lr", "0.05", "was run with --lr 1e-05; a resumed run cannot change it to 0.05"),
-    ("--alpha", "1", "was run with --alpha 0.5"),
+    ("--alpha", "0.5", "was run with --alpha 1"),
     ("--crop-pct", "0.5", "data_config"),
 ])
 def test_a_setting_a_run_cannot_change_is_refused_in_one_line(finished_run, capsys, flag, value, words):

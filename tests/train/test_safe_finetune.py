@@ -48,18 +48,29 @@ class TestDefaults:
         assert len(errors) == 1 and "--lr" in errors[0] and not (tmp_path / "run").exists()
 
 
-class TestStudentDropout:
-    def test_train_mode_turns_dropout_and_drop_path_off_unless_asked(self):
+class TestStudentMode:
+    def test_train_mode_freezes_batchnorm_and_turns_dropout_off_unless_asked(self):
         class DropPath(torch.nn.Identity):  # timm's stochastic depth, recognised by its class name
             pass
 
         model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4), torch.nn.Dropout2d(0.5),
                                     DropPath(), torch.nn.Flatten(), torch.nn.Dropout(0.5)).eval()
-        train_mode(model, FinetuneConfig())
-        assert model.training and model[1].training
-        assert not any(model[i].training for i in (2, 3, 5))
-        train_mode(model, FinetuneConfig(dropout=True, freeze_bn=True))
-        assert all(model[i].training for i in (2, 3, 5)) and not model[1].training
+        train_mode(model, FinetuneConfig())  # the default: the student computes what its eval-mode teacher does
+        assert model.training and model[0].training
+        assert not any(model[i].training for i in (1, 2, 3, 5))
+        train_mode(model, FinetuneConfig(dropout=True, freeze_bn=False))
+        assert all(model[i].training for i in (1, 2, 3, 5))
+
+    def test_update_bn_and_dropout_flags(self):
+        import argparse
+
+        from poolswap.options import add_options, from_args
+
+        parser = argparse.ArgumentParser()
+        add_options(parser, FinetuneConfig)
+        assert from_args(FinetuneConfig, parser.parse_args([])).freeze_bn
+        config = from_args(FinetuneConfig, parser.parse_args(["--update-bn", "--dropout"]))
+        assert not config.freeze_bn and config.dropout
 
     @pytest.mark.parametrize("dropout", [False, True])
     def test_distilling_an_unchanged_network_moves_it_only_with_dropout_on(self, converted, data_dir, dropout):
@@ -100,7 +111,8 @@ class TestLrFind:
 
     def test_no_rate_kept_is_one_clear_error(self, converted, data_dir):
         _, model, original = converted
-        config = FinetuneConfig(optimizer="sgd", batch_size=4, data_config=helpers.DATA_CONFIG)
+        config = FinetuneConfig(optimizer="sgd", alpha=0.5, freeze_bn=False, batch_size=4,
+                                data_config=helpers.DATA_CONFIG)
         with pytest.raises(PoolswapError, match="give --lr explicitly"):
             find_lr(model, original, _dataset(data_dir / "train", model), config, device=torch.device("cpu"),
                     candidates=(1e5,), steps=3)
@@ -162,8 +174,8 @@ class TestCollapseGuard:
         _, _, original = converted
         model = copy.deepcopy(original)  # agreement starts at 1
         start = {k: v.clone() for k, v in model.state_dict().items()}
-        config = FinetuneConfig(optimizer="sgd", lr=10.0, batch_size=4, data_config=helpers.DATA_CONFIG,
-                                warmup_steps=0, epochs=1)
+        config = FinetuneConfig(optimizer="sgd", lr=10.0, alpha=0.5, freeze_bn=False, batch_size=4,
+                                data_config=helpers.DATA_CONFIG, warmup_steps=0, epochs=1)
         run = tmp_path / "run"
         result = finetune(model, teacher=original, train_data=data_dir / "train", val_data=data_dir / "val",
                           config=config, run_dir=run)

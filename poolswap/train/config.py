@@ -130,11 +130,13 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "FinetuneConfig":
+        """The settings of a saved run (its ``args.yaml``), to resume it as it ran."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise PoolswapError(f"unknown fine-tune settings: {', '.join(unknown)}")
-        return cls(**values)
+        # a run saved before the setting existed trained with its dropout on: resuming it keeps that
+        return cls(**{"dropout": True, **values})
 
 
 def _parse_lr(value: Any) -> Any:

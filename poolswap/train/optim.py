@@ -13,7 +13,7 @@ from .config import FinetuneConfig
 
 __all__ = [
     "ParameterCount", "WarmupCosine", "build_optimizer", "build_scheduler", "count_parameters", "freeze_bn_stats",
-    "is_softpool", "param_groups", "train_mode",
+    "is_softpool", "is_stochastic", "param_groups", "train_mode",
 ]
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)

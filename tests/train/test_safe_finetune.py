@@ -72,6 +72,11 @@ class TestStudentMode:
         config = from_args(FinetuneConfig, parser.parse_args(["--update-bn", "--dropout"]))
         assert not config.freeze_bn and config.dropout
 
+    def test_a_run_saved_before_the_dropout_setting_resumes_with_dropout_on(self):
+        saved = {k: v for k, v in FinetuneConfig().to_dict().items() if k != "dropout"}
+        assert FinetuneConfig.from_dict(saved).dropout
+        assert not FinetuneConfig.from_dict({**saved, "dropout": False}).dropout
+
     @pytest.mark.parametrize("dropout", [False, True])
     def test_distilling_an_unchanged_network_moves_it_only_with_dropout_on(self, converted, data_dir, dropout):
         _, _, original = converted

@@ -109,6 +109,28 @@ def test_channels_last_in_channels_last_out(memory_format, shape):
     torch.testing.assert_close(y, SOFT_POOL(x.contiguous(), [3] * nd, [2] * nd, [1] * nd, [1] * nd, False, 1.0, None))
 
 
+@pytest.mark.parametrize("channels", [8, 21, 64])
+@pytest.mark.parametrize("k, s, p, d, ceil_mode", [(3, 2, 1, 1, False), (3, 1, 1, 1, False), (2, 2, 0, 1, False),
+                                                    (5, 3, 2, 1, True), (3, 2, 1, 2, True)])
+def test_wide_channels_last_rows_pool_in_place_and_keep_the_contract(channels, k, s, p, d, ceil_mode):
+    """Rows of 16 outputs and more in a channels-last image pool eight channels per vector, read in place
+    (channels past the last full eight one by one): against the float64 brute force, with a beta per
+    channel and inputs of -inf."""
+    gen = torch.Generator().manual_seed(channels * 10 + k)
+    x = torch.randn(2, channels, 23, 70, generator=gen)
+    x[0, 3, 5, ::7] = -float("inf")
+    x = x.contiguous(memory_format=torch.channels_last)
+    betas = torch.rand(channels, generator=gen).mul(2.5).add(0.25)
+    args = ([k, k], [s, s], [p, p], [d, d], ceil_mode)
+    y = SOFT_POOL(x, *args, 1.0, betas)
+    assert y.is_contiguous(memory_format=torch.channels_last) and y.shape[-1] >= 16
+    expected = soft_pool_brute_force(x, *args, beta=betas.double())
+    torch.testing.assert_close(y.double(), expected, atol=2e-5, rtol=2e-5)
+    half = SOFT_POOL(x.bfloat16(), *args, 1.0, betas.bfloat16())
+    torch.testing.assert_close(half.double(), soft_pool_brute_force(x.bfloat16(), *args, beta=betas.bfloat16().double()),
+                               atol=2e-2, rtol=2e-2)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stride", [1, 2])
 def test_planes_too_large_to_pad_take_row_blocks_and_keep_the_contract(stride):

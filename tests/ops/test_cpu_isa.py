@@ -79,7 +79,7 @@ SAME_OUTPUTS = """
     outs = []
     for k, s, p in [(3, 2, 1), (3, 1, 1), (2, 2, 0), (5, 3, 2)]:
         for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
-            outs.append(poolswap.soft_pool2d(x.to(dtype), k, s, p).float())
+            outs.append(poolswap.soft_pool2d(x.to(dtype), k, s, p))
         outs.append(poolswap.soft_pool2d(x[:, :, :9, :7], k, s, p))                   # short rows: shared buffers
         outs.append(poolswap.soft_pool1d(x.flatten(2), k, s, p, dilation=2, ceil_mode=True))
         outs.append(poolswap.soft_pool3d(x.reshape(2, 8, 5, 9, 53), (2, k, k), (1, s, s), (1, p, p)))
@@ -106,7 +106,10 @@ def test_each_isa_gives_the_baseline_results(isa, tmp_path):
         assert result.stdout.split() == [forced]
         results[forced] = torch.load(out)
     for base, other in zip(results["baseline"], results[isa]):
-        torch.testing.assert_close(other, base, rtol=1e-5, atol=1e-5)
+        # Each computes in float, rounding differently (the AVX2 exp has its own polynomial), so a
+        # half-precision output may round one step apart: those are held to their dtype's tolerance.
+        tolerance = {} if base.dtype in (torch.float16, torch.bfloat16) else {"rtol": 1e-5, "atol": 1e-5}
+        torch.testing.assert_close(other, base, **tolerance)
 
 
 @needs_extension

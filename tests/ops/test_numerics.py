@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 import poolswap
 from poolswap.ops import soft_pool_reference
 
+from .contract import soft_pool_brute_force
+
 IMPLS = {
     "fused": lambda x, *a, **k: poolswap.soft_pool2d(x, *a, **k),
     "reference": lambda x, k, s, p, beta=1.0, ceil_mode=False: soft_pool_reference(
@@ -124,6 +126,19 @@ def test_small_beta_tends_to_the_mean_of_valid_positions(impl, ceil_mode):
     y = IMPLS[impl](x, 3, 2, 1, beta=1e-7, ceil_mode=ceil_mode)
     mean = F.avg_pool2d(x, 3, 2, 1, ceil_mode=ceil_mode, count_include_pad=False)
     torch.testing.assert_close(y, mean, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("k, s, p", [(3, 2, 1), (3, 1, 1), (2, 2, 0)])
+@pytest.mark.parametrize("beta", [1e-38, 1e-30, 1.0, 30.0])
+def test_wide_rows_keep_padding_and_minus_inf_absent(k, s, p, beta):
+    """Rows of 16 outputs and more pool in strips under one shared shift, their padding a large finite
+    number: it weighs nothing at any beta, and inputs of -inf stay absent (against the float64 brute force)."""
+    x = torch.randn(2, 3, 37, 70, generator=torch.Generator().manual_seed(0))
+    x[0, 1, 5, ::7] = -math.inf
+    x[1, 2, :, 0] = -math.inf  # a column at the padded border
+    y = poolswap.soft_pool2d(x, k, s, p, beta=beta)
+    expected = soft_pool_brute_force(x, [k, k], [s, s], [p, p], [1, 1], False, beta)
+    torch.testing.assert_close(y.double(), expected, rtol=1e-5, atol=1e-5)
 
 
 @settings(max_examples=50)

@@ -32,7 +32,12 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>  // a no-op inside softpool_cpu_isa.inc, which includes it first, outside any namespace
+#endif
 
 #include "softpool_kernel.h"
 
@@ -85,10 +90,48 @@ inline bool any_lane(lanes_i v) {
   return false;
 }
 
-inline lanes_f exp_nonpositive(lanes_f a) {  // the scalar exp_nonpositive, lane-wise
-  const lanes_f lowest = splat(-87.3f);
-  const lanes_f c = a < lowest ? lowest : a;
-  const lanes_f shifter = splat(12582912.0f);
+#if defined(__AVX2__)
+// 2^(i / 16) for i in [0, 16), rounded to float: the table of the vector exp below.
+alignas(32) constexpr float kExp2Sixteenths[16] = {
+    1.000000000e+00f, 1.044273734e+00f, 1.090507746e+00f, 1.138788581e+00f, 1.189207077e+00f, 1.241857767e+00f,
+    1.296839595e+00f, 1.354255557e+00f, 1.414213538e+00f, 1.476826191e+00f, 1.542210817e+00f, 1.610490322e+00f,
+    1.681792855e+00f, 1.756252170e+00f, 1.834008098e+00f, 1.915206552e+00f};
+
+// kExp2Sixteenths[i & 15], lane-wise.
+inline lanes_f exp2_sixteenths(lanes_i i) {
+  const __m256 lo = _mm256_load_ps(kExp2Sixteenths), hi = _mm256_load_ps(kExp2Sixteenths + 8);
+#if defined(__AVX512VL__)
+  return reinterpret_cast<lanes_f>(_mm256_permutex2var_ps(lo, reinterpret_cast<__m256i>(i), hi));
+#else
+  const lanes_f from_lo = reinterpret_cast<lanes_f>(_mm256_permutevar8x32_ps(lo, reinterpret_cast<__m256i>(i)));
+  const lanes_f from_hi = reinterpret_cast<lanes_f>(_mm256_permutevar8x32_ps(hi, reinterpret_cast<__m256i>(i)));
+  return (i & 8) != 0 ? from_hi : from_lo;
+#endif
+}
+#endif
+
+// exp(a) for a <= 0, -inf or NaN, lane-wise: the scalar exp_nonpositive's contract (relative error
+// below 2e-7, NaN propagates, results under FLT_MIN flush to 0). With AVX2 it costs six multiply-adds
+// instead of ten: a = (16 k + i) ln2 / 16 + r, |r| <= ln2 / 32, and exp(a) = 2^k 2^(i / 16) e^r with
+// 2^(i / 16) from a table and e^r from its degree-3 Taylor polynomial (truncation error r^4 / 24 < 1e-8).
+constexpr float kExpLowest = -87.3f;  // exp_nonpositive(a) is 0 for every a below this
+
+inline lanes_f exp_nonpositive(lanes_f a) {
+  const lanes_f lowest = splat(kExpLowest);
+  const lanes_i below = a < lowest;
+  const lanes_f c = below ? lowest : a;
+  const lanes_f shifter = splat(12582912.0f);  // 1.5 * 2^23: z's low mantissa bits hold n = round(c * scale)
+#if defined(__AVX2__)
+  const lanes_f z = c * 23.0831206542f + shifter;  // 16 / ln 2
+  const lanes_f n = z - shifter;
+  const lanes_f r = (c - n * (0.693359375f / 16)) - n * (-2.12194440e-4f / 16);
+  const lanes_f p = ((r * (1.0f / 6) + 0.5f) * r + 1.0f) * r + 1.0f;
+  const lanes_i ni = reinterpret_cast<const lanes_i&>(z) - 0x4B400000;
+  // 2^(i / 16) 2^k by adding k to the table value's exponent: k >= -126 as c >= lowest, so it stays normal
+  const lanes_f t = exp2_sixteenths(ni);
+  const lanes_i scaled = reinterpret_cast<const lanes_i&>(t) + ((ni >> 4) << 23);
+  const lanes_f v = p * reinterpret_cast<const lanes_f&>(scaled);
+#else
   const lanes_f z = c * 1.44269504088896341f + shifter;
   const lanes_f n = z - shifter;
   const lanes_f r = (c - n * 0.693359375f) - n * -2.12194440e-4f;
@@ -100,7 +143,8 @@ inline lanes_f exp_nonpositive(lanes_f a) {  // the scalar exp_nonpositive, lane
   p = p * r * r + r + 1.0f;
   const lanes_i scale_bits = (reinterpret_cast<const lanes_i&>(z) - 0x4B400000 + 127) << 23;
   const lanes_f v = p * reinterpret_cast<const lanes_f&>(scale_bits);
-  return a < lowest ? splat(0.0f) : v;
+#endif
+  return below ? splat(0.0f) : v;
 }
 
 // How a block reads its inputs (and, in the backward, adds to grad_x, always a
@@ -608,6 +652,15 @@ inline bool tiles_fit(const Geometry& g) {
          (kLanes - 1) * s + ext_w + 1 <= kTileVectors * kWidth;  // + 1: kEven loads read one past
 }
 
+// min(a, b) lane-wise, b where either is NaN (so a NaN in b survives).
+inline lanes_f min_keeping_nan(lanes_f a, lanes_f b) {
+#if defined(__AVX__)
+  return reinterpret_cast<lanes_f>(_mm256_min_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
+#else
+  return a < b ? a : b;
+#endif
+}
+
 inline float max_lane(lanes_f v) {
   float m = v[0];
   for (int j = 1; j < kWidth; ++j) m = v[j] > m ? v[j] : m;
@@ -943,8 +996,9 @@ void forward_rows(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const
 // weights falls below 2^-60, or whose output is not finite (NaN, inf, overflow of
 // sum e x), is redone by forward_rows with per-window shifts.
 //
-// Each input row is copied once into a float buffer in padded coordinates (-inf
-// outside the input: weight 0, as absent positions); at stride 2 its even and odd
+// Each input row is copied once into a float buffer in padded coordinates (-FLT_MAX
+// outside the input: weight 0 under the strip's shift, as absent positions, or the
+// strip goes to per-window shifts); at stride 2 its even and odd
 // positions go to two phase arrays, so every row sum reads unit-stride vectors.
 struct SeparablePlan {
   int64_t s = 1;             // stride along W: 1 or 2
@@ -970,42 +1024,93 @@ inline bool plan_separable(const Geometry& g, SeparablePlan& plan) {
   return plan.strip_inputs * (plan.row_len + 3 * plan.vec_out) + 6 * plan.phase_len <= (int64_t(1) << 18);
 }
 
+// (a ++ b)[kOff, kOff + kWidth): the lanes kOff positions further along a row of vectors.
+template <int kOff>
+inline lanes_f lanes_from(lanes_f a, lanes_f b) {
+  static_assert(kOff >= 0 && kOff <= kWidth, "an offset within one vector");
+  return __builtin_shufflevector(a, b, kOff, kOff + 1, kOff + 2, kOff + 3, kOff + 4, kOff + 5, kOff + 6, kOff + 7);
+}
+
+// One vector of each phase of a padded row: its inputs x, e = exp(beta (x - M)) and e x.
+struct PhaseLanes {
+  lanes_f x[2], e[2], t[2];
+};
+
+// The phase vectors of positions [kStride j, kStride (j + kWidth)) of a padded row.
+template <int kStride>
+inline void phase_lanes(const float* row, int64_t j, lanes_f b, lanes_f m, PhaseLanes& out) {
+  if constexpr (kStride == 1) {
+    std::memcpy(&out.x[0], row + j, sizeof(lanes_f));
+  } else {
+    lanes_f lo, hi;
+    load_pair(row + 2 * j, lo, hi);
+    out.x[0] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+    out.x[1] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+  }
+  for (int p = 0; p < kStride; ++p) {
+    out.e[p] = exp_nonpositive(b * (out.x[p] - m));  // padding (-FLT_MAX): weight 0
+    out.t[p] = out.e[p] * out.x[p];                   // an input of -inf: NaN, and the strip is redone
+  }
+}
+
+// Adds tap kTap of a window of width kKernelW (dilation 1) to the row sums of kWidth outputs: the
+// tap is phase kTap % kStride, kTap / kStride vectors' worth of positions along from `cur`.
+template <int kStride, int... kTaps>
+inline void add_taps(const PhaseLanes& cur, const PhaseLanes& next, lanes_f& sv, lanes_f& tv, lanes_f& xm,
+                     std::integer_sequence<int, kTaps...>) {
+  const auto add = [&](auto tap) {
+    constexpr int p = decltype(tap)::value % kStride, off = decltype(tap)::value / kStride;
+    sv += lanes_from<off>(cur.e[p], next.e[p]);
+    tv += lanes_from<off>(cur.t[p], next.t[p]);
+    const lanes_f xv = lanes_from<off>(cur.x[p], next.x[p]);
+    xm = xv > xm ? xv : xm;
+  };
+  (add(std::integral_constant<int, kTaps>{}), ...);
+}
+
 // The row sums of one padded input row for every output column: e = exp(beta (x - M))
 // and e x by phase, then sum e, sum e x and max x along each window's row into hs, ht
-// and hm. kStride 1 or 2; kKernelW the kernel's width, 0 when read from g at run time.
+// and hm. kStride 1 or 2; kKernelW the kernel's width (dilation 1), 0 when read from g
+// at run time. With kKernelW known the sums are taken in registers, the phase vectors of
+// the next kWidth outputs supplying the taps past a vector's end; otherwise through the
+// phase arrays in `phase`.
 template <int kStride, int kKernelW>
 inline void strip_row_sums(const float* row, const Geometry& g, const SeparablePlan& plan, lanes_f b, lanes_f m,
                            float* phase, float* hs, float* ht, float* hm) {
   const int64_t wl = plan.phase_len, vo = plan.vec_out;
   const lanes_f zero = splat(0.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
+  if constexpr (kKernelW > 0) {
+    static_assert(kKernelW - 1 <= kStride * kWidth, "taps within the next vector");
+    PhaseLanes cur, next;
+    phase_lanes<kStride>(row, 0, b, m, cur);
+    for (int64_t j = 0; j < vo; j += kWidth) {
+      phase_lanes<kStride>(row, j + kWidth, b, m, next);  // within the row: phase_len >= vo + kWidth
+      lanes_f sv = zero, tv = zero, xm = minus_inf;
+      add_taps<kStride>(cur, next, sv, tv, xm, std::make_integer_sequence<int, kKernelW>{});
+      std::memcpy(hs + j, &sv, sizeof(sv));
+      std::memcpy(ht + j, &tv, sizeof(tv));
+      std::memcpy(hm + j, &xm, sizeof(xm));
+      cur = next;
+    }
+    return;
+  }
   float* const e_of[2] = {phase, phase + wl};
   float* const t_of[2] = {phase + 2 * wl, phase + 3 * wl};
-  const float* const x_of[2] = {kStride == 1 ? row : phase + 4 * wl, phase + 5 * wl};
+  float* const x_phase[2] = {phase + 4 * wl, phase + 5 * wl};
+  const float* const x_of[2] = {kStride == 1 ? row : x_phase[0], x_phase[1]};
   for (int64_t j = 0; j < wl; j += kWidth) {
-    lanes_f xv[2];
-    if constexpr (kStride == 1) {
-      std::memcpy(&xv[0], row + j, sizeof(lanes_f));
-    } else {
-      lanes_f lo, hi;
-      load_pair(row + 2 * j, lo, hi);
-      xv[0] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
-      xv[1] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
-      std::memcpy(phase + 4 * wl + j, &xv[0], sizeof(lanes_f));
-      std::memcpy(phase + 5 * wl + j, &xv[1], sizeof(lanes_f));
-    }
+    PhaseLanes block;
+    phase_lanes<kStride>(row, j, b, m, block);
     for (int p = 0; p < kStride; ++p) {
-      const lanes_f ev = exp_nonpositive(b * (xv[p] - m));  // -inf: weight 0
-      const lanes_f tv = ev == zero ? zero : ev * xv[p];     // adds nothing, not 0 * inf
-      std::memcpy(e_of[p] + j, &ev, sizeof(ev));
-      std::memcpy(t_of[p] + j, &tv, sizeof(tv));
+      if (kStride == 2) std::memcpy(x_phase[p] + j, &block.x[p], sizeof(lanes_f));
+      std::memcpy(e_of[p] + j, &block.e[p], sizeof(lanes_f));
+      std::memcpy(t_of[p] + j, &block.t[p], sizeof(lanes_f));
     }
   }
-  const int64_t kernel_w = kKernelW > 0 ? kKernelW : g.kernel[2];
-  const int64_t dw = kKernelW > 0 ? 1 : g.dilation[2];
   for (int64_t j = 0; j < vo; j += kWidth) {
     lanes_f sv = zero, tv = zero, xm = minus_inf;
-    for (int64_t kw = 0; kw < kernel_w; ++kw) {
-      const int64_t tap = kw * dw, p = tap % kStride, at = j + tap / kStride;
+    for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+      const int64_t tap = kw * g.dilation[2], p = tap % kStride, at = j + tap / kStride;
       lanes_f ev, txv, xv;
       std::memcpy(&ev, e_of[p] + at, sizeof(ev));
       std::memcpy(&txv, t_of[p] + at, sizeof(txv));
@@ -1035,47 +1140,68 @@ inline bool forward_strip(const scalar_t* x, const int64_t* x_stride, scalar_t* 
   const int64_t copy_w = std::min<int64_t>(g.in[2], plan.row_len - pad_w);
   const float minus_inf_f = -std::numeric_limits<float>::infinity();
   const lanes_f minus_inf = splat(minus_inf_f), zero = splat(0.0f);
-  // 1. the strip's input rows in padded coordinates, and their max (NaN never wins: the test below catches it)
-  lanes_f mv = minus_inf;
+  // 1. the strip's input rows in padded coordinates, and their max (NaN never wins: the test below catches it).
+  // The padding holds -FLT_MAX: its weight underflows to 0 as -inf's would, and it times 0 is 0, where an
+  // input of -inf makes e x NaN and sends the strip to per-window shifts. One pass per row: the padding
+  // past the row's end first (whole vectors, before the copy overwrites their front: no read of a
+  // just-written store), then the row copied and its max taken on the way, in two chains of vector maxes.
+  lanes_f mv[2] = {minus_inf, minus_inf};
+  const int64_t tail_from = (pad_w + copy_w) / kWidth * kWidth;
+  const bool unit_float = std::is_same<scalar_t, float>::value && x_stride[2] == 1;
+  const float padding = -std::numeric_limits<float>::max();
+  const lanes_f padding_v = splat(padding);
   for (int64_t q = 0; q < n_rows; ++q) {
     float* row = rows + q * plan.row_len;
     const scalar_t* src = xslice + (ih_lo + q) * x_stride[1];
-    std::fill(row, row + pad_w, minus_inf_f);
-    if (std::is_same<scalar_t, float>::value && x_stride[2] == 1) {
-      std::memcpy(row + pad_w, src, static_cast<size_t>(copy_w) * sizeof(float));
-    } else {
-      for (int64_t w = 0; w < copy_w; ++w) row[pad_w + w] = static_cast<float>(src[w * x_stride[2]]);
+    for (int64_t j = tail_from; j < plan.row_len; j += kWidth) std::memcpy(row + j, &padding_v, sizeof(padding_v));
+    std::fill(row, row + pad_w, padding);
+    int64_t w = 0;
+    if (unit_float) {
+      const float* fsrc = reinterpret_cast<const float*>(src);
+      for (; w + 2 * kWidth <= copy_w; w += 2 * kWidth) {
+        lanes_f a, c;
+        load_pair(fsrc + w, a, c);
+        std::memcpy(row + pad_w + w, &a, sizeof(a));
+        std::memcpy(row + pad_w + w + kWidth, &c, sizeof(c));
+        mv[0] = a > mv[0] ? a : mv[0];
+        mv[1] = c > mv[1] ? c : mv[1];
+      }
     }
-    // -inf past the row's end, a vector at a time (row_len is whole vectors)
-    for (int64_t j = (pad_w + copy_w) / kWidth * kWidth; j < plan.row_len; j += kWidth) {
-      lanes_f v;
-      std::memcpy(&v, row + j, sizeof(v));
-      const lanes_i at = lanes_i{0, 1, 2, 3, 4, 5, 6, 7} + static_cast<int32_t>(j);
-      v = at < static_cast<int32_t>(pad_w + copy_w) ? v : minus_inf;
-      std::memcpy(row + j, &v, sizeof(v));
-    }
-    for (int64_t j = 0; j < plan.row_len; j += kWidth) {
-      lanes_f v;
-      std::memcpy(&v, row + j, sizeof(v));
-      mv = v > mv ? v : mv;
+    for (; w < copy_w; ++w) {
+      const float v = static_cast<float>(src[w * x_stride[2]]);
+      row[pad_w + w] = v;
+      mv[0][0] = v > mv[0][0] ? v : mv[0][0];
     }
   }
-  const float shift = max_lane(mv);
+  const float shift = max_lane(mv[0] > mv[1] ? mv[0] : mv[1]);
   if (!(std::fabs(shift) <= std::numeric_limits<float>::max())) return false;
+  // The padding must weigh exactly 0 under this shift (not so for a tiny beta, or a shift near -FLT_MAX).
+  if (!(beta * (padding - shift) < kExpLowest)) return false;
   // 2. the row sums of every input row of the strip
   float* const hs = sums;
   float* const ht = sums + n_rows * vo;
   float* const hm = sums + 2 * n_rows * vo;
   float* const phase = sums + 3 * plan.strip_inputs * vo;
   const lanes_f b = splat(beta), m = splat(shift);
-  for (int64_t q = 0; q < n_rows; ++q)
+  // While the exponentials run, the next strip's input rows are fetched from memory (unit-stride rows;
+  // the hardware prefetcher alone leaves the strip's first pass waiting on them).
+  const int64_t ahead_rows = (oh1 - oh0) * g.stride[1];
+  const bool prefetch = x_stride[2] == 1;
+  for (int64_t q = 0; q < n_rows; ++q) {
+    if (prefetch && ih_hi + q + ahead_rows - n_rows < g.in[1]) {
+      const char* ahead = reinterpret_cast<const char*>(xslice + (ih_hi + q + ahead_rows - n_rows) * x_stride[1]);
+      for (int64_t at = 0; at < copy_w * static_cast<int64_t>(sizeof(scalar_t)); at += 64) __builtin_prefetch(ahead + at);
+    }
     strip_row_sums<kStride, kKernelW>(rows + q * plan.row_len, g, plan, b, m, phase, hs + q * vo, ht + q * vo,
                                       hm + q * vo);
+  }
   // 3. down each window's rows: y = sum e x / sum e, at most the window's max
-  const lanes_f smallest = splat(kTileSmallestSum), largest = splat(std::numeric_limits<float>::max());
+  const lanes_f smallest = splat(kTileSmallestSum);
   lanes_i tail;
   for (int j = 0; j < kWidth; ++j) tail[j] = (vo - kWidth + j < g.out[2]) ? -1 : 0;
-  lanes_i untrusted = lanes_i{};
+  // The trust test, kept as two running values: the least sum of weights, and 0 * y summed (NaN as soon
+  // as one y is NaN or infinite). Lanes past the row's end take 1 and 0.
+  lanes_f least = splat(1.0f), probe = zero;
   const bool vector_store = std::is_same<scalar_t, float>::value && y_stride[2] == 1;
   const int64_t full_end = g.out[2] / kWidth * kWidth;
   for (int64_t oh = oh0; oh < oh1; ++oh) {
@@ -1094,18 +1220,17 @@ inline bool forward_strip(const scalar_t* x, const int64_t* x_stride, scalar_t* 
         sv += a, tv += c;
         xm = d > xm ? d : xm;
       }
-      lanes_f yv = tv / sv;
-      yv = yv > xm ? xm : yv;  // rounding never lifts y above the window's max
-      const lanes_f magnitude = yv < zero ? -yv : yv;
-      const lanes_i trusted = (sv >= smallest) & (magnitude <= largest);  // false for NaN too
+      const lanes_f yv = min_keeping_nan(xm, tv / sv);  // rounding never lifts y above the window's max
       if (j < full_end) {
-        untrusted |= ~trusted;
+        least = min_keeping_nan(least, sv);
+        probe += yv * zero;
         if (vector_store) {
           std::memcpy(yrow + j, &yv, sizeof(yv));
           continue;
         }
       } else {
-        untrusted |= tail & ~trusted;
+        least = min_keeping_nan(least, tail ? sv : splat(1.0f));
+        probe += (tail ? yv : zero) * zero;
       }
 #if defined(__AVX__)
       if constexpr (std::is_same<scalar_t, float>::value) {
@@ -1118,7 +1243,7 @@ inline bool forward_strip(const scalar_t* x, const int64_t* x_stride, scalar_t* 
       for (int64_t i = 0; i < kWidth && j + i < g.out[2]; ++i) yrow[(j + i) * y_stride[2]] = static_cast<scalar_t>(yv[i]);
     }
   }
-  return !any_lane(untrusted);
+  return !any_lane(~((least >= smallest) & (probe == zero)));  // false for NaN too
 }
 
 template <typename scalar_t>
@@ -1150,6 +1275,201 @@ void forward_separable(const scalar_t* x, const int64_t* x_stride, scalar_t* y, 
       }
       if (!done) forward_rows<scalar_t, float>(x, x_stride, y, y_stride, g, beta, od, oh0, oh1);
     }
+}
+
+// ---- channels-last strips: eight channels per vector -------------------------
+//
+// A channels-last image holds each position's channels side by side, so a vector
+// of kWidth adjacent channels is one load and its lanes are independent planes:
+// the separable strips above with lanes across channels instead of positions. A
+// strip of output rows takes one shift per channel, the max of its input rows;
+// then e = exp(beta (x - M)) and e x once per input, row sums over each window's
+// valid columns (no padding is stored: border windows sum fewer taps), column
+// sums down its valid rows, y = sum e x / sum e at most the window's max. Every
+// input row is read as it lies in memory, all channels of a strip in turn, so
+// nothing is transposed. A lane group whose strip fails the trust test of the
+// separable strips (a sum of weights under 2^-60, y not finite: -inf inputs make
+// e x NaN) is redone by forward_rows, one channel at a time.
+
+// Whether the channels-last strips take this geometry (a 2-d window along H, W).
+inline bool channels_last_strips_fit(const Geometry& g) {
+  return g.kernel[0] == 1 && g.out[2] <= (int64_t(1) << 16) && g.in[2] <= (int64_t(1) << 16) &&
+         g.kernel[1] <= 64 && g.kernel[2] <= 64;
+}
+
+template <typename scalar_t>
+inline lanes_f load_channels(const scalar_t* at) {
+  if constexpr (std::is_same<scalar_t, float>::value) {
+    lanes_f v;
+    std::memcpy(&v, at, sizeof(v));
+    return v;
+  } else {
+    return load_lanes(at, 1);
+  }
+}
+
+template <typename scalar_t>
+inline void store_channels(scalar_t* at, lanes_f v) {
+  if constexpr (std::is_same<scalar_t, float>::value) {
+    std::memcpy(at, &v, sizeof(v));
+  } else {
+    for (int j = 0; j < kWidth; ++j) at[j] = static_cast<scalar_t>(v[j]);
+  }
+}
+
+// Output rows [oh0, oh1) of slice od for the kWidth channels at x and y (lanes), betas b, shifts m (the
+// max of the strip's inputs, finite); x_stride and y_stride are the (D, H, W) strides. `work` holds
+// (ih_hi - ih_lo) * 3 out_w + 3 in_w vectors. kKernelW: the kernel's width with dilation 1, or 0. False when the strip needs per-window shifts (what it
+// wrote is then overwritten).
+// [ahead, ahead_end): bytes to prefetch on the way, one cache line per input (the next strip's rows,
+// which the hardware prefetcher does not fetch in time: the strip's reads jump C floats at a time).
+template <int kKernelW, typename scalar_t>
+bool forward_channels_strip(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
+                            const Geometry& g, lanes_f b, lanes_f m, int64_t od, int64_t oh0, int64_t oh1,
+                            lanes_f* work, const char*& ahead, const char* ahead_end) {
+  const lanes_f zero = splat(0.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
+  const WindowRange rd = window_range(g, 0, od);
+  const scalar_t* xslice = x + (rd.start + rd.lo * g.dilation[0]) * x_stride[0];
+  const int64_t in_w = g.in[2], out_w = g.out[2];
+  const int64_t ih_lo = std::max<int64_t>(0, oh0 * g.stride[1] - g.pad[1]);
+  const int64_t ih_hi = std::min<int64_t>(g.in[1], (oh1 - 1) * g.stride[1] - g.pad[1] +
+                                                       g.dilation[1] * (g.kernel[1] - 1) + 1);
+  const int64_t n_rows = ih_hi - ih_lo;
+  // 1. per input row: x, e and e x of every input, then their sums (and the max of x) along each window's
+  // row: border windows over their valid taps, the others over kKernelW taps (0: g's, at run time)
+  lanes_f* const hs = work;
+  lanes_f* const ht = hs + n_rows * out_w;
+  lanes_f* const hm = ht + n_rows * out_w;
+  lanes_f* const xr = hm + n_rows * out_w;
+  lanes_f* const e = xr + in_w;
+  lanes_f* const t = e + in_w;
+  const int64_t ext_w = g.dilation[2] * (g.kernel[2] - 1) + 1;
+  // outputs [inner_lo, inner_hi) have every tap inside the row
+  const int64_t inner_lo = std::min(out_w, (g.pad[2] + g.stride[2] - 1) / g.stride[2]);
+  const int64_t last_start = in_w + g.pad[2] - ext_w;  // the last output inside starts there, stride permitting
+  const int64_t inner_hi = last_start < 0 ? inner_lo : std::max(inner_lo, std::min(out_w, last_start / g.stride[2] + 1));
+  const int64_t taps_w = kKernelW > 0 ? kKernelW : g.kernel[2], dw = kKernelW > 0 ? 1 : g.dilation[2];
+  for (int64_t q = 0; q < n_rows; ++q) {
+    const scalar_t* row = xslice + (ih_lo + q) * x_stride[1];
+    for (int64_t w = 0; w < in_w; ++w) {
+      if (ahead < ahead_end) {
+        __builtin_prefetch(ahead);
+        ahead += 64;
+      }
+      const lanes_f xv = load_channels(row + w * x_stride[2]);
+      xr[w] = xv;
+      e[w] = exp_nonpositive(b * (xv - m));
+      t[w] = e[w] * xv;
+    }
+    lanes_f* const hsq = hs + q * out_w;
+    lanes_f* const htq = ht + q * out_w;
+    lanes_f* const hmq = hm + q * out_w;
+    const auto border = [&](int64_t ow) {
+      const WindowRange rw = window_range(g, 2, ow);
+      lanes_f sv = zero, tv = zero, xm = minus_inf;
+      for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
+        const int64_t w = rw.start + kw * g.dilation[2];
+        sv += e[w], tv += t[w];
+        xm = xr[w] > xm ? xr[w] : xm;
+      }
+      hsq[ow] = sv, htq[ow] = tv, hmq[ow] = xm;
+    };
+    for (int64_t ow = 0; ow < inner_lo; ++ow) border(ow);
+    for (int64_t ow = inner_lo; ow < inner_hi; ++ow) {
+      const int64_t w0 = ow * g.stride[2] - g.pad[2];
+      lanes_f sv = e[w0], tv = t[w0], xm = xr[w0];
+      for (int64_t k = 1; k < taps_w; ++k) {
+        const int64_t w = w0 + k * dw;
+        sv += e[w], tv += t[w];
+        xm = xr[w] > xm ? xr[w] : xm;
+      }
+      hsq[ow] = sv, htq[ow] = tv, hmq[ow] = xm;
+    }
+    for (int64_t ow = inner_hi; ow < out_w; ++ow) border(ow);
+  }
+  // 2. down each window's rows; the trust test of forward_strip
+  lanes_f least = splat(1.0f), probe = zero;
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    const WindowRange rh = window_range(g, 1, oh);
+    const int64_t q0 = rh.start + rh.lo * g.dilation[1] - ih_lo, taps = rh.hi - rh.lo;
+    const int64_t dq = g.dilation[1] * out_w;
+    scalar_t* yrow = y + od * y_stride[0] + oh * y_stride[1];
+    for (int64_t ow = 0; ow < out_w; ++ow) {
+      lanes_f sv = zero, tv = zero, xm = minus_inf;
+      for (int64_t k = 0, at = q0 * out_w + ow; k < taps; ++k, at += dq) {
+        sv += hs[at], tv += ht[at];
+        xm = hm[at] > xm ? hm[at] : xm;
+      }
+      const lanes_f yv = min_keeping_nan(xm, tv / sv);  // rounding never lifts y above the window's max
+      least = min_keeping_nan(least, sv);
+      probe += yv * zero;
+      store_channels(yrow + ow * y_stride[2], yv);
+    }
+  }
+  return !any_lane(~((least >= splat(kTileSmallestSum)) & (probe == zero)));  // false for NaN too
+}
+
+// Output rows [oh0, oh1) of slice od, every channel, of a channels-last image: x and y point at channel 0
+// (channels adjacent), x_stride and y_stride are the (D, H, W) strides, beta_of(c) channel c's temperature.
+// Groups of kWidth channels go by strips; the last channels (fewer than kWidth) by forward_rows.
+template <typename scalar_t, typename BetaOf>
+void forward_channels_last(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
+                           int64_t channels, const Geometry& g, BetaOf&& beta_of, int64_t od, int64_t oh_begin,
+                           int64_t oh_end) {
+  const int64_t strip_rows = std::max<int64_t>(1, 16 / g.stride[1]);
+  const int64_t max_rows = std::min<int64_t>(g.in[1], (strip_rows - 1) * g.stride[1] + g.dilation[1] * (g.kernel[1] - 1) + 1);
+  const int64_t groups = channels / kWidth;  // whole vectors of channels
+  std::vector<float>& buffer = scratch(0);
+  const size_t floats = static_cast<size_t>((max_rows * 3 * g.out[2] + 3 * g.in[2] + groups + 1) * kWidth);
+  if (buffer.size() < floats) buffer.resize(floats);
+  // vector moves through lanes_f* may assume its 32-byte alignment
+  lanes_f* const work = reinterpret_cast<lanes_f*>(
+      (reinterpret_cast<uintptr_t>(buffer.data()) + sizeof(lanes_f) - 1) / sizeof(lanes_f) * sizeof(lanes_f));
+  const WindowRange rd = window_range(g, 0, od);
+  const scalar_t* xslice = x + (rd.start + rd.lo * g.dilation[0]) * x_stride[0];
+  const int64_t ext_h = g.dilation[1] * (g.kernel[1] - 1) + 1;
+  // Input rows [0, last_row(o)) are read by output rows up to o.
+  const auto last_row = [&](int64_t o) { return std::min<int64_t>(g.in[1], (o - 1) * g.stride[1] - g.pad[1] + ext_h); };
+  for (int64_t oh0 = oh_begin; oh0 < oh_end; oh0 += strip_rows) {
+    const int64_t oh1 = std::min(oh_end, oh0 + strip_rows);
+    // the rows the next strip (the caller's next call, at the end of this range) adds
+    const int64_t next_hi = last_row(std::min(g.out[1], oh1 + strip_rows)), this_hi = last_row(oh1);
+    const char* ahead = reinterpret_cast<const char*>(xslice + std::max<int64_t>(0, this_hi) * x_stride[1]);
+    const char* const ahead_end =
+        next_hi > this_hi ? reinterpret_cast<const char*>(xslice + next_hi * x_stride[1]) : ahead;
+    // Each channel's shift, the max of the strip's inputs, in one pass over its rows as they lie in memory.
+    lanes_f* const shifts = work + max_rows * 3 * g.out[2] + 3 * g.in[2];
+    std::fill(shifts, shifts + groups, splat(-std::numeric_limits<float>::infinity()));
+    for (int64_t ih = std::max<int64_t>(0, oh0 * g.stride[1] - g.pad[1]); ih < this_hi; ++ih)
+      for (int64_t w = 0; w < g.in[2]; ++w) {
+        const scalar_t* at = xslice + ih * x_stride[1] + w * x_stride[2];
+        for (int64_t k = 0; k < groups; ++k) {
+          const lanes_f v = load_channels(at + k * kWidth);
+          shifts[k] = v > shifts[k] ? v : shifts[k];
+        }
+      }
+    int64_t c = 0;
+    for (; c + kWidth <= channels; c += kWidth) {
+      lanes_f b;
+      for (int j = 0; j < kWidth; ++j) b[j] = static_cast<float>(beta_of(c + j));
+      const lanes_f m = shifts[c / kWidth];
+      const lanes_f magnitude = m < splat(0.0f) ? -m : m;
+      const bool finite = !any_lane(~(magnitude <= splat(std::numeric_limits<float>::max())));  // not NaN, inf, all -inf
+      const auto strip = [&](auto kernel_w) {
+        return forward_channels_strip<decltype(kernel_w)::value>(x + c, x_stride, y + c, y_stride, g, b, m, od, oh0,
+                                                                 oh1, work, ahead, ahead_end);
+      };
+      const bool plain = g.dilation[2] == 1;
+      if (!finite || !(plain && g.kernel[2] == 3   ? strip(std::integral_constant<int, 3>{})
+                       : plain && g.kernel[2] == 2 ? strip(std::integral_constant<int, 2>{})
+                                                   : strip(std::integral_constant<int, 0>{})))
+        for (int j = 0; j < kWidth; ++j)
+          forward_rows<scalar_t, float>(x + c + j, x_stride, y + c + j, y_stride, g, static_cast<float>(beta_of(c + j)),
+                                        od, oh0, oh1);
+    }
+    for (; c < channels; ++c)
+      forward_rows<scalar_t, float>(x + c, x_stride, y + c, y_stride, g, static_cast<float>(beta_of(c)), od, oh0, oh1);
+  }
 }
 #endif  // lanes
 

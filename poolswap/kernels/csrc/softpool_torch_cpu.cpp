@@ -235,6 +235,21 @@ at::Tensor soft_pool_cpu(const at::Tensor& x, at::IntArrayRef kernel, at::IntArr
     ThreadRecorder threads;
     if (channels_last_planes(p, xs) && ys[1] == 1) {
       const Geometry& g = p.g;
+      // Eight channels per vector, each image's rows read in place, by strips of output rows: where the
+      // ISA and type have that kernel (an empty range asks), and channels fill its vectors.
+      if (channels >= 8 && kernels.forward_channels_last(xp, xs + 2, yp, ys + 2, channels, g, b, per_channel, 0, 0, 0)) {
+        const int64_t strip = std::max<int64_t>(1, 16 / g.stride[1]);
+        const int64_t strips = (g.out[1] + strip - 1) / strip, per_image = g.out[0] * strips;
+        at::parallel_for(0, p.batch * per_image, 1, [&](int64_t begin, int64_t end) {
+          threads.record();
+          for (int64_t task = begin; task < end; ++task) {
+            const int64_t n = task / per_image, od = task % per_image / strips, oh0 = task % strips * strip;
+            kernels.forward_channels_last(xp + n * xs[0], xs + 2, yp + n * ys[0], ys + 2, channels, g, b, per_channel,
+                                          od, oh0, std::min(g.out[1], oh0 + strip));
+          }
+        });
+        return;
+      }
       const ChannelBlocks cb(g, channels);
       const int64_t in_plane = cb.in_plane, out_plane = cb.out_plane;
       const int64_t* in_strides = cb.in_strides;

@@ -131,6 +131,24 @@ def test_wide_channels_last_rows_pool_in_place_and_keep_the_contract(channels, k
                                atol=2e-2, rtol=2e-2)
 
 
+@pytest.mark.parametrize("channels", [16, 21])
+def test_channels_last_backward_transposes_blocks_of_channels(channels):
+    """The channels-last backward transposes 16 channels at a time into planes (the ISA's vector
+    transposes) and the rest one by one: against the float64 brute force, beta per channel."""
+    gen = torch.Generator().manual_seed(channels)
+    x = torch.randn(2, channels, 19, 40, generator=gen).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    betas = torch.rand(channels, generator=gen).mul(2.5).add(0.25).requires_grad_(True)
+    args = ([3, 3], [2, 2], [1, 1], [1, 1], False)
+    y = SOFT_POOL(x, *args, 1.0, betas)
+    grad_y = torch.randn(y.shape, generator=gen).contiguous(memory_format=torch.channels_last)
+    gx, gbeta = torch.autograd.grad(y, (x, betas), grad_y)
+    assert gx.is_contiguous(memory_format=torch.channels_last)
+    ex, ebeta = soft_pool_grad_brute_force(x, grad_y, *args, beta=betas.detach().double())
+    torch.testing.assert_close(gx.double(), ex, atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(gbeta.double(), ebeta.sum(0), atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stride", [1, 2])
 def test_planes_too_large_to_pad_take_row_blocks_and_keep_the_contract(stride):

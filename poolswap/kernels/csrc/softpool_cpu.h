@@ -1471,6 +1471,73 @@ void forward_channels_last(const scalar_t* x, const int64_t* x_stride, scalar_t*
       forward_rows<scalar_t, float>(x + c, x_stride, y + c, y_stride, g, static_cast<float>(beta_of(c)), od, oh0, oh1);
   }
 }
+
+// ---- channel blocks: kChannelBlock channels of a channels-last image <-> contiguous planes ----
+//
+// The channels-last backward (and the forward where the strips above do not serve) runs the plane
+// kernels on blocks of channels transposed into contiguous planes: 8 positions by 8 channels per
+// vector transpose, each cache line of the image read once for all the block's channels.
+constexpr int64_t kChannelBlock = 16;
+
+// Eight vectors r[k] (8 channels of position k) become r[j] (channel j at the 8 positions), and back.
+inline void transpose8(lanes_f r[8]) {
+  lanes_f t[8], u[8];
+  for (int k = 0; k < 8; k += 2) {
+    t[k] = __builtin_shufflevector(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[k + 1] = __builtin_shufflevector(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int k = 0; k < 8; k += 4) {
+    u[k] = __builtin_shufflevector(t[k], t[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[k + 1] = __builtin_shufflevector(t[k], t[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[k + 2] = __builtin_shufflevector(t[k + 1], t[k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[k + 3] = __builtin_shufflevector(t[k + 1], t[k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int k = 0; k < 4; ++k) {
+    r[k] = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[k + 4] = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+// kChannelBlock channels of one channels-last image (src: the first channel, channel stride 1, (D, H, W)
+// strides s) into kChannelBlock contiguous planes of `size` at dst.
+inline void gather_channel_block(const float* src, const int64_t* s, const int64_t* size, float* dst) {
+  const int64_t plane = size[0] * size[1] * size[2];
+  int64_t i = 0;
+  for (int64_t d = 0; d < size[0]; ++d)
+    for (int64_t h = 0; h < size[1]; ++h, i += size[2]) {
+      const float* row = src + d * s[0] + h * s[1];
+      int64_t w = 0;
+      for (; w + kWidth <= size[2]; w += kWidth)
+        for (int64_t half = 0; half < kChannelBlock; half += kWidth) {
+          lanes_f r[8];
+          for (int k = 0; k < 8; ++k) std::memcpy(&r[k], row + (w + k) * s[2] + half, sizeof(lanes_f));
+          transpose8(r);
+          for (int j = 0; j < 8; ++j) std::memcpy(dst + (half + j) * plane + i + w, &r[j], sizeof(lanes_f));
+        }
+      for (; w < size[2]; ++w)
+        for (int64_t j = 0; j < kChannelBlock; ++j) dst[j * plane + i + w] = row[w * s[2] + j];
+    }
+}
+
+// The inverse of gather_channel_block: kChannelBlock contiguous planes at src into a channels-last image.
+inline void scatter_channel_block(const float* src, const int64_t* size, float* dst, const int64_t* s) {
+  const int64_t plane = size[0] * size[1] * size[2];
+  int64_t i = 0;
+  for (int64_t d = 0; d < size[0]; ++d)
+    for (int64_t h = 0; h < size[1]; ++h, i += size[2]) {
+      float* row = dst + d * s[0] + h * s[1];
+      int64_t w = 0;
+      for (; w + kWidth <= size[2]; w += kWidth)
+        for (int64_t half = 0; half < kChannelBlock; half += kWidth) {
+          lanes_f r[8];
+          for (int j = 0; j < 8; ++j) std::memcpy(&r[j], src + (half + j) * plane + i + w, sizeof(lanes_f));
+          transpose8(r);
+          for (int k = 0; k < 8; ++k) std::memcpy(row + (w + k) * s[2] + half, &r[k], sizeof(lanes_f));
+        }
+      for (; w < size[2]; ++w)
+        for (int64_t j = 0; j < kChannelBlock; ++j) row[w * s[2] + j] = src[j * plane + i + w];
+    }
+}
 #endif  // lanes
 
 // Forward of one plane: y[od, oh, ow] for every output.

@@ -63,9 +63,16 @@ struct Kernels {
                                 int64_t od, int64_t oh_begin, int64_t oh_end);
 };
 
+// Channels per block of gather_channels / scatter_channels.
+constexpr int64_t kChannelBlock = 16;
+
 struct IsaTable {
   const char* name;  // "baseline", "avx2", "avx512"
   int64_t (*plane_group_size)(const Geometry& g);
+  // kChannelBlock float channels of a channels-last image (channel stride 1, (D, H, W) strides s) into
+  // as many contiguous planes of `size`, and back; nullptr where this ISA has no vector transposes.
+  void (*gather_channels)(const float* src, const int64_t* s, const int64_t* size, float* dst);
+  void (*scatter_channels)(const float* src, const int64_t* size, float* dst, const int64_t* s);
 #define POOLSWAP_CPU_MEMBER(scalar, acc, slot) Kernels<scalar, acc> slot;
   POOLSWAP_CPU_SCALARS(POOLSWAP_CPU_MEMBER)
 #undef POOLSWAP_CPU_MEMBER

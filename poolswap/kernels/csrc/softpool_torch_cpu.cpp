@@ -82,10 +82,12 @@ int64_t plane_grain(const Geometry& g) {
 }
 
 // Channels-last input: the plane kernels read (D, H, W) planes, and a channels-last
-// plane's elements lie C apart, one per cache line. A block of kChannelBlock channels
-// of one image is transposed into contiguous planes (each cache line read once, for
-// all the block's channels), run through the NCHW plane kernels, and transposed back.
-constexpr int64_t kChannelBlock = 16;
+// plane's elements lie C apart, one per cache line. Where the channels-last strips of
+// softpool_cpu.h do not serve (the backward, double), a block of kChannelBlock channels
+// of one image is transposed into contiguous planes (each cache line read once, for all
+// the block's channels; the ISA table's vector transposes for float), run through the
+// NCHW plane kernels, and transposed back.
+using cpu::kChannelBlock;
 
 int64_t plane_size(const int64_t size[3]) { return size[0] * size[1] * size[2]; }
 
@@ -97,92 +99,39 @@ bool channels_last_planes(const TorchProblem& p, const int64_t s[5]) {
   return p.channels > 1 && s[1] == 1 && p.g.in[2] >= 8 && p.g.out[2] >= 16;
 }
 
-#if defined(__GNUC__)
-#define POOLSWAP_HAS_LANES 1
-// Eight floats as one vector of the compiler's (baseline flags: two SSE registers; no wider instruction).
-typedef float lanes_f __attribute__((vector_size(32)));
-constexpr int kWidth = 8;
-
-// Eight vectors r[k] (8 channels of position k) become r[j] (channel j at the 8 positions), and back.
-inline void transpose8(lanes_f r[8]) {
-  lanes_f t[8], u[8];
-  for (int k = 0; k < 8; k += 2) {
-    t[k] = __builtin_shufflevector(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-    t[k + 1] = __builtin_shufflevector(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-  }
-  for (int k = 0; k < 8; k += 4) {
-    u[k] = __builtin_shufflevector(t[k], t[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-    u[k + 1] = __builtin_shufflevector(t[k], t[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-    u[k + 2] = __builtin_shufflevector(t[k + 1], t[k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
-    u[k + 3] = __builtin_shufflevector(t[k + 1], t[k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
-  }
-  for (int k = 0; k < 4; ++k) {
-    r[k] = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-    r[k + 4] = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-  }
-}
-#endif
-
 // Planes c0 .. c0 + count - 1 of one image (src: channel c0, channel stride cs, position strides s)
-// into `count` contiguous planes of `size` in dst. A full block of float channels moves 8 positions
-// by 8 channels at a time through vector transposes.
+// into `count` contiguous planes of `size` in dst.
 template <typename T>
 void gather_planes(const T* src, int64_t cs, const int64_t* s, const int64_t size[3], int64_t count, T* dst) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (cs == 1 && count == kChannelBlock && checked_isa().gather_channels != nullptr)
+      return checked_isa().gather_channels(src, s, size, dst);
+  }
   const int64_t plane = plane_size(size);
   int64_t i = 0;
   for (int64_t d = 0; d < size[0]; ++d)
-    for (int64_t h = 0; h < size[1]; ++h) {
-      const T* row = src + d * s[0] + h * s[1];
-      int64_t w = 0;
-#if defined(POOLSWAP_HAS_LANES)
-      if constexpr (std::is_same<T, float>::value) {
-        if (cs == 1 && count == kChannelBlock) {
-          for (; w + kWidth <= size[2]; w += kWidth)
-            for (int64_t half = 0; half < kChannelBlock; half += kWidth) {
-              lanes_f r[8];
-              for (int k = 0; k < 8; ++k) std::memcpy(&r[k], row + (w + k) * s[2] + half, sizeof(lanes_f));
-              transpose8(r);
-              for (int j = 0; j < 8; ++j) std::memcpy(dst + (half + j) * plane + i + w, &r[j], sizeof(lanes_f));
-            }
-        }
-      }
-#endif
-      for (; w < size[2]; ++w) {
-        const T* at = row + w * s[2];
+    for (int64_t h = 0; h < size[1]; ++h, i += size[2])
+      for (int64_t w = 0; w < size[2]; ++w) {
+        const T* at = src + d * s[0] + h * s[1] + w * s[2];
         for (int64_t j = 0; j < count; ++j) dst[j * plane + i + w] = at[j * cs];
       }
-      i += size[2];
-    }
 }
 
 // The inverse of gather_planes for a channels-last destination (channel stride 1), converting to T.
 template <typename T, typename U>
 void scatter_planes(const U* src, const int64_t size[3], int64_t count, T* dst, const int64_t* s) {
+  if constexpr (std::is_same<T, float>::value && std::is_same<U, float>::value) {
+    if (count == kChannelBlock && checked_isa().scatter_channels != nullptr)
+      return checked_isa().scatter_channels(src, size, dst, s);
+  }
   const int64_t plane = plane_size(size);
   int64_t i = 0;
   for (int64_t d = 0; d < size[0]; ++d)
-    for (int64_t h = 0; h < size[1]; ++h) {
-      T* row = dst + d * s[0] + h * s[1];
-      int64_t w = 0;
-#if defined(POOLSWAP_HAS_LANES)
-      if constexpr (std::is_same<T, float>::value && std::is_same<U, float>::value) {
-        if (count == kChannelBlock) {
-          for (; w + kWidth <= size[2]; w += kWidth)
-            for (int64_t half = 0; half < kChannelBlock; half += kWidth) {
-              lanes_f r[8];
-              for (int j = 0; j < 8; ++j) std::memcpy(&r[j], src + (half + j) * plane + i + w, sizeof(lanes_f));
-              transpose8(r);
-              for (int k = 0; k < 8; ++k) std::memcpy(row + (w + k) * s[2] + half, &r[k], sizeof(lanes_f));
-            }
-        }
-      }
-#endif
-      for (; w < size[2]; ++w) {
-        T* at = row + w * s[2];
+    for (int64_t h = 0; h < size[1]; ++h, i += size[2])
+      for (int64_t w = 0; w < size[2]; ++w) {
+        T* at = dst + d * s[0] + h * s[1] + w * s[2];
         for (int64_t j = 0; j < count; ++j) at[j] = static_cast<T>(src[j * plane + i + w]);
       }
-      i += size[2];
-    }
 }
 
 // The strides of a contiguous (D, H, W) plane of `size`.

@@ -1,10 +1,12 @@
 // Random geometries through the CPU plane loops of softpool_cpu.h, against a
 // float64 brute force of the contract, for a build with AddressSanitizer:
 // every vector path (shared-exponent tiles and their fallback, planes packed
-// side by side, padded planes, row blocks and their last block) must stay
-// inside its buffers and agree with the contract.
+// side by side, padded planes, row blocks and their last block, separable
+// strips forward and backward) must stay inside its buffers and agree with the
+// contract.
 //
 //   plane_fuzz SEED CASES   prints "cases=N bad=M" and exits 1 when M > 0
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -53,6 +55,10 @@ int main(int argc, char** argv) {
       err = std::max(err, std::fabs(grad_beta - r.grad_beta) / (scale * scale + std::fabs(r.grad_beta)));
       for (int64_t i = 0; i < outputs; ++i)
         err = std::max(err, std::fabs(y[static_cast<size_t>(k * outputs + i)] - r.y[static_cast<size_t>(i)]) / scale);
+      for (size_t i = 0; i < grad_x.size(); ++i) err = std::max(err, std::fabs(grad_x[i] - r.grad_x[i]) / scale);
+      // dL/dx alone (a beta without gradient): the separable backward where it serves
+      std::fill(grad_x.begin(), grad_x.end(), 0.0f);
+      poolswap::backward_plane_dx<float, float>(gy.data(), ys, xk.data(), xs, grad_x.data(), g, beta);
       for (size_t i = 0; i < grad_x.size(); ++i) err = std::max(err, std::fabs(grad_x[i] - r.grad_x[i]) / scale);
     }
     if (err > 1e-4 && ++bad <= 5) {

@@ -7,6 +7,8 @@ non-contiguous), ties, and fixed, scalar-tensor and per-channel betas.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -147,6 +149,38 @@ def test_channels_last_backward_transposes_blocks_of_channels(channels):
     ex, ebeta = soft_pool_grad_brute_force(x, grad_y, *args, beta=betas.detach().double())
     torch.testing.assert_close(gx.double(), ex, atol=2e-5, rtol=2e-5)
     torch.testing.assert_close(gbeta.double(), ebeta.sum(0), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("k, s, p, ceil_mode", [(3, 2, 1, False), (3, 1, 1, False), (2, 2, 0, False), (2, 1, 0, False),
+                                                 (3, 2, 0, True)])
+@pytest.mark.parametrize("beta, scale", [(1.0, 1.0), (1.3, 100.0), (30.0, 1.0), (1e-38, 1.0)])
+def test_backward_without_a_beta_gradient_keeps_the_contract(k, s, p, ceil_mode, beta, scale):
+    """A fixed beta takes no gradient, and wide rows then take the separable dL/dx (window sums run
+    backwards): against the float64 brute force, with the upstream gradient's -inf and NaN cases sent
+    to the per-window path."""
+    ensure_loaded()
+    gen = torch.Generator().manual_seed(k * 100 + s * 10 + p)
+    x = (torch.randn(2, 3, 37, 70, generator=gen) * scale).requires_grad_(True)
+    args = ([k, k], [s, s], [p, p], [1, 1], ceil_mode)
+    y = SOFT_POOL(x, *args, beta, None)
+    assert y.shape[-1] >= 16
+    grad_y = torch.randn(y.shape, generator=gen)
+    (gx,) = torch.autograd.grad(y, x, grad_y)
+    expected, _ = soft_pool_grad_brute_force(x, grad_y, *args, beta=beta)
+    torch.testing.assert_close(gx.double(), expected, atol=2e-5 * scale, rtol=2e-5)
+    # an input of -inf (weight 0, gradient 0) and a NaN upstream gradient take the per-window path
+    x_inf = x.detach().clone()
+    x_inf[0, 1, 4, ::5] = -math.inf
+    x_inf.requires_grad_(True)
+    (gx_inf,) = torch.autograd.grad(SOFT_POOL(x_inf, *args, beta, None), x_inf, grad_y)
+    expected_inf, _ = soft_pool_grad_brute_force(x_inf, grad_y, *args, beta=beta)
+    absent = x_inf.detach() == -math.inf
+    assert (gx_inf[absent] == 0).all()  # the contract's 0 where the brute force's 0 * inf is NaN
+    torch.testing.assert_close(gx_inf.double()[~absent], expected_inf[~absent], atol=2e-5 * scale, rtol=2e-5)
+    grad_nan = grad_y.clone()
+    grad_nan[1, 2, 3, 4] = math.nan
+    (gx_nan,) = torch.autograd.grad(SOFT_POOL(x, *args, beta, None), x, grad_nan)
+    assert gx_nan[1, 2].isnan().any() and not gx_nan[0].isnan().any()
 
 
 @pytest.mark.slow

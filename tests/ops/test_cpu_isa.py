@@ -76,16 +76,19 @@ SAME_OUTPUTS = """
     torch.manual_seed(0)
     x = torch.randn(2, 8, 45, 53) * 3
     xg = x.clone().requires_grad_(True)
-    outs = []
+    outs, grads = [], []
     for k, s, p in [(3, 2, 1), (3, 1, 1), (2, 2, 0), (5, 3, 2)]:
         for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
             outs.append(poolswap.soft_pool2d(x.to(dtype), k, s, p))
         outs.append(poolswap.soft_pool2d(x[:, :, :9, :7], k, s, p))                   # short rows: shared buffers
         outs.append(poolswap.soft_pool1d(x.flatten(2), k, s, p, dilation=2, ceil_mode=True))
         outs.append(poolswap.soft_pool3d(x.reshape(2, 8, 5, 9, 53), (2, k, k), (1, s, s), (1, p, p)))
-        y = poolswap.soft_pool2d(xg, k, s, p, beta=1.3)
-        outs.append(torch.autograd.grad(y.pow(2).sum(), xg)[0])
-    torch.save(outs, sys.argv[1])
+        y = poolswap.soft_pool2d(xg, k, s, p, beta=1.3)                                # dL/dx only
+        grads.append(torch.autograd.grad(y.pow(2).sum(), xg)[0])
+        beta = torch.tensor(1.3, requires_grad=True)                                    # dL/dbeta too
+        y = poolswap.soft_pool2d(xg, k, s, p, beta=beta)
+        grads.extend(torch.autograd.grad(y.pow(2).sum(), (xg, beta)))
+    torch.save({"outputs": outs, "grads": grads}, sys.argv[1])
     print(cpu_isa())
 """
 
@@ -105,11 +108,15 @@ def test_each_isa_gives_the_baseline_results(isa, tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.split() == [forced]
         results[forced] = torch.load(out)
-    for base, other in zip(results["baseline"], results[isa]):
+    for base, other in zip(results["baseline"]["outputs"], results[isa]["outputs"]):
         # Each computes in float, rounding differently (the AVX2 exp has its own polynomial), so a
         # half-precision output may round one step apart: those are held to their dtype's tolerance.
         tolerance = {} if base.dtype in (torch.float16, torch.bfloat16) else {"rtol": 1e-5, "atol": 1e-5}
         torch.testing.assert_close(other, base, **tolerance)
+    for base, other in zip(results["baseline"]["grads"], results[isa]["grads"]):
+        # A gradient sums terms of its own scale (the separable dL/dx: e ((1 + beta x') A - beta B)), so
+        # rounding is held to 1e-5 of the largest gradient, not of each element.
+        torch.testing.assert_close(other, base, rtol=1e-5, atol=1e-5 * float(base.abs().max()))
 
 
 @needs_extension

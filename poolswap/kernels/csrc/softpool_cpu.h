@@ -84,6 +84,15 @@ constexpr int kLanes = 2 * kWidth;  // outputs per block: two vectors
 
 inline lanes_f splat(float v) { return lanes_f{} + v; }
 
+// The same 32 bytes as another vector type.
+template <typename To, typename From>
+inline To same_bits(const From& v) {
+  static_assert(sizeof(To) == sizeof(From), "one size");
+  To out;
+  std::memcpy(&out, &v, sizeof(out));
+  return out;
+}
+
 inline bool any_lane(lanes_i v) {
   for (int j = 0; j < kWidth; ++j)
     if (v[j]) return true;
@@ -126,11 +135,11 @@ inline lanes_f exp_nonpositive(lanes_f a) {
   const lanes_f n = z - shifter;
   const lanes_f r = (c - n * (0.693359375f / 16)) - n * (-2.12194440e-4f / 16);
   const lanes_f p = ((r * (1.0f / 6) + 0.5f) * r + 1.0f) * r + 1.0f;
-  const lanes_i ni = reinterpret_cast<const lanes_i&>(z) - 0x4B400000;
+  const lanes_i ni = same_bits<lanes_i>(z) - 0x4B400000;
   // 2^(i / 16) 2^k by adding k to the table value's exponent: k >= -126 as c >= lowest, so it stays normal
   const lanes_f t = exp2_sixteenths(ni);
-  const lanes_i scaled = reinterpret_cast<const lanes_i&>(t) + ((ni >> 4) << 23);
-  const lanes_f v = p * reinterpret_cast<const lanes_f&>(scaled);
+  const lanes_i scaled = same_bits<lanes_i>(t) + ((ni >> 4) << 23);
+  const lanes_f v = p * same_bits<lanes_f>(scaled);
 #else
   const lanes_f z = c * 1.44269504088896341f + shifter;
   const lanes_f n = z - shifter;
@@ -141,8 +150,8 @@ inline lanes_f exp_nonpositive(lanes_f a) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const lanes_i scale_bits = (reinterpret_cast<const lanes_i&>(z) - 0x4B400000 + 127) << 23;
-  const lanes_f v = p * reinterpret_cast<const lanes_f&>(scale_bits);
+  const lanes_i scale_bits = (same_bits<lanes_i>(z) - 0x4B400000 + 127) << 23;
+  const lanes_f v = p * same_bits<lanes_f>(scale_bits);
 #endif
   return below ? splat(0.0f) : v;
 }
@@ -1074,9 +1083,11 @@ inline void add_taps(const PhaseLanes& cur, const PhaseLanes& next, lanes_f& sv,
 // at run time. With kKernelW known the sums are taken in registers, the phase vectors of
 // the next kWidth outputs supplying the taps past a vector's end; otherwise through the
 // phase arrays in `phase`.
+// e_out (kKernelW > 0 only; may be null): the exponentials, phase p of position j at e_out[p * phase_len + j],
+// for j < vec_out + kWidth.
 template <int kStride, int kKernelW>
 inline void strip_row_sums(const float* row, const Geometry& g, const SeparablePlan& plan, lanes_f b, lanes_f m,
-                           float* phase, float* hs, float* ht, float* hm) {
+                           float* phase, float* hs, float* ht, float* hm, float* e_out = nullptr) {
   const int64_t wl = plan.phase_len, vo = plan.vec_out;
   const lanes_f zero = splat(0.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
   if constexpr (kKernelW > 0) {
@@ -1090,8 +1101,12 @@ inline void strip_row_sums(const float* row, const Geometry& g, const SeparableP
       std::memcpy(hs + j, &sv, sizeof(sv));
       std::memcpy(ht + j, &tv, sizeof(tv));
       std::memcpy(hm + j, &xm, sizeof(xm));
+      if (e_out != nullptr)
+        for (int p = 0; p < kStride; ++p) std::memcpy(e_out + p * wl + j, &cur.e[p], sizeof(lanes_f));
       cur = next;
     }
+    if (e_out != nullptr)
+      for (int p = 0; p < kStride; ++p) std::memcpy(e_out + p * wl + vo, &cur.e[p], sizeof(lanes_f));
     return;
   }
   float* const e_of[2] = {phase, phase + wl};
@@ -1124,22 +1139,31 @@ inline void strip_row_sums(const float* row, const Geometry& g, const SeparableP
   }
 }
 
-// Output rows [oh0, oh1) of slice od under one shift; false when the strip needs
-// per-window shifts (what it wrote is then overwritten).
+// The input rows [ih_lo, ih_hi) of a strip of output rows [oh0, oh1), and its shift.
+struct StripRows {
+  int64_t ih_lo, ih_hi, n_rows;
+  float shift;
+  StripRows(const Geometry& g, int64_t oh0, int64_t oh1)
+      : ih_lo(std::max<int64_t>(0, oh0 * g.stride[1] - g.pad[1])),
+        ih_hi(std::min<int64_t>(g.in[1], (oh1 - 1) * g.stride[1] - g.pad[1] + g.dilation[1] * (g.kernel[1] - 1) + 1)),
+        n_rows(ih_hi - ih_lo),
+        shift(0.0f) {}
+};
+
+// Steps 1 and 2 of a strip of slice od (below): its rows copied to `rows` in padded coordinates, its shift
+// (into sr), and the row sums of every input row into `sums` (hs, ht, hm: sr.n_rows * vec_out each, then
+// the phase arrays); e_out, if given, the exponentials (strip_row_sums' layout, plan.row_len per input
+// row). False when the strip needs per-window shifts.
 template <int kStride, int kKernelW, typename scalar_t>
-inline bool forward_strip(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
-                          const Geometry& g, const SeparablePlan& plan, float beta, int64_t od, int64_t oh0,
-                          int64_t oh1, float* rows, float* sums) {
+inline bool strip_stats(const scalar_t* x, const int64_t* x_stride, const Geometry& g, const SeparablePlan& plan,
+                        float beta, int64_t od, int64_t oh0, int64_t oh1, float* rows, float* sums, StripRows& sr,
+                        float* e_out = nullptr) {
   const int64_t vo = plan.vec_out, pad_w = g.pad[2];
   const WindowRange rd = window_range(g, 0, od);
   const scalar_t* xslice = x + (rd.start + rd.lo * g.dilation[0]) * x_stride[0];
-  const int64_t ih_lo = std::max<int64_t>(0, oh0 * g.stride[1] - g.pad[1]);
-  const int64_t ih_hi = std::min<int64_t>(g.in[1], (oh1 - 1) * g.stride[1] - g.pad[1] +
-                                                       g.dilation[1] * (g.kernel[1] - 1) + 1);
-  const int64_t n_rows = ih_hi - ih_lo;
+  const int64_t ih_lo = sr.ih_lo, ih_hi = sr.ih_hi, n_rows = sr.n_rows;
   const int64_t copy_w = std::min<int64_t>(g.in[2], plan.row_len - pad_w);
-  const float minus_inf_f = -std::numeric_limits<float>::infinity();
-  const lanes_f minus_inf = splat(minus_inf_f), zero = splat(0.0f);
+  const lanes_f minus_inf = splat(-std::numeric_limits<float>::infinity());
   // 1. the strip's input rows in padded coordinates, and their max (NaN never wins: the test below catches it).
   // The padding holds -FLT_MAX: its weight underflows to 0 as -inf's would, and it times 0 is 0, where an
   // input of -inf makes e x NaN and sends the strip to per-window shifts. One pass per row: the padding
@@ -1193,8 +1217,25 @@ inline bool forward_strip(const scalar_t* x, const int64_t* x_stride, scalar_t* 
       for (int64_t at = 0; at < copy_w * static_cast<int64_t>(sizeof(scalar_t)); at += 64) __builtin_prefetch(ahead + at);
     }
     strip_row_sums<kStride, kKernelW>(rows + q * plan.row_len, g, plan, b, m, phase, hs + q * vo, ht + q * vo,
-                                      hm + q * vo);
+                                      hm + q * vo, e_out == nullptr ? nullptr : e_out + q * plan.row_len);
   }
+  sr.shift = shift;
+  return true;
+}
+
+// Output rows [oh0, oh1) of slice od under one shift; false when the strip needs
+// per-window shifts (what it wrote is then overwritten).
+template <int kStride, int kKernelW, typename scalar_t>
+inline bool forward_strip(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
+                          const Geometry& g, const SeparablePlan& plan, float beta, int64_t od, int64_t oh0,
+                          int64_t oh1, float* rows, float* sums) {
+  StripRows sr(g, oh0, oh1);
+  if (!strip_stats<kStride, kKernelW>(x, x_stride, g, plan, beta, od, oh0, oh1, rows, sums, sr)) return false;
+  const int64_t vo = plan.vec_out, ih_lo = sr.ih_lo, n_rows = sr.n_rows;
+  const float* const hs = sums;
+  const float* const ht = sums + n_rows * vo;
+  const float* const hm = sums + 2 * n_rows * vo;
+  const lanes_f minus_inf = splat(-std::numeric_limits<float>::infinity()), zero = splat(0.0f);
   // 3. down each window's rows: y = sum e x / sum e, at most the window's max
   const lanes_f smallest = splat(kTileSmallestSum);
   lanes_i tail;
@@ -1275,6 +1316,209 @@ void forward_separable(const scalar_t* x, const int64_t* x_stride, scalar_t* y, 
       }
       if (!done) forward_rows<scalar_t, float>(x, x_stride, y, y_stride, g, beta, od, oh0, oh1);
     }
+}
+
+// ---- separable backward (dy/dx only) ----------------------------------------
+//
+// Where beta takes no gradient, dL/dx_i = sum over windows W holding i of
+// g_W w_i (1 + beta (x_i - y_W)), w_i = e_i / s_W, is
+//   e_i ((1 + beta x'_i) A_i - beta B_i),  A_i = sum_W g_W / s_W,  B_i = sum_W (g_W / s_W) y'_W,
+// with x' = x - M and y' = y - M under the strip's shift M: the window sums of the forward
+// strip (its e, s, y) and then the same separable sums run backwards, from outputs to the
+// inputs their windows hold, down the rows and then along them. One exponential per input,
+// no per-window-element work. The terms are shifted by M, so they stay within the strip's
+// spread (and a strip's windows all keep weights above 2^-60, so beta times that spread is
+// under 42). A strip whose forward fails the trust test, or where g / s is not finite, sends
+// the plane to backward_plane.
+
+// The shape the separable backward takes: the forward strips' (kernel 1 along D, stride 1 or 2
+// along W), a 2- or 3-wide window along W without dilation.
+inline bool backward_strips_fit(const Geometry& g, SeparablePlan& plan) {
+  return plan_separable(g, plan) && g.dilation[2] == 1 && (g.kernel[2] == 2 || g.kernel[2] == 3);
+}
+
+// For tap kTap of every window: phase kTap % kStride of positions j .. j + kWidth gets the A and B of
+// outputs j - kTap / kStride onwards (prev: the vector before cur).
+template <int kStride, int... kTaps>
+inline void gather_taps(lanes_f prev_a, lanes_f cur_a, lanes_f prev_b, lanes_f cur_b, lanes_f sa[2], lanes_f sb[2],
+                        std::integer_sequence<int, kTaps...>) {
+  const auto gather = [&](auto tap) {
+    constexpr int p = decltype(tap)::value % kStride, off = decltype(tap)::value / kStride;
+    sa[p] += lanes_from<kWidth - off>(prev_a, cur_a);
+    sb[p] += lanes_from<kWidth - off>(prev_b, cur_b);
+  };
+  (gather(std::integral_constant<int, kTaps>{}), ...);
+}
+
+// Adds dL/dx of the outputs [oh0, oh1) of slice od (upstream gradients gy) to the contiguous (D, H, W)
+// float buffer grad_x. `work` holds rows (strip_inputs * row_len), sums (forward_separable's), the
+// exponentials (strip_inputs * row_len), and 2 (strip_rows + strip_inputs) phase_len + row_len floats.
+template <int kStride, int kKernelW, typename scalar_t>
+bool backward_strip(const scalar_t* x, const int64_t* x_stride, const scalar_t* gy, const int64_t* gy_stride,
+                    float* grad_x, const Geometry& g, const SeparablePlan& plan, float beta, int64_t od, int64_t oh0,
+                    int64_t oh1, float* rows, float* sums, float* exps, float* rest) {
+  StripRows sr(g, oh0, oh1);
+  if (!strip_stats<kStride, kKernelW>(x, x_stride, g, plan, beta, od, oh0, oh1, rows, sums, sr, exps)) return false;
+  const int64_t vo = plan.vec_out, wl = plan.phase_len, n_rows = sr.n_rows, out_rows = oh1 - oh0;
+  const float* const hs = sums;
+  const float* const ht = sums + n_rows * vo;
+  const float* const hm = sums + 2 * n_rows * vo;
+  const lanes_f zero = splat(0.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
+  const lanes_f b = splat(beta), m = splat(sr.shift);
+  // 1. per output: a = g / s and a y' (0 past the row's end), and the forward's trust test
+  float* const a_out = rest;                      // out_rows * wl
+  float* const b_out = a_out + out_rows * wl;      // out_rows * wl
+  float* const va = b_out + out_rows * wl;         // n_rows * wl: A summed down the rows
+  float* const vb = va + n_rows * wl;              // n_rows * wl
+  float* const dx_row = vb + n_rows * wl;          // row_len
+  lanes_f least = splat(1.0f), probe = zero;
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    const WindowRange rh = window_range(g, 1, oh);
+    const int64_t q0 = rh.start + rh.lo * g.dilation[1] - sr.ih_lo, taps = rh.hi - rh.lo;
+    const scalar_t* gyrow = gy + od * gy_stride[0] + oh * gy_stride[1];
+    float* const arow = a_out + (oh - oh0) * wl;
+    float* const brow = b_out + (oh - oh0) * wl;
+    for (int64_t j = 0; j < vo; j += kWidth) {
+      lanes_f sv = zero, tv = zero, xm = minus_inf;
+      for (int64_t k = 0; k < taps; ++k) {
+        lanes_f c, d, e;
+        const int64_t at = (q0 + k * g.dilation[1]) * vo + j;
+        std::memcpy(&c, hs + at, sizeof(c));
+        std::memcpy(&d, ht + at, sizeof(d));
+        std::memcpy(&e, hm + at, sizeof(e));
+        sv += c, tv += d;
+        xm = e > xm ? e : xm;
+      }
+      const lanes_f yv = min_keeping_nan(xm, tv / sv);
+      lanes_f go;
+      for (int i = 0; i < kWidth; ++i) go[i] = j + i < g.out[2] ? static_cast<float>(gyrow[(j + i) * gy_stride[2]]) : 0.0f;
+      const lanes_i real = (lanes_i{0, 1, 2, 3, 4, 5, 6, 7} + static_cast<int32_t>(j)) < static_cast<int32_t>(g.out[2]);
+      const lanes_f av = real ? go / sv : zero;
+      least = min_keeping_nan(least, real ? sv : splat(1.0f));
+      probe += (real ? yv : zero) * zero + av * zero;
+      const lanes_f bv = real ? av * (yv - m) : zero;
+      std::memcpy(arow + j, &av, sizeof(av));
+      std::memcpy(brow + j, &bv, sizeof(bv));
+    }
+    std::fill(arow + vo, arow + wl, 0.0f);
+    std::fill(brow + vo, brow + wl, 0.0f);
+  }
+  if (any_lane(~((least >= splat(kTileSmallestSum)) & (probe == zero)))) return false;
+  // 2. down the rows, backwards: each input row's A and B summed over the output rows whose windows hold it
+  std::fill(va, va + 2 * n_rows * wl, 0.0f);
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    const WindowRange rh = window_range(g, 1, oh);
+    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+      const int64_t q = rh.start + kh * g.dilation[1] - sr.ih_lo;
+      const float* arow = a_out + (oh - oh0) * wl;
+      const float* brow = b_out + (oh - oh0) * wl;
+      for (int64_t j = 0; j < vo; j += kWidth) {
+        lanes_f u, v, su, sv;
+        std::memcpy(&u, arow + j, sizeof(u));
+        std::memcpy(&v, brow + j, sizeof(v));
+        std::memcpy(&su, va + q * wl + j, sizeof(su));
+        std::memcpy(&sv, vb + q * wl + j, sizeof(sv));
+        su += u, sv += v;
+        std::memcpy(va + q * wl + j, &su, sizeof(su));
+        std::memcpy(vb + q * wl + j, &sv, sizeof(sv));
+      }
+    }
+  }
+  // 3. along each input row, backwards: padded position P = kStride j + p holds tap kw = P - kStride ow of
+  // outputs ow = j - kw / kStride with kw % kStride = p; then dx = e ((1 + beta x') A - beta B)
+  const int64_t pad_w = g.pad[2], in_w = g.in[2];
+  const WindowRange rd = window_range(g, 0, od);
+  const int64_t slice = rd.start + rd.lo * g.dilation[0];  // the one input slice of od (kernel 1 along D)
+  for (int64_t q = 0; q < n_rows; ++q) {
+    const float* row = rows + q * plan.row_len;
+    const float* e_row = exps + q * plan.row_len;
+    const float* vaq = va + q * wl;
+    const float* vbq = vb + q * wl;
+    lanes_f prev_a = zero, prev_b = zero;
+    for (int64_t j = 0; j < vo + kWidth; j += kWidth) {
+      lanes_f cur_a = zero, cur_b = zero;
+      if (j < vo) {
+        std::memcpy(&cur_a, vaq + j, sizeof(cur_a));
+        std::memcpy(&cur_b, vbq + j, sizeof(cur_b));
+      }
+      lanes_f sa[2] = {zero, zero}, sb[2] = {zero, zero};
+      gather_taps<kStride>(prev_a, cur_a, prev_b, cur_b, sa, sb, std::make_integer_sequence<int, kKernelW>{});
+      lanes_f xv[2];
+      if constexpr (kStride == 1) {
+        std::memcpy(&xv[0], row + j, sizeof(lanes_f));
+      } else {
+        lanes_f lo, hi;
+        load_pair(row + 2 * j, lo, hi);
+        xv[0] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+        xv[1] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+      }
+      lanes_f dx[2];
+      for (int p = 0; p < kStride; ++p) {
+        lanes_f ev;
+        std::memcpy(&ev, e_row + p * wl + j, sizeof(ev));
+        const lanes_f xs = xv[p] - m;
+        dx[p] = ev * ((1.0f + b * xs) * sa[p] - b * sb[p]);
+      }
+      if constexpr (kStride == 1) {
+        std::memcpy(dx_row + j, &dx[0], sizeof(lanes_f));
+      } else {
+        const lanes_f lo = __builtin_shufflevector(dx[0], dx[1], 0, 8, 1, 9, 2, 10, 3, 11);
+        const lanes_f hi = __builtin_shufflevector(dx[0], dx[1], 4, 12, 5, 13, 6, 14, 7, 15);
+        std::memcpy(dx_row + 2 * j, &lo, sizeof(lo));
+        std::memcpy(dx_row + 2 * j + kWidth, &hi, sizeof(hi));
+      }
+      prev_a = cur_a, prev_b = cur_b;
+    }
+    // the input's part of the padded row (padded position pad_w + w is input w) into grad_x
+    float* gxrow = grad_x + (slice * g.in[1] + sr.ih_lo + q) * in_w;
+    int64_t w = 0;
+    for (; w + kWidth <= in_w; w += kWidth) {
+      lanes_f acc, d;
+      std::memcpy(&acc, gxrow + w, sizeof(acc));
+      std::memcpy(&d, dx_row + pad_w + w, sizeof(d));
+      acc += d;
+      std::memcpy(gxrow + w, &acc, sizeof(acc));
+    }
+    for (; w < in_w; ++w) gxrow[w] += dx_row[pad_w + w];
+  }
+  return true;
+}
+
+// dL/dx of one plane into grad_x (a zeroed, contiguous (D, H, W) float buffer) by backward strips; false,
+// grad_x then zeroed again, where a strip needs the per-window path (the caller runs backward_plane).
+template <typename scalar_t>
+bool backward_separable(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x, const int64_t* x_stride,
+                        float* grad_x, const Geometry& g, const SeparablePlan& plan, float beta) {
+  const size_t rows_size = static_cast<size_t>(plan.strip_inputs * plan.row_len);
+  const size_t sums_size = static_cast<size_t>(3 * plan.strip_inputs * plan.vec_out + 6 * plan.phase_len);
+  const size_t rest_size =
+      static_cast<size_t>(2 * (plan.strip_rows + plan.strip_inputs) * plan.phase_len + plan.row_len);
+  std::vector<float>& buffer = scratch(0);
+  std::vector<float>& more = scratch(1);
+  if (buffer.size() < rows_size + sums_size) buffer.resize(rows_size + sums_size);
+  if (more.size() < rows_size + rest_size) more.resize(rows_size + rest_size);
+  float* const rows = buffer.data();
+  float* const sums = rows + rows_size;
+  float* const exps = more.data();
+  float* const rest = exps + rows_size;
+  for (int64_t od = 0; od < g.out[0]; ++od)
+    for (int64_t oh0 = 0; oh0 < g.out[1]; oh0 += plan.strip_rows) {
+      const int64_t oh1 = std::min(g.out[1], oh0 + plan.strip_rows);
+      const auto strip = [&](auto stride, auto kernel_w) {
+        return backward_strip<decltype(stride)::value, decltype(kernel_w)::value>(
+            x, x_stride, grad_y, gy_stride, grad_x, g, plan, beta, od, oh0, oh1, rows, sums, exps, rest);
+      };
+      using two = std::integral_constant<int, 2>;
+      using three = std::integral_constant<int, 3>;
+      using one = std::integral_constant<int, 1>;
+      const bool done = plan.s == 1 ? (g.kernel[2] == 3 ? strip(one{}, three{}) : strip(one{}, two{}))
+                                    : (g.kernel[2] == 3 ? strip(two{}, three{}) : strip(two{}, two{}));
+      if (!done) {
+        std::fill(grad_x, grad_x + g.in[0] * g.in[1] * g.in[2], 0.0f);
+        return false;
+      }
+    }
+  return true;
 }
 
 // ---- channels-last strips: eight channels per vector -------------------------
@@ -1668,6 +1912,21 @@ double backward_plane(const scalar_t* grad_y, const int64_t* gy_stride, const sc
     }
   }
   return grad_beta;
+}
+
+// dL/dx of one plane where beta takes no gradient (grad_x as for backward_plane): the separable backward
+// where its shape and the strips' trust test allow, else backward_plane.
+template <typename scalar_t, typename acc_t>
+void backward_plane_dx(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x, const int64_t* x_stride,
+                       acc_t* grad_x, const Geometry& g, acc_t beta) {
+#if defined(POOLSWAP_HAS_LANES)
+  if constexpr (std::is_same<acc_t, float>::value) {
+    SeparablePlan plan;
+    if (backward_strips_fit(g, plan) && backward_separable(grad_y, gy_stride, x, x_stride, grad_x, g, plan, beta))
+      return;
+  }
+#endif
+  backward_plane(grad_y, gy_stride, x, x_stride, grad_x, g, beta);
 }
 
 }  // namespace poolswap

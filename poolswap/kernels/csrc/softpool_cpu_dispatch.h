@@ -55,6 +55,9 @@ struct Kernels {
                                const acc_t* betas);
   double (*backward_plane)(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x,
                            const int64_t* x_stride, acc_t* grad_x, const Geometry& g, acc_t beta);
+  // The same where beta takes no gradient: dL/dx only (the separable backward where it serves).
+  void (*backward_plane_dx)(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x,
+                            const int64_t* x_stride, acc_t* grad_x, const Geometry& g, acc_t beta);
   // Output rows [oh_begin, oh_end) of slice od of one channels-last image, every channel: x and y at
   // channel 0 (channels adjacent), (D, H, W) strides, betas[c] or betas[0] for all. False, having done
   // nothing, where this ISA and type have no such kernel (the caller transposes to planes instead).

@@ -282,10 +282,16 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
           gather_planes(xp + n * xs[0] + c0, int64_t(1), xs + 2, g.in, count, xin.data());
           gather_planes(gyp + n * gys[0] + c0 * gys[1], gys[1], gys + 2, g.out, count, gyin.data());
           std::fill(gx.begin(), gx.begin() + count * in_plane, acc_t(0));
-          for (int64_t k = 0; k < count; ++k)
-            beta_partials[n * channels + c0 + k] = kernels.backward_plane(
-                gyin.data() + k * out_plane, out_strides, xin.data() + k * in_plane, in_strides,
-                gx.data() + k * in_plane, g, b[per_channel ? c0 + k : 0]);
+          for (int64_t k = 0; k < count; ++k) {
+            const acc_t beta_k = b[per_channel ? c0 + k : 0];
+            if (has_beta)
+              beta_partials[n * channels + c0 + k] = kernels.backward_plane(
+                  gyin.data() + k * out_plane, out_strides, xin.data() + k * in_plane, in_strides,
+                  gx.data() + k * in_plane, g, beta_k);
+            else
+              kernels.backward_plane_dx(gyin.data() + k * out_plane, out_strides, xin.data() + k * in_plane,
+                                        in_strides, gx.data() + k * in_plane, g, beta_k);
+          }
           scatter_planes(gx.data(), g.in, count, gxp + n * gxs[0] + c0, gxs + 2);
         }
       });
@@ -297,9 +303,14 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i / channels, c = i % channels;
         std::fill(buffer.begin(), buffer.end(), acc_t(0));
-        beta_partials[i] = kernels.backward_plane(gyp + n * gys[0] + c * gys[1], gys + 2,
-                                                           xp + n * xs[0] + c * xs[1], xs + 2, buffer.data(), g,
-                                                           b[per_channel ? c : 0]);
+        const scalar_t* gy_plane = gyp + n * gys[0] + c * gys[1];
+        const scalar_t* x_plane = xp + n * xs[0] + c * xs[1];
+        // dL/dbeta only where beta is a tensor (a learnt temperature); else the cheaper dL/dx-only path
+        if (has_beta)
+          beta_partials[i] = kernels.backward_plane(gy_plane, gys + 2, x_plane, xs + 2, buffer.data(), g,
+                                                    b[per_channel ? c : 0]);
+        else
+          kernels.backward_plane_dx(gy_plane, gys + 2, x_plane, xs + 2, buffer.data(), g, b[per_channel ? c : 0]);
         scalar_t* gx_plane = gxp + n * gxs[0] + c * gxs[1];
         const acc_t* src = buffer.data();
         const bool dense_plane = gxs[4] == 1 && gxs[3] == g.in[2] && gxs[2] == g.in[1] * g.in[2];

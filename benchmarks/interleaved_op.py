@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Forward times of the fused SoftPool and the max-pooling baselines, interleaved, best of many rounds.
 
-    python benchmarks/interleaved_op.py [--threads 2] [--rounds 40] [--shapes 8x64x112:3:2:1 ...]
+    python benchmarks/interleaved_op.py [--threads 2] [--rounds 40] [--backward] [--shapes 8x64x112:3:2:1 ...]
 
 For a machine shared with other work: each round times one call of every variant in
 turn (after a warm-up), so a burst of load hits them all alike, and the table gives
@@ -9,8 +9,9 @@ each variant's fastest round (the least disturbed) next to its median. Ratios ar
 against the fastest max pooling of the same shape. ``--clock cpu`` (with ``--threads 1``,
 where every variant runs in the calling thread, ONNX Runtime included) times the CPU the
 thread used instead of the wall clock: time spent descheduled by other work does not count.
-`poolswap bench op` is the full benchmark (backward, the floor, thread scaling); this is
-its forward, made robust to load.
+``--backward`` times forward+backward instead (PyTorch's variants only: ONNX Runtime has no
+backward), with a copy of as many bytes as the fused forward+backward moves. `poolswap bench op`
+is the full benchmark (the floor, thread scaling); this is the part made robust to load.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 import time
 
 
-def _variants(x, k: int, s: int, p: int, threads: int) -> dict:
+def _variants(x, k: int, s: int, p: int, threads: int, backward: bool = False) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -29,13 +30,39 @@ def _variants(x, k: int, s: int, p: int, threads: int) -> dict:
     from poolswap.bench.op import OpBenchConfig, _ort_pools
 
     x_cl = x.contiguous(memory_format=torch.channels_last)
+    out = F.max_pool2d(x[:1, :1], k, s, p).numel() * x.shape[0] * x.shape[1]
+    if backward:
+        # the floor: x read twice, y written, grad_y read, grad_x written
+        moved = 3 * x.numel() + 2 * out
+        src, dst = torch.randn(moved // 2), torch.empty(moved // 2)
+        grad = torch.randn(x.shape[0], x.shape[1], *F.max_pool2d(x[:1, :1], k, s, p).shape[2:])
+
+        def step(fn, inp, grad_y):
+            leaf = inp.detach().requires_grad_(True)
+
+            def run():
+                leaf.grad = None
+                fn(leaf).backward(grad_y)
+            return run
+
+        grad_cl = grad.contiguous(memory_format=torch.channels_last)
+        return {
+            "copy of the forward+backward's bytes": lambda: dst.copy_(src),
+            "max_pool2d": step(lambda t: F.max_pool2d(t, k, s, p), x, grad),
+            "max_pool2d channels_last": step(lambda t: F.max_pool2d(t, k, s, p), x_cl, grad_cl),
+            "softpool_fused": step(lambda t: poolswap.soft_pool2d(t, k, s, p), x, grad),
+            "softpool_fused channels_last": step(lambda t: poolswap.soft_pool2d(t, k, s, p), x_cl, grad_cl),
+        }
     config = OpBenchConfig(batch=x.shape[0], channels=x.shape[1], size=x.shape[2], kernel=k, stride=s, padding=p)
     ort, _ = _ort_pools(config, threads, x)
     # the floor: a copy of as many bytes as the fused forward moves (x read, y written)
-    moved = x.numel() + F.max_pool2d(x[:1, :1], k, s, p).numel() * x.shape[0] * x.shape[1]
+    moved = x.numel() + out
     src, dst = torch.randn(moved // 2), torch.empty(moved // 2)
+    exps = torch.empty_like(x)
     return {
         "copy of the forward's bytes": lambda: dst.copy_(src),
+        # one vector exponential per input, PyTorch's (its x read, its result written): the exp's floor
+        "torch.exp of the input": lambda: torch.exp(x, out=exps),
         "max_pool2d": lambda: F.max_pool2d(x, k, s, p),
         "max_pool2d channels_last": lambda: F.max_pool2d(x_cl, k, s, p),
         "ort MaxPool": ort.get("ort MaxPool"),
@@ -48,6 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--backward", action="store_true", help="time forward+backward (PyTorch's variants)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: the calling thread's CPU time (needs --threads 1)")
     parser.add_argument("--shapes", nargs="+", default=["8x64x112:3:2:1", "8x64x112:3:1:1", "8x512x14:3:2:1",
@@ -61,16 +89,18 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     what = "CPU time of the calling thread" if args.clock == "cpu" else "wall time"
-    print(f"forward ms ({what}), float32, {args.threads} threads, best (median) of {args.rounds} interleaved rounds")
+    timed = "forward+backward" if args.backward else "forward"
+    print(f"{timed} ms ({what}), float32, {args.threads} threads, best (median) of {args.rounds} interleaved rounds")
     print()
     print("| shape | variant | best ms | median ms | best / fastest max |")
     print("|---|---|---:|---:|---:|")
-    with torch.no_grad():
+    with torch.set_grad_enabled(args.backward):
         for shape in args.shapes:
             dims, k, s, p = shape.split(":")
             n, c, size = (int(v) for v in dims.split("x"))
             x = torch.randn(n, c, size, size)
-            variants = {name: f for name, f in _variants(x, int(k), int(s), int(p), args.threads).items() if f}
+            variants = {name: f for name, f in _variants(x, int(k), int(s), int(p), args.threads, args.backward).items()
+                        if f}
             times: dict = {name: [] for name in variants}
             for f in variants.values():
                 f()

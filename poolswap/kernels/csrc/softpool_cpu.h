@@ -5,12 +5,20 @@
 // keeps the contract (the special values included) and differs from the others
 // only by float rounding:
 //
+// - Separable strips (kernel 1 along D, stride 1 or 2 along W): a strip of
+//   output rows shares one shift, e and e x are computed once per input and
+//   summed along each window's row, then down its rows. The forward of wide
+//   rows, and the backward where beta takes no gradient (the same sums run
+//   from outputs back to inputs). Channels-last images take the same strips
+//   with eight channels per vector.
 // - Shared-exponent tiles (stride 1 and 2, forward and backward): 4 output
 //   rows by 16 outputs share one shift, so each input's exponential is
 //   computed once; tiles whose range is too wide for one shift fall back to
 //   per-window shifts.
 //   In the forward, planes whose rows fill less than half a tile share one
 //   padded buffer side by side (forward_planes), so a tile covers several.
+// - Interleaved planes (rows shorter than a vector block, forward): eight
+//   planes side by side, one per lane.
 // - Padded planes (stride 1, and short rows at any stride): the plane is copied
 //   into a float buffer whose padding holds -inf, and 16 consecutive positions
 //   of the buffer's flattened (H, W) grid form one vector block. Lanes that

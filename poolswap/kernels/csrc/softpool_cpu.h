@@ -1070,8 +1070,8 @@ inline void phase_lanes(const float* row, int64_t j, lanes_f b, lanes_f m, Phase
   }
 }
 
-// Adds tap kTap of a window of width kKernelW (dilation 1) to the row sums of kWidth outputs: the
-// tap is phase kTap % kStride, kTap / kStride vectors' worth of positions along from `cur`.
+// Adds taps kTaps of a window (dilation 1) to the row sums of kWidth outputs: tap k is phase
+// k % kStride, k / kStride phase positions along from `cur` (lanes past its end from `next`).
 template <int kStride, int... kTaps>
 inline void add_taps(const PhaseLanes& cur, const PhaseLanes& next, lanes_f& sv, lanes_f& tv, lanes_f& xm,
                      std::integer_sequence<int, kTaps...>) {

@@ -2,8 +2,8 @@
 // float64 brute force of the contract, for a build with AddressSanitizer:
 // every vector path (shared-exponent tiles and their fallback, planes packed
 // side by side, padded planes, row blocks and their last block, separable
-// strips forward and backward) must stay inside its buffers and agree with the
-// contract.
+// strips forward and backward, channels-last strips) must stay inside its
+// buffers and agree with the contract.
 //
 //   plane_fuzz SEED CASES   prints "cases=N bad=M" and exits 1 when M > 0
 #include <algorithm>
@@ -60,6 +60,28 @@ int main(int argc, char** argv) {
       std::fill(grad_x.begin(), grad_x.end(), 0.0f);
       poolswap::backward_plane_dx<float, float>(gy.data(), ys, xk.data(), xs, grad_x.data(), g, beta);
       for (size_t i = 0; i < grad_x.size(); ++i) err = std::max(err, std::fabs(grad_x[i] - r.grad_x[i]) / scale);
+    }
+    // A channels-last image of the same geometry: channel groups of eight by strips, the rest one by one.
+    if (poolswap::channels_last_strips_fit(g)) {
+      const int64_t channels = draw(1, 19), cs[3] = {g.in[1] * g.in[2] * channels, g.in[2] * channels, channels};
+      const int64_t cys[3] = {g.out[1] * g.out[2] * channels, g.out[2] * channels, channels};
+      std::vector<float> xc(static_cast<size_t>(g.in[0] * cs[0])), yc(static_cast<size_t>(g.out[0] * cys[0]));
+      for (float& v : xc) v = scale * (draw(0, 1) ? normal(rng) : static_cast<float>(draw(-2, 2)));
+      std::vector<float> betas(static_cast<size_t>(channels));
+      for (float& v : betas) v = draw(0, 1) ? 1.0f : 2.5f;
+      for (int64_t od = 0; od < g.out[0]; ++od)
+        poolswap::forward_channels_last<float>(xc.data(), cs, yc.data(), cys, channels, g,
+                                               [&](int64_t c) { return betas[static_cast<size_t>(c)]; }, od, 0,
+                                               g.out[1]);
+      const int64_t dense[3] = {g.in[1] * g.in[2], g.in[2], 1};
+      for (int64_t c = 0; c < channels; ++c) {
+        std::vector<float> plane(static_cast<size_t>(g.in[0] * dense[0]));
+        for (size_t i = 0; i < plane.size(); ++i) plane[i] = xc[i * static_cast<size_t>(channels) + static_cast<size_t>(c)];
+        const std::vector<float> no_grad(static_cast<size_t>(outputs), 0.0f);
+        const fuzz::Reference r = fuzz::brute_force(plane, dense, no_grad, g, betas[static_cast<size_t>(c)]);
+        for (int64_t i = 0; i < outputs; ++i)
+          err = std::max(err, std::fabs(yc[static_cast<size_t>(i * channels + c)] - r.y[static_cast<size_t>(i)]) / scale);
+      }
     }
     if (err > 1e-4 && ++bad <= 5) {
       std::printf("mismatch %.3g: %s step %ld planes %ld\n", err, fuzz::describe(g).c_str(), (long)step,

@@ -164,6 +164,19 @@ inline lanes_f exp_nonpositive(lanes_f a) {
   return below ? splat(0.0f) : v;
 }
 
+// min(a, b) lane-wise, b where either is NaN (so a NaN in b survives).
+inline lanes_f min_keeping_nan(lanes_f a, lanes_f b) {
+#if defined(__AVX__)
+  return reinterpret_cast<lanes_f>(_mm256_min_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
+#else
+  return a < b ? a : b;
+#endif
+}
+
+// The trust test of every shared shift (tiles, strips, interleaved planes): a window whose sum of
+// weights falls below this (2^-60) is redone with its own shift.
+constexpr float kTileSmallestSum = 8.67361738e-19f;
+
 // How a block reads its inputs (and, in the backward, adds to grad_x, always a
 // contiguous float buffer): kGather element by element at any stride;
 // kUnit stride 1, one vector load; kEven stride 2, reading base[0, 16);
@@ -477,7 +490,7 @@ inline int64_t padded_positions(const Geometry& g, const PaddedPlan& plan) { ret
 
 // Per-thread scratch: one buffer for the input, one for the gradient.
 inline std::vector<float>& scratch(int which) {
-  thread_local std::vector<float> buffers[2];
+  thread_local std::vector<float> buffers[3];
   return buffers[which];
 }
 
@@ -578,6 +591,49 @@ struct TapList {
   }
 };
 
+// The interleaved planes' windows under one shift per plane (lane), the plane's max m: e = exp(beta (x - m))
+// and e x once per input, then each window's sums over its taps, y = sum e x / sum e at most the window's
+// max, into results (one vector per output, in output order). Returns the lanes that need per-window
+// shifts: a window's weights under 2^-60, a y not finite (an input of -inf makes e x NaN), m not finite.
+// Each lane's outcome depends on its own plane only.
+inline lanes_i interleaved_shared_shift(const float* data, int64_t in_size, int64_t outputs, const int32_t* taps,
+                                        const int32_t* first_tap, lanes_f b, lanes_f m, float* results) {
+  const lanes_f zero = splat(0.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
+  const lanes_f magnitude = m < zero ? -m : m;
+  const lanes_i finite = magnitude <= splat(std::numeric_limits<float>::max());
+  const lanes_f shift = finite ? m : zero;  // lanes redone anyway: no inf - inf below
+  std::vector<float>& weights = scratch(1);
+  if (weights.size() < static_cast<size_t>(2 * in_size * kWidth)) weights.resize(static_cast<size_t>(2 * in_size * kWidth));
+  float* const e_at = weights.data();
+  float* const t_at = e_at + in_size * kWidth;
+  for (int64_t i = 0; i < in_size * kWidth; i += kWidth) {
+    lanes_f v;
+    std::memcpy(&v, data + i, sizeof(v));
+    const lanes_f e = exp_nonpositive(b * (v - shift));
+    const lanes_f t = e * v;
+    std::memcpy(e_at + i, &e, sizeof(e));
+    std::memcpy(t_at + i, &t, sizeof(t));
+  }
+  lanes_f least = splat(1.0f), probe = zero;
+  for (int64_t o = 0; o < outputs; ++o) {
+    lanes_f s = zero, t = zero, xm = minus_inf;
+    for (int32_t i = first_tap[o]; i < first_tap[o + 1]; ++i) {
+      const int64_t at = static_cast<int64_t>(taps[i]) * kWidth;
+      lanes_f e, ex, v;
+      std::memcpy(&e, e_at + at, sizeof(e));
+      std::memcpy(&ex, t_at + at, sizeof(ex));
+      std::memcpy(&v, data + at, sizeof(v));
+      s += e, t += ex;
+      xm = v > xm ? v : xm;
+    }
+    const lanes_f y = min_keeping_nan(xm, t / s);  // rounding never lifts y above the window's max
+    least = min_keeping_nan(least, s);
+    probe += y * zero;
+    std::memcpy(results + o * kWidth, &y, sizeof(y));
+  }
+  return ~(finite & (least >= splat(kTileSmallestSum)) & (probe == zero));  // NaN fails every comparison
+}
+
 // Forward of planes 0 .. count - 1 (any count), kWidth at a time: x_of(k), y_of(k) and beta_of(k) are
 // plane k's input, output and temperature.
 template <typename scalar_t, typename XOf, typename YOf, typename BetaOf>
@@ -605,6 +661,7 @@ void forward_interleaved(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf
       b[lane] = static_cast<float>(beta_of(k));
     }
     float* dst = data;  // position by position: one vector of the kWidth planes' values
+    lanes_f mv = lowest;  // each plane's max (NaN never wins: the trust test catches it)
     for (int64_t d = 0; d < g.in[0]; ++d)
       for (int64_t h = 0; h < in_h; ++h) {
         const int64_t row = d * x_stride[0] + h * x_stride[1];
@@ -613,29 +670,40 @@ void forward_interleaved(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf
           lanes_f v;
           for (int lane = 0; lane < kWidth; ++lane) v[lane] = static_cast<float>(planes_x[lane][at]);
           std::memcpy(dst, &v, sizeof(v));
+          mv = v > mv ? v : mv;
         }
       }
+    // One shift per plane where its windows allow (each exponential computed once), else per-window shifts.
+    const int64_t outputs = g.out[0] * g.out[1] * g.out[2];
+    std::vector<float>& results = scratch(2);
+    if (results.size() < static_cast<size_t>(outputs * kWidth)) results.resize(static_cast<size_t>(outputs * kWidth));
+    const lanes_i redo = interleaved_shared_shift(data, in_size, outputs, taps, first_tap, b, mv, results.data());
+    const bool any_redo = any_lane(redo);
     int64_t o = 0;
     for (int64_t od = 0; od < g.out[0]; ++od)
       for (int64_t oh = 0; oh < g.out[1]; ++oh)
         for (int64_t ow = 0; ow < g.out[2]; ++ow, ++o) {
-          const int32_t begin = first_tap[o], end = first_tap[o + 1];
-          lanes_f m = lowest;
-          for (int32_t i = begin; i < end; ++i) {  // NaN never wins the max: the sums catch it
-            lanes_f v;
-            std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
-            m = v > m ? v : m;
+          lanes_f out;
+          std::memcpy(&out, results.data() + o * kWidth, sizeof(out));
+          if (any_redo) {
+            const int32_t begin = first_tap[o], end = first_tap[o + 1];
+            lanes_f m = lowest;
+            for (int32_t i = begin; i < end; ++i) {  // NaN never wins the max: the sums catch it
+              lanes_f v;
+              std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
+              m = v > m ? v : m;
+            }
+            lanes_f s = zero, t = zero;
+            for (int32_t i = begin; i < end; ++i) {
+              lanes_f v;
+              std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
+              const lanes_f d = v == m ? zero : v - m;  // equal infinities differ by 0
+              const lanes_f e = exp_nonpositive(b * d);
+              s += e;
+              t += e == zero ? zero : e * d;  // e == 0 marks -inf: it adds nothing, not 0 * inf
+            }
+            out = redo ? m + t / s : out;
           }
-          lanes_f s = zero, t = zero;
-          for (int32_t i = begin; i < end; ++i) {
-            lanes_f v;
-            std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
-            const lanes_f d = v == m ? zero : v - m;  // equal infinities differ by 0
-            const lanes_f e = exp_nonpositive(b * d);
-            s += e;
-            t += e == zero ? zero : e * d;  // e == 0 marks -inf: it adds nothing, not 0 * inf
-          }
-          const lanes_f out = m + t / s;
           const int64_t offset = od * y_stride[0] + oh * y_stride[1] + ow * y_stride[2];
           for (int lane = 0; lane < n; ++lane) planes_y[lane][offset] = static_cast<scalar_t>(out[lane]);
         }
@@ -659,7 +727,6 @@ void forward_interleaved(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf
 constexpr int kTileRows = 4;
 constexpr int kTileInputRows = kTileRows + 12;   // kernel_h * dilation_h up to 13
 constexpr int kTileVectors = 5;                  // input columns of a tile row: (kLanes - 1) s + extent_w < 40
-constexpr float kTileSmallestSum = 8.67361738e-19f;  // 2^-60
 
 inline bool tiles_fit(const Geometry& g) {
   const int64_t s = g.stride[2];
@@ -667,15 +734,6 @@ inline bool tiles_fit(const Geometry& g) {
   return g.kernel[0] == 1 && (s == 1 || s == 2) && (g.stride[1] == s || g.out[1] == 1) &&
          g.kernel[1] * g.kernel[2] > 1 && (kTileRows - 1) * s + ext_h <= kTileInputRows &&
          (kLanes - 1) * s + ext_w + 1 <= kTileVectors * kWidth;  // + 1: kEven loads read one past
-}
-
-// min(a, b) lane-wise, b where either is NaN (so a NaN in b survives).
-inline lanes_f min_keeping_nan(lanes_f a, lanes_f b) {
-#if defined(__AVX__)
-  return reinterpret_cast<lanes_f>(_mm256_min_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
-#else
-  return a < b ? a : b;
-#endif
 }
 
 inline float max_lane(lanes_f v) {

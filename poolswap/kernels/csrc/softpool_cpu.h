@@ -87,6 +87,7 @@ inline acc_t window_value(const scalar_t* x, const int64_t* x_stride, const Geom
 // instead of branches -------------------------------------------------------
 typedef float lanes_f __attribute__((vector_size(32)));
 typedef int32_t lanes_i __attribute__((vector_size(32)));
+typedef uint32_t lanes_u __attribute__((vector_size(32)));  // bit arithmetic that wraps (NaN, garbage lanes)
 constexpr int kWidth = 8;
 constexpr int kLanes = 2 * kWidth;  // outputs per block: two vectors
 
@@ -143,10 +144,11 @@ inline lanes_f exp_nonpositive(lanes_f a) {
   const lanes_f n = z - shifter;
   const lanes_f r = (c - n * (0.693359375f / 16)) - n * (-2.12194440e-4f / 16);
   const lanes_f p = ((r * (1.0f / 6) + 0.5f) * r + 1.0f) * r + 1.0f;
-  const lanes_i ni = same_bits<lanes_i>(z) - 0x4B400000;
+  const lanes_i ni = same_bits<lanes_i>(same_bits<lanes_u>(z) - 0x4B400000u);  // n, as z's low bits hold it
   // 2^(i / 16) 2^k by adding k to the table value's exponent: k >= -126 as c >= lowest, so it stays normal
+  // (unsigned: a NaN's bits wrap instead of overflowing)
   const lanes_f t = exp2_sixteenths(ni);
-  const lanes_i scaled = same_bits<lanes_i>(t) + ((ni >> 4) << 23);
+  const lanes_u scaled = same_bits<lanes_u>(t) + (same_bits<lanes_u>(ni >> 4) << 23);
   const lanes_f v = p * same_bits<lanes_f>(scaled);
 #else
   const lanes_f z = c * 1.44269504088896341f + shifter;
@@ -158,7 +160,7 @@ inline lanes_f exp_nonpositive(lanes_f a) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const lanes_i scale_bits = (same_bits<lanes_i>(z) - 0x4B400000 + 127) << 23;
+  const lanes_u scale_bits = (same_bits<lanes_u>(z) - 0x4B400000u + 127u) << 23;
   const lanes_f v = p * same_bits<lanes_f>(scale_bits);
 #endif
   return below ? splat(0.0f) : v;

@@ -179,6 +179,22 @@ inline lanes_f min_keeping_nan(lanes_f a, lanes_f b) {
 // weights falls below this (2^-60) is redone with its own shift.
 constexpr float kTileSmallestSum = 8.67361738e-19f;
 
+// Lanes whose value is finite (not NaN, not +-inf).
+inline lanes_i finite_lanes(lanes_f v) { return (v < splat(0.0f) ? -v : v) <= splat(std::numeric_limits<float>::max()); }
+
+// The trust test of a shared shift as two running values over the windows it served: the least sum of
+// weights, and 0 * y summed (NaN as soon as one y, or another value checked, is NaN or infinite).
+struct ShiftTrust {
+  lanes_f least = splat(1.0f), probe = splat(0.0f);
+  void add(lanes_f sum, lanes_f y) {
+    least = min_keeping_nan(least, sum);
+    probe += y * splat(0.0f);
+  }
+  void add_finite(lanes_f v) { probe += v * splat(0.0f); }
+  // The lanes where some window needs its own shift (NaN fails every comparison).
+  lanes_i failed() const { return ~((least >= splat(kTileSmallestSum)) & (probe == splat(0.0f))); }
+};
+
 // How a block reads its inputs (and, in the backward, adds to grad_x, always a
 // contiguous float buffer): kGather element by element at any stride;
 // kUnit stride 1, one vector load; kEven stride 2, reading base[0, 16);
@@ -601,8 +617,7 @@ struct TapList {
 inline lanes_i interleaved_shared_shift(const float* data, int64_t in_size, int64_t outputs, const int32_t* taps,
                                         const int32_t* first_tap, lanes_f b, lanes_f m, float* results) {
   const lanes_f zero = splat(0.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
-  const lanes_f magnitude = m < zero ? -m : m;
-  const lanes_i finite = magnitude <= splat(std::numeric_limits<float>::max());
+  const lanes_i finite = finite_lanes(m);
   const lanes_f shift = finite ? m : zero;  // lanes redone anyway: no inf - inf below
   std::vector<float>& weights = scratch(1);
   if (weights.size() < static_cast<size_t>(2 * in_size * kWidth)) weights.resize(static_cast<size_t>(2 * in_size * kWidth));
@@ -616,7 +631,7 @@ inline lanes_i interleaved_shared_shift(const float* data, int64_t in_size, int6
     std::memcpy(e_at + i, &e, sizeof(e));
     std::memcpy(t_at + i, &t, sizeof(t));
   }
-  lanes_f least = splat(1.0f), probe = zero;
+  ShiftTrust trust;
   for (int64_t o = 0; o < outputs; ++o) {
     lanes_f s = zero, t = zero, xm = minus_inf;
     for (int32_t i = first_tap[o]; i < first_tap[o + 1]; ++i) {
@@ -629,11 +644,10 @@ inline lanes_i interleaved_shared_shift(const float* data, int64_t in_size, int6
       xm = v > xm ? v : xm;
     }
     const lanes_f y = min_keeping_nan(xm, t / s);  // rounding never lifts y above the window's max
-    least = min_keeping_nan(least, s);
-    probe += y * zero;
+    trust.add(s, y);
     std::memcpy(results + o * kWidth, &y, sizeof(y));
   }
-  return ~(finite & (least >= splat(kTileSmallestSum)) & (probe == zero));  // NaN fails every comparison
+  return ~finite | trust.failed();
 }
 
 // Forward of planes 0 .. count - 1 (any count), kWidth at a time: x_of(k), y_of(k) and beta_of(k) are
@@ -1113,17 +1127,23 @@ struct PhaseLanes {
   lanes_f x[2], e[2], t[2];
 };
 
-// The phase vectors of positions [kStride j, kStride (j + kWidth)) of a padded row.
+// x[p]: phase p of positions [kStride j, kStride (j + kWidth)) of a padded row.
 template <int kStride>
-inline void phase_lanes(const float* row, int64_t j, lanes_f b, lanes_f m, PhaseLanes& out) {
+inline void phase_inputs(const float* row, int64_t j, lanes_f x[2]) {
   if constexpr (kStride == 1) {
-    std::memcpy(&out.x[0], row + j, sizeof(lanes_f));
+    std::memcpy(&x[0], row + j, sizeof(lanes_f));
   } else {
     lanes_f lo, hi;
     load_pair(row + 2 * j, lo, hi);
-    out.x[0] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
-    out.x[1] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+    x[0] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+    x[1] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
   }
+}
+
+// The phase vectors of positions [kStride j, kStride (j + kWidth)) of a padded row.
+template <int kStride>
+inline void phase_lanes(const float* row, int64_t j, lanes_f b, lanes_f m, PhaseLanes& out) {
+  phase_inputs<kStride>(row, j, out.x);
   for (int p = 0; p < kStride; ++p) {
     out.e[p] = exp_nonpositive(b * (out.x[p] - m));  // padding (-FLT_MAX): weight 0
     out.t[p] = out.e[p] * out.x[p];                   // an input of -inf: NaN, and the strip is redone
@@ -1304,13 +1324,11 @@ inline bool forward_strip(const scalar_t* x, const int64_t* x_stride, scalar_t* 
   const float* const ht = sums + n_rows * vo;
   const float* const hm = sums + 2 * n_rows * vo;
   const lanes_f minus_inf = splat(-std::numeric_limits<float>::infinity()), zero = splat(0.0f);
-  // 3. down each window's rows: y = sum e x / sum e, at most the window's max
-  const lanes_f smallest = splat(kTileSmallestSum);
+  // 3. down each window's rows: y = sum e x / sum e, at most the window's max; lanes past the row's end
+  // take 1 and 0 in the trust test
   lanes_i tail;
   for (int j = 0; j < kWidth; ++j) tail[j] = (vo - kWidth + j < g.out[2]) ? -1 : 0;
-  // The trust test, kept as two running values: the least sum of weights, and 0 * y summed (NaN as soon
-  // as one y is NaN or infinite). Lanes past the row's end take 1 and 0.
-  lanes_f least = splat(1.0f), probe = zero;
+  ShiftTrust trust;
   const bool vector_store = std::is_same<scalar_t, float>::value && y_stride[2] == 1;
   const int64_t full_end = g.out[2] / kWidth * kWidth;
   for (int64_t oh = oh0; oh < oh1; ++oh) {
@@ -1331,15 +1349,13 @@ inline bool forward_strip(const scalar_t* x, const int64_t* x_stride, scalar_t* 
       }
       const lanes_f yv = min_keeping_nan(xm, tv / sv);  // rounding never lifts y above the window's max
       if (j < full_end) {
-        least = min_keeping_nan(least, sv);
-        probe += yv * zero;
+        trust.add(sv, yv);
         if (vector_store) {
           std::memcpy(yrow + j, &yv, sizeof(yv));
           continue;
         }
       } else {
-        least = min_keeping_nan(least, tail ? sv : splat(1.0f));
-        probe += (tail ? yv : zero) * zero;
+        trust.add(tail ? sv : splat(1.0f), tail ? yv : zero);
       }
 #if defined(__AVX__)
       if constexpr (std::is_same<scalar_t, float>::value) {
@@ -1352,7 +1368,7 @@ inline bool forward_strip(const scalar_t* x, const int64_t* x_stride, scalar_t* 
       for (int64_t i = 0; i < kWidth && j + i < g.out[2]; ++i) yrow[(j + i) * y_stride[2]] = static_cast<scalar_t>(yv[i]);
     }
   }
-  return !any_lane(~((least >= smallest) & (probe == zero)));  // false for NaN too
+  return !any_lane(trust.failed());
 }
 
 template <typename scalar_t>
@@ -1439,7 +1455,7 @@ bool backward_strip(const scalar_t* x, const int64_t* x_stride, const scalar_t* 
   float* const va = b_out + out_rows * wl;         // n_rows * wl: A summed down the rows
   float* const vb = va + n_rows * wl;              // n_rows * wl
   float* const dx_row = vb + n_rows * wl;          // row_len
-  lanes_f least = splat(1.0f), probe = zero;
+  ShiftTrust trust;
   for (int64_t oh = oh0; oh < oh1; ++oh) {
     const WindowRange rh = window_range(g, 1, oh);
     const int64_t q0 = rh.start + rh.lo * g.dilation[1] - sr.ih_lo, taps = rh.hi - rh.lo;
@@ -1462,8 +1478,8 @@ bool backward_strip(const scalar_t* x, const int64_t* x_stride, const scalar_t* 
       for (int i = 0; i < kWidth; ++i) go[i] = j + i < g.out[2] ? static_cast<float>(gyrow[(j + i) * gy_stride[2]]) : 0.0f;
       const lanes_i real = (lanes_i{0, 1, 2, 3, 4, 5, 6, 7} + static_cast<int32_t>(j)) < static_cast<int32_t>(g.out[2]);
       const lanes_f av = real ? go / sv : zero;
-      least = min_keeping_nan(least, real ? sv : splat(1.0f));
-      probe += (real ? yv : zero) * zero + av * zero;
+      trust.add(real ? sv : splat(1.0f), real ? yv : zero);
+      trust.add_finite(av);
       const lanes_f bv = real ? av * (yv - m) : zero;
       std::memcpy(arow + j, &av, sizeof(av));
       std::memcpy(brow + j, &bv, sizeof(bv));
@@ -1471,7 +1487,7 @@ bool backward_strip(const scalar_t* x, const int64_t* x_stride, const scalar_t* 
     std::fill(arow + vo, arow + wl, 0.0f);
     std::fill(brow + vo, brow + wl, 0.0f);
   }
-  if (any_lane(~((least >= splat(kTileSmallestSum)) & (probe == zero)))) return false;
+  if (any_lane(trust.failed())) return false;
   // 2. down the rows, backwards: each input row's A and B summed over the output rows whose windows hold it
   std::fill(va, va + 2 * n_rows * wl, 0.0f);
   for (int64_t oh = oh0; oh < oh1; ++oh) {
@@ -1512,14 +1528,7 @@ bool backward_strip(const scalar_t* x, const int64_t* x_stride, const scalar_t* 
       lanes_f sa[2] = {zero, zero}, sb[2] = {zero, zero};
       gather_taps<kStride>(prev_a, cur_a, prev_b, cur_b, sa, sb, std::make_integer_sequence<int, kKernelW>{});
       lanes_f xv[2];
-      if constexpr (kStride == 1) {
-        std::memcpy(&xv[0], row + j, sizeof(lanes_f));
-      } else {
-        lanes_f lo, hi;
-        load_pair(row + 2 * j, lo, hi);
-        xv[0] = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
-        xv[1] = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
-      }
+      phase_inputs<kStride>(row, j, xv);
       lanes_f dx[2];
       for (int p = 0; p < kStride; ++p) {
         lanes_f ev;
@@ -1643,10 +1652,8 @@ bool forward_channels_strip(const scalar_t* x, const int64_t* x_stride, scalar_t
   const WindowRange rd = window_range(g, 0, od);
   const scalar_t* xslice = x + (rd.start + rd.lo * g.dilation[0]) * x_stride[0];
   const int64_t in_w = g.in[2], out_w = g.out[2];
-  const int64_t ih_lo = std::max<int64_t>(0, oh0 * g.stride[1] - g.pad[1]);
-  const int64_t ih_hi = std::min<int64_t>(g.in[1], (oh1 - 1) * g.stride[1] - g.pad[1] +
-                                                       g.dilation[1] * (g.kernel[1] - 1) + 1);
-  const int64_t n_rows = ih_hi - ih_lo;
+  const StripRows sr(g, oh0, oh1);
+  const int64_t ih_lo = sr.ih_lo, n_rows = sr.n_rows;
   // 1. per input row: x, e and e x of every input, then their sums (and the max of x) along each window's
   // row: border windows over their valid taps, the others over kKernelW taps (0: g's, at run time)
   lanes_f* const hs = work;
@@ -1700,7 +1707,7 @@ bool forward_channels_strip(const scalar_t* x, const int64_t* x_stride, scalar_t
     for (int64_t ow = inner_hi; ow < out_w; ++ow) border(ow);
   }
   // 2. down each window's rows; the trust test of forward_strip
-  lanes_f least = splat(1.0f), probe = zero;
+  ShiftTrust trust;
   for (int64_t oh = oh0; oh < oh1; ++oh) {
     const WindowRange rh = window_range(g, 1, oh);
     const int64_t q0 = rh.start + rh.lo * g.dilation[1] - ih_lo, taps = rh.hi - rh.lo;
@@ -1713,12 +1720,11 @@ bool forward_channels_strip(const scalar_t* x, const int64_t* x_stride, scalar_t
         xm = hm[at] > xm ? hm[at] : xm;
       }
       const lanes_f yv = min_keeping_nan(xm, tv / sv);  // rounding never lifts y above the window's max
-      least = min_keeping_nan(least, sv);
-      probe += yv * zero;
+      trust.add(sv, yv);
       store_channels(yrow + ow * y_stride[2], yv);
     }
   }
-  return !any_lane(~((least >= splat(kTileSmallestSum)) & (probe == zero)));  // false for NaN too
+  return !any_lane(trust.failed());
 }
 
 // Output rows [oh0, oh1) of slice od, every channel, of a channels-last image: x and y point at channel 0
@@ -1739,20 +1745,18 @@ void forward_channels_last(const scalar_t* x, const int64_t* x_stride, scalar_t*
       (reinterpret_cast<uintptr_t>(buffer.data()) + sizeof(lanes_f) - 1) / sizeof(lanes_f) * sizeof(lanes_f));
   const WindowRange rd = window_range(g, 0, od);
   const scalar_t* xslice = x + (rd.start + rd.lo * g.dilation[0]) * x_stride[0];
-  const int64_t ext_h = g.dilation[1] * (g.kernel[1] - 1) + 1;
-  // Input rows [0, last_row(o)) are read by output rows up to o.
-  const auto last_row = [&](int64_t o) { return std::min<int64_t>(g.in[1], (o - 1) * g.stride[1] - g.pad[1] + ext_h); };
   for (int64_t oh0 = oh_begin; oh0 < oh_end; oh0 += strip_rows) {
     const int64_t oh1 = std::min(oh_end, oh0 + strip_rows);
+    const StripRows rows(g, oh0, oh1);
     // the rows the next strip (the caller's next call, at the end of this range) adds
-    const int64_t next_hi = last_row(std::min(g.out[1], oh1 + strip_rows)), this_hi = last_row(oh1);
+    const int64_t this_hi = rows.ih_hi, next_hi = StripRows(g, oh1, std::min(g.out[1], oh1 + strip_rows)).ih_hi;
     const char* ahead = reinterpret_cast<const char*>(xslice + std::max<int64_t>(0, this_hi) * x_stride[1]);
     const char* const ahead_end =
         next_hi > this_hi ? reinterpret_cast<const char*>(xslice + next_hi * x_stride[1]) : ahead;
     // Each channel's shift, the max of the strip's inputs, in one pass over its rows as they lie in memory.
     lanes_f* const shifts = work + max_rows * 3 * g.out[2] + 3 * g.in[2];
     std::fill(shifts, shifts + groups, splat(-std::numeric_limits<float>::infinity()));
-    for (int64_t ih = std::max<int64_t>(0, oh0 * g.stride[1] - g.pad[1]); ih < this_hi; ++ih)
+    for (int64_t ih = rows.ih_lo; ih < this_hi; ++ih)
       for (int64_t w = 0; w < g.in[2]; ++w) {
         const scalar_t* at = xslice + ih * x_stride[1] + w * x_stride[2];
         for (int64_t k = 0; k < groups; ++k) {
@@ -1765,8 +1769,7 @@ void forward_channels_last(const scalar_t* x, const int64_t* x_stride, scalar_t*
       lanes_f b;
       for (int j = 0; j < kWidth; ++j) b[j] = static_cast<float>(beta_of(c + j));
       const lanes_f m = shifts[c / kWidth];
-      const lanes_f magnitude = m < splat(0.0f) ? -m : m;
-      const bool finite = !any_lane(~(magnitude <= splat(std::numeric_limits<float>::max())));  // not NaN, inf, all -inf
+      const bool finite = !any_lane(~finite_lanes(m));  // not NaN, +inf, or -inf (all inputs -inf)
       const auto strip = [&](auto kernel_w) {
         return forward_channels_strip<decltype(kernel_w)::value>(x + c, x_stride, y + c, y_stride, g, b, m, od, oh0,
                                                                  oh1, work, ahead, ahead_end);

@@ -2,8 +2,8 @@
 // float64 brute force of the contract, for a build with AddressSanitizer:
 // every vector path (shared-exponent tiles and their fallback, planes packed
 // side by side, padded planes, row blocks and their last block, separable
-// strips forward and backward, channels-last strips) must stay inside its
-// buffers and agree with the contract.
+// strips forward and backward, channels-last strips, the interleaved planes'
+// dL/dx) must stay inside its buffers and agree with the contract.
 //
 //   plane_fuzz SEED CASES   prints "cases=N bad=M" and exits 1 when M > 0
 #include <algorithm>
@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   const int cases = argc > 2 ? std::atoi(argv[2]) : 5000;
   auto draw = [&](int lo, int hi) { return fuzz::draw(rng, lo, hi); };
   std::normal_distribution<float> normal;
-  int tried = 0, bad = 0;
+  int tried = 0, bad = 0, interleaved = 0;
   while (tried < cases) {
     Geometry g;
     if (!fuzz::random_geometry(rng, 80, &g)) continue;  // long rows reach the row blocks
@@ -44,10 +44,13 @@ int main(int argc, char** argv) {
         planes, [&](int64_t k) { return x.data() + k * x_plane; }, xs,
         [&](int64_t k) { return y.data() + k * outputs; }, ys, g, beta);
     double err = 0.0;
+    std::vector<std::vector<float>> gys;
+    std::vector<fuzz::Reference> refs;
     for (int64_t k = 0; k < planes; ++k) {
       const std::vector<float> xk(x.begin() + k * x_plane, x.begin() + (k + 1) * x_plane);
       std::vector<float> gy(static_cast<size_t>(outputs));
       for (float& v : gy) v = normal(rng);
+      gys.push_back(gy);
       std::vector<float> grad_x(static_cast<size_t>(g.in[0] * g.in[1] * g.in[2]), 0.0f);
       const double grad_beta =
           poolswap::backward_plane<float, float>(gy.data(), ys, xk.data(), xs, grad_x.data(), g, beta);
@@ -60,6 +63,21 @@ int main(int argc, char** argv) {
       std::fill(grad_x.begin(), grad_x.end(), 0.0f);
       poolswap::backward_plane_dx<float, float>(gy.data(), ys, xk.data(), xs, grad_x.data(), g, beta);
       for (size_t i = 0; i < grad_x.size(); ++i) err = std::max(err, std::fabs(grad_x[i] - r.grad_x[i]) / scale);
+      refs.push_back(r);
+    }
+    // dL/dx of the planes together where rows are short: eight per vector, a partial group at the end.
+    if (poolswap::interleave_fits(g)) {
+      ++interleaved;
+      const int64_t in_size = g.in[0] * g.in[1] * g.in[2], dense[3] = {g.in[1] * g.in[2], g.in[2], 1};
+      std::vector<float> gx_all(static_cast<size_t>(planes * in_size), std::nanf(""));
+      poolswap::backward_interleaved_dx<float>(
+          planes, [&](int64_t k) { return x.data() + k * x_plane; }, xs,
+          [&](int64_t k) { return gys[static_cast<size_t>(k)].data(); }, ys,
+          [&](int64_t k) { return gx_all.data() + k * in_size; }, dense, g, [&](int64_t) { return beta; });
+      for (int64_t k = 0; k < planes; ++k)
+        for (int64_t i = 0; i < in_size; ++i)
+          err = std::max(err, std::fabs(gx_all[static_cast<size_t>(k * in_size + i)] -
+                                        refs[static_cast<size_t>(k)].grad_x[static_cast<size_t>(i)]) / scale);
     }
     // A channels-last image of the same geometry: channel groups of eight by strips, the rest one by one.
     if (poolswap::channels_last_strips_fit(g)) {
@@ -88,6 +106,6 @@ int main(int argc, char** argv) {
                   (long)planes);
     }
   }
-  std::printf("cases=%d bad=%d\n", tried, bad);
+  std::printf("cases=%d bad=%d interleaved_backward=%d\n", tried, bad, interleaved);
   return bad == 0 ? 0 : 1;
 }

@@ -183,6 +183,79 @@ def test_backward_without_a_beta_gradient_keeps_the_contract(k, s, p, ceil_mode,
     assert gx_nan[1, 2].isnan().any() and not gx_nan[0].isnan().any()
 
 
+SHORT_ROWS = [  # (shape of one image, kernel, stride, padding): output rows under 16, the interleaved planes
+    ((7, 7), 3, 1, 1), ((14, 14), 3, 2, 1), ((16, 16), 2, 2, 0), ((4, 4), 3, 2, 1), ((9, 11), 2, 3, 0),
+    ((3, 6, 5), 2, 2, 1),
+]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("size, k, s, p", SHORT_ROWS)
+def test_short_rows_backward_interleaves_planes_and_keeps_the_contract(size, k, s, p, layout):
+    """Without a beta gradient, planes of short rows take dL/dx eight at a time (one plane per lane, the
+    lanes' transposes as the layout allows); 13 channels leave a partial group. Against the float64 brute
+    force, with a plane of wide spread (its lane redone alone), -inf inputs and a NaN upstream gradient."""
+    dims = len(size)
+    gen = torch.Generator().manual_seed(sum(size) * 10 + k + s)
+    x = torch.randn(2, 13, *size, generator=gen)
+    x[1, 4] *= 300.0  # beta 1 over a spread of hundreds: weights under 2^-60 in that plane's shared shift
+    x[0, 9].view(-1)[3::7] = -math.inf  # no window of -inf only (its y is -inf, its gradient passes)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last if dims == 2 else torch.channels_last_3d)
+    elif layout == "strided":
+        x = torch.cat([x, x], dim=-1)[..., : size[-1]]  # rows twice as long as the plane's
+    x.requires_grad_(True)
+    args = ([k] * dims, [s] * dims, [p] * dims, [1] * dims, False)
+    y = SOFT_POOL(x, *args, 1.0, None)
+    assert y.shape[-1] < 16
+    grad_y = torch.randn(y.shape, generator=gen)
+    grad_y[1, 11].view(-1)[0] = math.nan
+    (gx,) = torch.autograd.grad(y, x, grad_y)
+    expected, _ = soft_pool_grad_brute_force(x, grad_y, *args, beta=1.0)
+    absent = x.detach() == -math.inf
+    assert (gx[absent] == 0).all()  # the contract's 0 where the brute force's 0 * inf is NaN
+    assert gx[1, 11].isnan().any() and not gx[1, 10].isnan().any() and not gx[1, 12].isnan().any()
+    keep = ~absent
+    keep[1, 11] = False
+    torch.testing.assert_close(gx.double()[keep], expected[keep], atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("size, k, s, p", [((7, 7), 3, 1, 1), ((14, 14), 3, 2, 1), ((9, 70), 3, 2, 1)])
+def test_a_huge_upstream_gradient_over_a_small_weight_sum_stays_finite(size, k, s, p):
+    """g / sum e overflows float under the plane's (or strip's) shared shift where a window's weights
+    are small (its max 40 under the plane's): those planes take per-window shifts, and dL/dx stays finite."""
+    x = torch.zeros(1, 9, *size)
+    x[0, :, 0, 0] = 40.0
+    x.requires_grad_(True)
+    args = ([k, k], [s, s], [p, p], [1, 1], False)
+    y = SOFT_POOL(x, *args, 1.0, None)
+    grad_y = torch.full(y.shape, 1e30)
+    (gx,) = torch.autograd.grad(y, x, grad_y)
+    expected, _ = soft_pool_grad_brute_force(x.detach(), grad_y, *args, beta=1.0)
+    assert gx.isfinite().all()
+    torch.testing.assert_close(gx.double(), expected, atol=0.0, rtol=2e-5)
+
+
+@pytest.mark.parametrize("size, k, s, p", [((12, 70), 3, 2, 0), ((13, 33), 2, 2, 0), ((9, 10), 2, 3, 0)])
+@pytest.mark.parametrize("value", [-math.inf, math.nan])
+def test_inputs_outside_every_window_get_no_gradient(size, k, s, p, value):
+    """An input no window holds (the last column and row here) has gradient 0 whatever its value: in
+    the separable dL/dx of wide rows and the interleaved one of short rows alike."""
+    x = torch.randn(2, 9, *size, generator=torch.Generator().manual_seed(size[1]))
+    x[..., -1] = value
+    x[..., -1, :] = value
+    x.requires_grad_(True)
+    args = ([k, k], [s, s], [p, p], [1, 1], False)
+    y = SOFT_POOL(x, *args, 1.0, None)
+    reach = [(y.shape[d] - 1) * s + k for d in (2, 3)]
+    assert reach[0] < size[0] and reach[1] < size[1]
+    grad_y = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    (gx,) = torch.autograd.grad(y, x, grad_y)
+    expected, _ = soft_pool_grad_brute_force(x.detach(), grad_y, *args, beta=1.0)
+    assert (gx[..., -1] == 0).all() and (gx[..., -1, :] == 0).all()
+    torch.testing.assert_close(gx.double(), expected, atol=2e-5, rtol=2e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stride", [1, 2])
 def test_planes_too_large_to_pad_take_row_blocks_and_keep_the_contract(stride):

@@ -506,9 +506,9 @@ inline bool plan_padded(const Geometry& g, PaddedPlan& plan, int64_t max_planes 
 // The blocks of one padded slice: positions [0, out_h * wp) in steps of kLanes.
 inline int64_t padded_positions(const Geometry& g, const PaddedPlan& plan) { return g.out[1] * plan.wp; }
 
-// Per-thread scratch: one buffer for the input, one for the gradient.
+// Per-thread scratch: buffers for the input, the gradient and the interleaved planes' terms.
 inline std::vector<float>& scratch(int which) {
-  thread_local std::vector<float> buffers[3];
+  thread_local std::vector<float> buffers[4];
   return buffers[which];
 }
 
@@ -609,19 +609,167 @@ struct TapList {
   }
 };
 
+// The shift of each interleaved plane: its max m, 0 where m is not finite (those lanes are redone, and
+// no inf - inf arises).
+inline lanes_f interleaved_shift(lanes_f m) { return finite_lanes(m) ? m : splat(0.0f); }
+
+// Whether plane k is plane 0's next-but-k element (count planes side by side: channels-last channels).
+template <typename T>
+inline bool lanes_adjacent(T* const* planes, int count) {
+  for (int lane = 1; lane < count; ++lane)
+    if (planes[lane] != planes[0] + lane) return false;
+  return true;
+}
+
+// Whether strides of a (D, H, W) block of `size` are those of a dense one: positions p at element p.
+inline bool positions_dense(const int64_t* stride, const int64_t* size) {
+  return (size[2] == 1 || stride[2] == 1) && (size[1] == 1 || stride[1] == size[2]) &&
+         (size[0] == 1 || stride[0] == size[1] * size[2]);
+}
+
+// Eight vectors r[k] (8 planes' values at position k) become r[j] (plane j at the 8 positions), and back.
+inline void transpose8(lanes_f r[8]) {
+  lanes_f t[8], u[8];
+  for (int k = 0; k < 8; k += 2) {
+    t[k] = __builtin_shufflevector(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[k + 1] = __builtin_shufflevector(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int k = 0; k < 8; k += 4) {
+    u[k] = __builtin_shufflevector(t[k], t[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[k + 1] = __builtin_shufflevector(t[k], t[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[k + 2] = __builtin_shufflevector(t[k + 1], t[k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[k + 3] = __builtin_shufflevector(t[k + 1], t[k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int k = 0; k < 4; ++k) {
+    r[k] = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[k + 4] = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+// kWidth planes' values at the positions of `size` (strides `stride`, the same for every plane) into dst,
+// position by position: dst[p * kWidth + lane] for the p-th position in (D, H, W) order. Float planes that
+// lie side by side (channels-last: one vector per position) or are dense (8 positions per transpose) take
+// vector loads.
+template <typename scalar_t>
+inline void interleave_lanes(const scalar_t* const* planes, const int64_t* stride, const int64_t* size, float* dst) {
+  if constexpr (std::is_same<scalar_t, float>::value) {
+    if (lanes_adjacent(planes, kWidth)) {
+      for (int64_t d = 0; d < size[0]; ++d)
+        for (int64_t h = 0; h < size[1]; ++h)
+          for (int64_t w = 0; w < size[2]; ++w, dst += kWidth)
+            std::memcpy(dst, planes[0] + d * stride[0] + h * stride[1] + w * stride[2], sizeof(lanes_f));
+      return;
+    }
+    if (positions_dense(stride, size)) {
+      const int64_t count = size[0] * size[1] * size[2];
+      int64_t p = 0;
+      for (; p + kWidth <= count; p += kWidth) {
+        lanes_f r[kWidth];
+        for (int lane = 0; lane < kWidth; ++lane) std::memcpy(&r[lane], planes[lane] + p, sizeof(lanes_f));
+        transpose8(r);
+        std::memcpy(dst + p * kWidth, r, sizeof(r));
+      }
+      for (; p < count; ++p)
+        for (int lane = 0; lane < kWidth; ++lane) dst[p * kWidth + lane] = planes[lane][p];
+      return;
+    }
+  }
+  for (int64_t d = 0; d < size[0]; ++d)
+    for (int64_t h = 0; h < size[1]; ++h)
+      for (int64_t w = 0; w < size[2]; ++w, dst += kWidth) {
+        const int64_t at = d * stride[0] + h * stride[1] + w * stride[2];
+        for (int lane = 0; lane < kWidth; ++lane) dst[lane] = static_cast<float>(planes[lane][at]);
+      }
+}
+
+// The inverse of interleave_lanes for the first n lanes (planes past them are not written).
+template <typename scalar_t>
+inline void deinterleave_lanes(const float* src, const int64_t* size, int n, scalar_t* const* planes,
+                               const int64_t* stride) {
+  if constexpr (std::is_same<scalar_t, float>::value) {
+    if (n == kWidth && lanes_adjacent(planes, kWidth)) {
+      for (int64_t d = 0; d < size[0]; ++d)
+        for (int64_t h = 0; h < size[1]; ++h)
+          for (int64_t w = 0; w < size[2]; ++w, src += kWidth)
+            std::memcpy(planes[0] + d * stride[0] + h * stride[1] + w * stride[2], src, sizeof(lanes_f));
+      return;
+    }
+    if (n == kWidth && positions_dense(stride, size)) {
+      const int64_t count = size[0] * size[1] * size[2];
+      int64_t p = 0;
+      for (; p + kWidth <= count; p += kWidth) {
+        lanes_f r[kWidth];
+        std::memcpy(r, src + p * kWidth, sizeof(r));
+        transpose8(r);
+        for (int lane = 0; lane < kWidth; ++lane) std::memcpy(planes[lane] + p, &r[lane], sizeof(lanes_f));
+      }
+      for (; p < count; ++p)
+        for (int lane = 0; lane < kWidth; ++lane) planes[lane][p] = src[p * kWidth + lane];
+      return;
+    }
+  }
+  for (int lane = 0; lane < n; ++lane) {  // plane by plane: each written in order
+    const float* from = src + lane;
+    for (int64_t d = 0; d < size[0]; ++d)
+      for (int64_t h = 0; h < size[1]; ++h)
+        for (int64_t w = 0; w < size[2]; ++w, from += kWidth)
+          planes[lane][d * stride[0] + h * stride[1] + w * stride[2]] = static_cast<scalar_t>(*from);
+  }
+}
+
+// kWidth planes (planes_x[lane], the same strides) into data (interleave_lanes); returns each plane's max
+// (NaN never wins: the trust tests catch it).
+template <typename scalar_t>
+inline lanes_f interleave_planes(const scalar_t* const* planes_x, const int64_t* x_stride, const Geometry& g,
+                                 float* data) {
+  interleave_lanes(planes_x, x_stride, g.in, data);
+  lanes_f mv = splat(-std::numeric_limits<float>::infinity());
+  const int64_t count = g.in[0] * g.in[1] * g.in[2];
+  for (int64_t p = 0; p < count; ++p) {
+    lanes_f v;
+    std::memcpy(&v, data + p * kWidth, sizeof(v));
+    mv = v > mv ? v : mv;
+  }
+  return mv;
+}
+
+// A thread's interleaved workspace of at least `size` floats in scratch(which) (its address may change
+// between calls: the per-plane fallbacks use the same buffers).
+inline float* interleaved_buffer(int which, int64_t size) {
+  std::vector<float>& buffer = scratch(which);
+  if (buffer.size() < static_cast<size_t>(size)) buffer.resize(static_cast<size_t>(size));
+  return buffer.data();
+}
+
+// TapList turned around: the windows holding input i are windows[first[i] .. first[i + 1]), in output
+// order (a fixed order of summation: the backward is deterministic).
+struct InputWindows {
+  std::vector<int32_t> windows, first;
+  void build(const TapList& list, int64_t in_size) {
+    first.assign(static_cast<size_t>(in_size + 1), 0);
+    for (const int32_t tap : list.taps) ++first[static_cast<size_t>(tap) + 1];
+    for (int64_t i = 0; i < in_size; ++i) first[i + 1] += first[i];
+    windows.resize(list.taps.size());
+    std::vector<int32_t> next(first.begin(), first.end() - 1);
+    const int64_t outputs = static_cast<int64_t>(list.first.size()) - 1;
+    for (int64_t o = 0; o < outputs; ++o)
+      for (int32_t t = list.first[o]; t < list.first[o + 1]; ++t) windows[next[list.taps[t]]++] = static_cast<int32_t>(o);
+  }
+};
+
 // The interleaved planes' windows under one shift per plane (lane), the plane's max m: e = exp(beta (x - m))
 // and e x once per input, then each window's sums over its taps, y = sum e x / sum e at most the window's
 // max, into results (one vector per output, in output order). Returns the lanes that need per-window
 // shifts: a window's weights under 2^-60, a y not finite (an input of -inf makes e x NaN), m not finite.
 // Each lane's outcome depends on its own plane only.
+// weights: 2 in_size kWidth floats, left holding e (then e x); sums, where given, gets each window's sum e.
 inline lanes_i interleaved_shared_shift(const float* data, int64_t in_size, int64_t outputs, const int32_t* taps,
-                                        const int32_t* first_tap, lanes_f b, lanes_f m, float* results) {
+                                        const int32_t* first_tap, lanes_f b, lanes_f m, float* weights,
+                                        float* results, float* sums = nullptr) {
   const lanes_f zero = splat(0.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
   const lanes_i finite = finite_lanes(m);
-  const lanes_f shift = finite ? m : zero;  // lanes redone anyway: no inf - inf below
-  std::vector<float>& weights = scratch(1);
-  if (weights.size() < static_cast<size_t>(2 * in_size * kWidth)) weights.resize(static_cast<size_t>(2 * in_size * kWidth));
-  float* const e_at = weights.data();
+  const lanes_f shift = interleaved_shift(m);
+  float* const e_at = weights;
   float* const t_at = e_at + in_size * kWidth;
   for (int64_t i = 0; i < in_size * kWidth; i += kWidth) {
     lanes_f v;
@@ -646,19 +794,24 @@ inline lanes_i interleaved_shared_shift(const float* data, int64_t in_size, int6
     const lanes_f y = min_keeping_nan(xm, t / s);  // rounding never lifts y above the window's max
     trust.add(s, y);
     std::memcpy(results + o * kWidth, &y, sizeof(y));
+    if (sums != nullptr) std::memcpy(sums + o * kWidth, &s, sizeof(s));
   }
   return ~finite | trust.failed();
 }
+
+// The plane of `lane` in the group of n planes from `first`: lanes past the last plane repeat the
+// group's first (their results are never stored).
+inline int64_t lane_plane(int64_t first, int n, int lane) { return first + (lane < n ? lane : 0); }
 
 // Forward of planes 0 .. count - 1 (any count), kWidth at a time: x_of(k), y_of(k) and beta_of(k) are
 // plane k's input, output and temperature.
 template <typename scalar_t, typename XOf, typename YOf, typename BetaOf>
 void forward_interleaved(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf&& y_of, const int64_t* y_stride,
                          const Geometry& g, BetaOf&& beta_of) {
-  const int64_t in_h = g.in[1], in_w = g.in[2], in_size = g.in[0] * in_h * in_w;
-  std::vector<float>& buffer = scratch(0);
-  if (buffer.size() < static_cast<size_t>(in_size * kWidth)) buffer.resize(static_cast<size_t>(in_size * kWidth));
-  float* data = buffer.data();
+  const int64_t in_size = g.in[0] * g.in[1] * g.in[2], outputs = g.out[0] * g.out[1] * g.out[2];
+  float* const data = interleaved_buffer(0, in_size * kWidth);
+  float* const weights = interleaved_buffer(1, 2 * in_size * kWidth);
+  float* const results = interleaved_buffer(2, outputs * kWidth);
   thread_local TapList list;
   list.build(g);
   const int32_t* taps = list.taps.data();
@@ -666,63 +819,42 @@ void forward_interleaved(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf
   const lanes_f zero = splat(0.0f), lowest = splat(-std::numeric_limits<float>::infinity());
   for (int64_t first = 0; first < count; first += kWidth) {
     const int n = static_cast<int>(std::min<int64_t>(kWidth, count - first));
-    // lanes past the last plane repeat the group's first: their results are never stored
     const scalar_t* planes_x[kWidth];
     scalar_t* planes_y[kWidth];
     lanes_f b;
     for (int lane = 0; lane < kWidth; ++lane) {
-      const int64_t k = first + (lane < n ? lane : 0);
+      const int64_t k = lane_plane(first, n, lane);
       planes_x[lane] = x_of(k);
       planes_y[lane] = y_of(k);
       b[lane] = static_cast<float>(beta_of(k));
     }
-    float* dst = data;  // position by position: one vector of the kWidth planes' values
-    lanes_f mv = lowest;  // each plane's max (NaN never wins: the trust test catches it)
-    for (int64_t d = 0; d < g.in[0]; ++d)
-      for (int64_t h = 0; h < in_h; ++h) {
-        const int64_t row = d * x_stride[0] + h * x_stride[1];
-        for (int64_t w = 0; w < in_w; ++w, dst += kWidth) {
-          const int64_t at = row + w * x_stride[2];
-          lanes_f v;
-          for (int lane = 0; lane < kWidth; ++lane) v[lane] = static_cast<float>(planes_x[lane][at]);
-          std::memcpy(dst, &v, sizeof(v));
-          mv = v > mv ? v : mv;
-        }
-      }
+    const lanes_f mv = interleave_planes(planes_x, x_stride, g, data);
     // One shift per plane where its windows allow (each exponential computed once), else per-window shifts.
-    const int64_t outputs = g.out[0] * g.out[1] * g.out[2];
-    std::vector<float>& results = scratch(2);
-    if (results.size() < static_cast<size_t>(outputs * kWidth)) results.resize(static_cast<size_t>(outputs * kWidth));
-    const lanes_i redo = interleaved_shared_shift(data, in_size, outputs, taps, first_tap, b, mv, results.data());
-    const bool any_redo = any_lane(redo);
-    int64_t o = 0;
-    for (int64_t od = 0; od < g.out[0]; ++od)
-      for (int64_t oh = 0; oh < g.out[1]; ++oh)
-        for (int64_t ow = 0; ow < g.out[2]; ++ow, ++o) {
-          lanes_f out;
-          std::memcpy(&out, results.data() + o * kWidth, sizeof(out));
-          if (any_redo) {
-            const int32_t begin = first_tap[o], end = first_tap[o + 1];
-            lanes_f m = lowest;
-            for (int32_t i = begin; i < end; ++i) {  // NaN never wins the max: the sums catch it
-              lanes_f v;
-              std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
-              m = v > m ? v : m;
-            }
-            lanes_f s = zero, t = zero;
-            for (int32_t i = begin; i < end; ++i) {
-              lanes_f v;
-              std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
-              const lanes_f d = v == m ? zero : v - m;  // equal infinities differ by 0
-              const lanes_f e = exp_nonpositive(b * d);
-              s += e;
-              t += e == zero ? zero : e * d;  // e == 0 marks -inf: it adds nothing, not 0 * inf
-            }
-            out = redo ? m + t / s : out;
-          }
-          const int64_t offset = od * y_stride[0] + oh * y_stride[1] + ow * y_stride[2];
-          for (int lane = 0; lane < n; ++lane) planes_y[lane][offset] = static_cast<scalar_t>(out[lane]);
+    const lanes_i redo = interleaved_shared_shift(data, in_size, outputs, taps, first_tap, b, mv, weights, results);
+    if (any_lane(redo))
+      for (int64_t o = 0; o < outputs; ++o) {
+        const int32_t begin = first_tap[o], end = first_tap[o + 1];
+        lanes_f m = lowest;
+        for (int32_t i = begin; i < end; ++i) {  // NaN never wins the max: the sums catch it
+          lanes_f v;
+          std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
+          m = v > m ? v : m;
         }
+        lanes_f s = zero, t = zero;
+        for (int32_t i = begin; i < end; ++i) {
+          lanes_f v;
+          std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
+          const lanes_f d = v == m ? zero : v - m;  // equal infinities differ by 0
+          const lanes_f e = exp_nonpositive(b * d);
+          s += e;
+          t += e == zero ? zero : e * d;  // e == 0 marks -inf: it adds nothing, not 0 * inf
+        }
+        lanes_f out;
+        std::memcpy(&out, results + o * kWidth, sizeof(out));
+        out = redo ? m + t / s : out;
+        std::memcpy(results + o * kWidth, &out, sizeof(out));
+      }
+    deinterleave_lanes(results, g.out, n, planes_y, y_stride);
   }
 }
 
@@ -1415,6 +1547,14 @@ void forward_separable(const scalar_t* x, const int64_t* x_stride, scalar_t* y, 
 // under 42). A strip whose forward fails the trust test, or where g / s is not finite, sends
 // the plane to backward_plane.
 
+// The inputs whose dL/dx is 0 in the separable sums' form e ((1 + beta x') A - beta B): those in no window
+// (A = B = 0, whatever their e: an input of NaN or -inf there makes it NaN) and those whose weight e flushed
+// to 0 (x' may be -inf). Any other NaN or -inf input sits in a window whose y is NaN: the trust test's.
+inline lanes_i outside_or_flushed(lanes_f e, lanes_f a, lanes_f b) {
+  const lanes_f zero = splat(0.0f);
+  return (e == zero) | ((a == zero) & (b == zero));
+}
+
 // The shape the separable backward takes: the forward strips' (kernel 1 along D, stride 1 or 2
 // along W), a 2- or 3-wide window along W without dilation.
 inline bool backward_strips_fit(const Geometry& g, SeparablePlan& plan) {
@@ -1534,7 +1674,7 @@ bool backward_strip(const scalar_t* x, const int64_t* x_stride, const scalar_t* 
         lanes_f ev;
         std::memcpy(&ev, e_row + p * wl + j, sizeof(ev));
         const lanes_f xs = xv[p] - m;
-        dx[p] = ev * ((1.0f + b * xs) * sa[p] - b * sb[p]);
+        dx[p] = outside_or_flushed(ev, sa[p], sb[p]) ? zero : ev * ((1.0f + b * xs) * sa[p] - b * sb[p]);
       }
       if constexpr (kStride == 1) {
         std::memcpy(dx_row + j, &dx[0], sizeof(lanes_f));
@@ -1794,25 +1934,6 @@ void forward_channels_last(const scalar_t* x, const int64_t* x_stride, scalar_t*
 // vector transpose, each cache line of the image read once for all the block's channels.
 constexpr int64_t kChannelBlock = 16;
 
-// Eight vectors r[k] (8 channels of position k) become r[j] (channel j at the 8 positions), and back.
-inline void transpose8(lanes_f r[8]) {
-  lanes_f t[8], u[8];
-  for (int k = 0; k < 8; k += 2) {
-    t[k] = __builtin_shufflevector(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-    t[k + 1] = __builtin_shufflevector(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-  }
-  for (int k = 0; k < 8; k += 4) {
-    u[k] = __builtin_shufflevector(t[k], t[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-    u[k + 1] = __builtin_shufflevector(t[k], t[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-    u[k + 2] = __builtin_shufflevector(t[k + 1], t[k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
-    u[k + 3] = __builtin_shufflevector(t[k + 1], t[k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
-  }
-  for (int k = 0; k < 4; ++k) {
-    r[k] = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-    r[k + 4] = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-  }
-}
-
 // kChannelBlock channels of one channels-last image (src: the first channel, channel stride 1, (D, H, W)
 // strides s) into kChannelBlock contiguous planes of `size` at dst.
 inline void gather_channel_block(const float* src, const int64_t* s, const int64_t* size, float* dst) {
@@ -1984,6 +2105,95 @@ double backward_plane(const scalar_t* grad_y, const int64_t* gy_stride, const sc
   }
   return grad_beta;
 }
+
+#if defined(POOLSWAP_HAS_LANES)
+// dL/dx of interleaved planes (rows shorter than a block) where beta takes no gradient, kWidth planes at a
+// time under the forward's one shift per plane: dL/dx_i = e_i ((1 + beta x'_i) A_i - beta B_i) as in the
+// separable backward, with A and B summed over each window's taps. gy_of(k) and gx_of(k) are plane k's
+// upstream gradient and its gradient (written, not added). A plane whose shift fails the trust test, or
+// whose g / s is not finite somewhere, takes backward_plane alone.
+template <typename scalar_t, typename XOf, typename GyOf, typename GxOf, typename BetaOf>
+void backward_interleaved_dx(int64_t count, XOf&& x_of, const int64_t* x_stride, GyOf&& gy_of,
+                             const int64_t* gy_stride, GxOf&& gx_of, const int64_t* gx_stride, const Geometry& g,
+                             BetaOf&& beta_of) {
+  const int64_t in_size = g.in[0] * g.in[1] * g.in[2], outputs = g.out[0] * g.out[1] * g.out[2];
+  thread_local TapList list;
+  list.build(g);
+  const int32_t* taps = list.taps.data();
+  const int32_t* first_tap = list.first.data();
+  thread_local InputWindows held;
+  held.build(list, in_size);
+  const int32_t* windows = held.windows.data();
+  const int32_t* first_window = held.first.data();
+  thread_local std::vector<float> alone;  // one plane's gradient, where a lane is redone
+  const lanes_f zero = splat(0.0f), one = splat(1.0f);
+  for (int64_t first = 0; first < count; first += kWidth) {
+    const int n = static_cast<int>(std::min<int64_t>(kWidth, count - first));
+    const scalar_t* planes_x[kWidth];
+    const scalar_t* planes_gy[kWidth];
+    scalar_t* planes_gx[kWidth];
+    lanes_f b;
+    for (int lane = 0; lane < kWidth; ++lane) {
+      const int64_t k = lane_plane(first, n, lane);
+      planes_x[lane] = x_of(k);
+      planes_gy[lane] = gy_of(k);
+      planes_gx[lane] = gx_of(k);
+      b[lane] = static_cast<float>(beta_of(k));
+    }
+    // fetched per group: a redone plane's backward_plane may reallocate the scratch buffers
+    float* const data = interleaved_buffer(0, in_size * kWidth);
+    float* const weights = interleaved_buffer(1, 2 * in_size * kWidth);  // e, e x
+    float* const stats = interleaved_buffer(2, 2 * outputs * kWidth);    // y then a, sum e then a y'
+    const lanes_f mv = interleave_planes(planes_x, x_stride, g, data);
+    lanes_i redo =
+        interleaved_shared_shift(data, in_size, outputs, taps, first_tap, b, mv, weights, stats, stats + outputs * kWidth);
+    const lanes_f m = interleaved_shift(mv);
+    float* const per_a = stats;
+    float* const per_c = stats + outputs * kWidth;
+    // per window: a = g / s and c = a y'
+    float* const per_g = interleaved_buffer(3, outputs * kWidth);
+    interleave_lanes(planes_gy, gy_stride, g.out, per_g);
+    for (int64_t o = 0; o < outputs; ++o) {
+      lanes_f gv, y, sv;
+      std::memcpy(&gv, per_g + o * kWidth, sizeof(gv));
+      std::memcpy(&y, per_a + o * kWidth, sizeof(y));
+      std::memcpy(&sv, per_c + o * kWidth, sizeof(sv));
+      const lanes_f a = gv / sv, c = a * (y - m);
+      redo |= ~finite_lanes(a);
+      std::memcpy(per_a + o * kWidth, &a, sizeof(a));
+      std::memcpy(per_c + o * kWidth, &c, sizeof(c));
+    }
+    // per input: A and B over the windows holding it, then dL/dx (into e x's place)
+    float* const dx_at = weights + in_size * kWidth;
+    for (int64_t i = 0; i < in_size; ++i) {
+      lanes_f u = zero, c = zero;
+      for (int32_t k = first_window[i]; k < first_window[i + 1]; ++k) {
+        const int64_t at = static_cast<int64_t>(windows[k]) * kWidth;
+        lanes_f pa, pc;
+        std::memcpy(&pa, per_a + at, sizeof(pa));
+        std::memcpy(&pc, per_c + at, sizeof(pc));
+        u += pa, c += pc;
+      }
+      lanes_f v, e;
+      std::memcpy(&v, data + i * kWidth, sizeof(v));
+      std::memcpy(&e, weights + i * kWidth, sizeof(e));
+      const lanes_f dx = outside_or_flushed(e, u, c) ? zero : e * ((one + b * (v - m)) * u - b * c);
+      std::memcpy(dx_at + i * kWidth, &dx, sizeof(dx));
+    }
+    deinterleave_lanes(dx_at, g.in, n, planes_gx, gx_stride);
+    for (int lane = 0; lane < n; ++lane) {
+      if (!redo[lane]) continue;
+      alone.assign(static_cast<size_t>(in_size), 0.0f);
+      backward_plane<scalar_t, float>(planes_gy[lane], gy_stride, planes_x[lane], x_stride, alone.data(), g, b[lane]);
+      const float* src = alone.data();
+      for (int64_t d = 0; d < g.in[0]; ++d)
+        for (int64_t h = 0; h < g.in[1]; ++h)
+          for (int64_t w = 0; w < g.in[2]; ++w)
+            planes_gx[lane][d * gx_stride[0] + h * gx_stride[1] + w * gx_stride[2]] = static_cast<scalar_t>(*src++);
+    }
+  }
+}
+#endif  // lanes
 
 // dL/dx of one plane where beta takes no gradient (grad_x as for backward_plane): the separable backward
 // where its shape and the strips' trust test allow, else backward_plane.

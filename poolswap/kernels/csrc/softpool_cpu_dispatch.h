@@ -58,6 +58,14 @@ struct Kernels {
   // The same where beta takes no gradient: dL/dx only (the separable backward where it serves).
   void (*backward_plane_dx)(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x,
                             const int64_t* x_stride, acc_t* grad_x, const Geometry& g, acc_t beta);
+  // dL/dx of planes first .. first + count - 1 where beta takes no gradient, written into grad_x: layout
+  // places x (its x) and grad_y (its y), grad_layout places grad_x (its x); betas[i % layout.channels] with
+  // per_channel, else betas[0]. False, having done nothing, where this ISA, type and geometry have no such
+  // kernel (the caller runs backward_plane_dx plane by plane).
+  bool (*backward_planes_dx)(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x,
+                             const int64_t* x_stride, scalar_t* grad_x, const int64_t* gx_stride,
+                             const PlaneLayout& layout, const PlaneLayout& grad_layout, int64_t first, int64_t count,
+                             const Geometry& g, const acc_t* betas, bool per_channel);
   // Output rows [oh_begin, oh_end) of slice od of one channels-last image, every channel: x and y at
   // channel 0 (channels adjacent), (D, H, W) strides, betas[c] or betas[0] for all. False, having done
   // nothing, where this ISA and type have no such kernel (the caller transposes to planes instead).

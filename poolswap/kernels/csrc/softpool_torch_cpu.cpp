@@ -297,8 +297,14 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
       });
       return;
     }
+    const cpu::PlaneLayout layout{channels, xs[0], xs[1], gys[0], gys[1]};
+    const cpu::PlaneLayout grad_layout{channels, gxs[0], gxs[1], gxs[0], gxs[1]};
     at::parallel_for(0, planes, plane_grain(g), [&](int64_t begin, int64_t end) {
       threads.record();
+      // Short rows, no beta gradient: planes side by side, one per lane.
+      if (!has_beta && kernels.backward_planes_dx(gyp, gys + 2, xp, xs + 2, gxp, gxs + 2, layout, grad_layout, begin,
+                                                  end - begin, g, b, per_channel))
+        return;
       std::vector<acc_t> buffer(static_cast<size_t>(in_plane));
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i / channels, c = i % channels;

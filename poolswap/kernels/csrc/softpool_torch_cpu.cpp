@@ -305,27 +305,28 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
       if (!has_beta && kernels.backward_planes_dx(gyp, gys + 2, xp, xs + 2, gxp, gxs + 2, layout, grad_layout, begin,
                                                   end - begin, g, b, per_channel))
         return;
-      std::vector<acc_t> buffer(static_cast<size_t>(in_plane));
+      // A dense plane of grad_x in the accumulator's type is the kernels' buffer itself: no copy.
+      constexpr bool same_type = std::is_same<scalar_t, acc_t>::value;
+      const bool dense_planes = gxs[4] == 1 && gxs[3] == g.in[2] && gxs[2] == g.in[1] * g.in[2];
+      std::vector<acc_t> buffer(same_type && dense_planes ? 0 : static_cast<size_t>(in_plane));
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = i / channels, c = i % channels;
-        std::fill(buffer.begin(), buffer.end(), acc_t(0));
+        scalar_t* gx_plane = gxp + n * gxs[0] + c * gxs[1];
+        acc_t* target = buffer.data();
+        if constexpr (same_type) {
+          if (dense_planes) target = reinterpret_cast<acc_t*>(gx_plane);  // the same type
+        }
+        std::fill(target, target + in_plane, acc_t(0));
         const scalar_t* gy_plane = gyp + n * gys[0] + c * gys[1];
         const scalar_t* x_plane = xp + n * xs[0] + c * xs[1];
         // dL/dbeta only where beta is a tensor (a learnt temperature); else the cheaper dL/dx-only path
         if (has_beta)
-          beta_partials[i] = kernels.backward_plane(gy_plane, gys + 2, x_plane, xs + 2, buffer.data(), g,
+          beta_partials[i] = kernels.backward_plane(gy_plane, gys + 2, x_plane, xs + 2, target, g,
                                                     b[per_channel ? c : 0]);
         else
-          kernels.backward_plane_dx(gy_plane, gys + 2, x_plane, xs + 2, buffer.data(), g, b[per_channel ? c : 0]);
-        scalar_t* gx_plane = gxp + n * gxs[0] + c * gxs[1];
-        const acc_t* src = buffer.data();
-        const bool dense_plane = gxs[4] == 1 && gxs[3] == g.in[2] && gxs[2] == g.in[1] * g.in[2];
-        if constexpr (std::is_same<scalar_t, acc_t>::value) {
-          if (dense_plane) {
-            std::copy(src, src + in_plane, gx_plane);
-            continue;
-          }
-        }
+          kernels.backward_plane_dx(gy_plane, gys + 2, x_plane, xs + 2, target, g, b[per_channel ? c : 0]);
+        if (static_cast<void*>(target) == static_cast<void*>(gx_plane)) continue;
+        const acc_t* src = target;
         for (int64_t d = 0; d < g.in[0]; ++d)
           for (int64_t h = 0; h < g.in[1]; ++h)
             for (int64_t w = 0; w < g.in[2]; ++w)

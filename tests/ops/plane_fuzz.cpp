@@ -2,8 +2,9 @@
 // float64 brute force of the contract, for a build with AddressSanitizer:
 // every vector path (shared-exponent tiles and their fallback, planes packed
 // side by side, padded planes, row blocks and their last block, separable
-// strips forward and backward, channels-last strips, the interleaved planes'
-// dL/dx) must stay inside its buffers and agree with the contract.
+// strips forward and backward, channels-last strips forward and backward, the
+// interleaved planes' dL/dx) must stay inside its buffers and agree with the
+// contract.
 //
 //   plane_fuzz SEED CASES   prints "cases=N bad=M" and exits 1 when M > 0
 #include <algorithm>
@@ -18,12 +19,15 @@
 
 using poolswap::Geometry;
 
+// The larger of two errors, a NaN error (a NaN or unwritten output; the inputs here are finite) the worst.
+static double worst(double err, double e) { return std::isnan(e) ? INFINITY : std::max(err, e); }
+
 int main(int argc, char** argv) {
   std::mt19937 rng(argc > 1 ? std::atoi(argv[1]) : 1);
   const int cases = argc > 2 ? std::atoi(argv[2]) : 5000;
   auto draw = [&](int lo, int hi) { return fuzz::draw(rng, lo, hi); };
   std::normal_distribution<float> normal;
-  int tried = 0, bad = 0, interleaved = 0;
+  int tried = 0, bad = 0, interleaved = 0, channels_last_backward = 0;
   while (tried < cases) {
     Geometry g;
     if (!fuzz::random_geometry(rng, 80, &g)) continue;  // long rows reach the row blocks
@@ -55,14 +59,14 @@ int main(int argc, char** argv) {
       const double grad_beta =
           poolswap::backward_plane<float, float>(gy.data(), ys, xk.data(), xs, grad_x.data(), g, beta);
       const fuzz::Reference r = fuzz::brute_force(xk, xs, gy, g, beta);
-      err = std::max(err, std::fabs(grad_beta - r.grad_beta) / (scale * scale + std::fabs(r.grad_beta)));
+      err = worst(err, std::fabs(grad_beta - r.grad_beta) / (scale * scale + std::fabs(r.grad_beta)));
       for (int64_t i = 0; i < outputs; ++i)
-        err = std::max(err, std::fabs(y[static_cast<size_t>(k * outputs + i)] - r.y[static_cast<size_t>(i)]) / scale);
-      for (size_t i = 0; i < grad_x.size(); ++i) err = std::max(err, std::fabs(grad_x[i] - r.grad_x[i]) / scale);
+        err = worst(err, std::fabs(y[static_cast<size_t>(k * outputs + i)] - r.y[static_cast<size_t>(i)]) / scale);
+      for (size_t i = 0; i < grad_x.size(); ++i) err = worst(err, std::fabs(grad_x[i] - r.grad_x[i]) / scale);
       // dL/dx alone (a beta without gradient): the separable backward where it serves
       std::fill(grad_x.begin(), grad_x.end(), 0.0f);
       poolswap::backward_plane_dx<float, float>(gy.data(), ys, xk.data(), xs, grad_x.data(), g, beta);
-      for (size_t i = 0; i < grad_x.size(); ++i) err = std::max(err, std::fabs(grad_x[i] - r.grad_x[i]) / scale);
+      for (size_t i = 0; i < grad_x.size(); ++i) err = worst(err, std::fabs(grad_x[i] - r.grad_x[i]) / scale);
       refs.push_back(r);
     }
     // dL/dx of the planes together where rows are short: eight per vector, a partial group at the end.
@@ -76,7 +80,7 @@ int main(int argc, char** argv) {
           [&](int64_t k) { return gx_all.data() + k * in_size; }, dense, g, [&](int64_t) { return beta; });
       for (int64_t k = 0; k < planes; ++k)
         for (int64_t i = 0; i < in_size; ++i)
-          err = std::max(err, std::fabs(gx_all[static_cast<size_t>(k * in_size + i)] -
+          err = worst(err, std::fabs(gx_all[static_cast<size_t>(k * in_size + i)] -
                                         refs[static_cast<size_t>(k)].grad_x[static_cast<size_t>(i)]) / scale);
     }
     // A channels-last image of the same geometry: channel groups of eight by strips, the rest one by one.
@@ -91,14 +95,26 @@ int main(int argc, char** argv) {
         poolswap::forward_channels_last<float>(xc.data(), cs, yc.data(), cys, channels, g,
                                                [&](int64_t c) { return betas[static_cast<size_t>(c)]; }, od, 0,
                                                g.out[1]);
+      // and its dL/dx in place (grad_x starts as NaN: every element must be written)
+      std::vector<float> gyc(yc.size()), gxc(xc.size(), std::nanf(""));
+      for (float& v : gyc) v = normal(rng);
+      const bool backward = poolswap::channels_last_backward_fits(g);
+      if (backward) {
+        ++channels_last_backward;
+        poolswap::backward_channels_last(xc.data(), cs, gyc.data(), cys, gxc.data(), cs, g,
+                                         [&](int64_t c) { return betas[static_cast<size_t>(c)]; }, 0, channels);
+      }
       const int64_t dense[3] = {g.in[1] * g.in[2], g.in[2], 1};
       for (int64_t c = 0; c < channels; ++c) {
-        std::vector<float> plane(static_cast<size_t>(g.in[0] * dense[0]));
+        std::vector<float> plane(static_cast<size_t>(g.in[0] * dense[0])), grad(static_cast<size_t>(outputs));
         for (size_t i = 0; i < plane.size(); ++i) plane[i] = xc[i * static_cast<size_t>(channels) + static_cast<size_t>(c)];
-        const std::vector<float> no_grad(static_cast<size_t>(outputs), 0.0f);
-        const fuzz::Reference r = fuzz::brute_force(plane, dense, no_grad, g, betas[static_cast<size_t>(c)]);
+        for (size_t i = 0; i < grad.size(); ++i) grad[i] = gyc[i * static_cast<size_t>(channels) + static_cast<size_t>(c)];
+        const fuzz::Reference r = fuzz::brute_force(plane, dense, grad, g, betas[static_cast<size_t>(c)]);
         for (int64_t i = 0; i < outputs; ++i)
-          err = std::max(err, std::fabs(yc[static_cast<size_t>(i * channels + c)] - r.y[static_cast<size_t>(i)]) / scale);
+          err = worst(err, std::fabs(yc[static_cast<size_t>(i * channels + c)] - r.y[static_cast<size_t>(i)]) / scale);
+        if (backward)
+          for (size_t i = 0; i < plane.size(); ++i)
+            err = worst(err, std::fabs(gxc[i * static_cast<size_t>(channels) + static_cast<size_t>(c)] - r.grad_x[i]) / scale);
       }
     }
     if (err > 1e-4 && ++bad <= 5) {
@@ -106,6 +122,7 @@ int main(int argc, char** argv) {
                   (long)planes);
     }
   }
-  std::printf("cases=%d bad=%d interleaved_backward=%d\n", tried, bad, interleaved);
+  std::printf("cases=%d bad=%d interleaved_backward=%d channels_last_backward=%d\n", tried, bad, interleaved,
+              channels_last_backward);
   return bad == 0 ? 0 : 1;
 }

@@ -183,6 +183,49 @@ def test_backward_without_a_beta_gradient_keeps_the_contract(k, s, p, ceil_mode,
     assert gx_nan[1, 2].isnan().any() and not gx_nan[0].isnan().any()
 
 
+@pytest.mark.parametrize("batch, channels", [(2, 8), (2, 21), (1, 130)])
+@pytest.mark.parametrize("k, s, p, d, ceil_mode", [(3, 2, 1, 1, False), (3, 1, 1, 1, False), (2, 3, 0, 1, False),
+                                                   (3, 2, 0, 1, True), (3, 1, 1, 2, False)])
+def test_channels_last_backward_without_a_beta_gradient_reads_in_place(batch, channels, k, s, p, d, ceil_mode):
+    """A fixed beta and channels-last float input: dL/dx eight channels per vector, the image read and
+    written where it lies (an image per task, or 64 channels where images are fewer than threads), the
+    last channels and a group with a wide spread (its strip fails the trust test) one by one, rows that no
+    window holds set to 0. Against the float64 brute force, with -inf inputs."""
+    gen = torch.Generator().manual_seed(channels * 10 + k + s)
+    x = torch.randn(batch, channels, 23, 50, generator=gen)
+    x[0, 3] *= 300.0
+    x[0, channels - 2, 4, 1::4] = -math.inf
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    args = ([k, k], [s, s], [p, p], [d, d], ceil_mode)
+    y = SOFT_POOL(x, *args, 1.0, None)
+    assert y.shape[-1] >= 16
+    grad_y = torch.randn(y.shape, generator=gen).contiguous(memory_format=torch.channels_last)
+    (gx,) = torch.autograd.grad(y, x, grad_y)
+    assert gx.is_contiguous(memory_format=torch.channels_last)
+    expected, _ = soft_pool_grad_brute_force(x.detach(), grad_y, *args, beta=1.0)
+    absent = x.detach() == -math.inf
+    assert (gx[absent] == 0).all()
+    spread = torch.zeros_like(absent)
+    spread[0, 3] = True  # inputs of hundreds: float's rounding of x - y scaled by them
+    torch.testing.assert_close(gx.double()[spread], expected[spread], atol=300 * 2e-5, rtol=2e-5)
+    rest = ~absent & ~spread
+    torch.testing.assert_close(gx.double()[rest], expected[rest], atol=2e-5, rtol=2e-5)
+
+
+def test_channels_last_3d_backward_zeroes_slices_no_window_reads():
+    """Kernel 1 and stride 2 along D leave the odd input slices out of every window: their dL/dx is 0."""
+    x = torch.randn(2, 16, 5, 12, 40, generator=torch.Generator().manual_seed(5))
+    x = x.contiguous(memory_format=torch.channels_last_3d).requires_grad_(True)
+    args = ([1, 3, 3], [2, 2, 2], [0, 1, 1], [1, 1, 1], False)
+    y = SOFT_POOL(x, *args, 1.0, None)
+    grad_y = torch.randn(y.shape, generator=torch.Generator().manual_seed(6)).contiguous(
+        memory_format=torch.channels_last_3d)
+    (gx,) = torch.autograd.grad(y, x, grad_y)
+    assert (gx[:, :, 1::2] == 0).all()
+    expected, _ = soft_pool_grad_brute_force(x.detach(), grad_y, *args, beta=1.0)
+    torch.testing.assert_close(gx.double(), expected, atol=2e-5, rtol=2e-5)
+
+
 SHORT_ROWS = [  # (shape of one image, kernel, stride, padding): output rows under 16, the interleaved planes
     ((7, 7), 3, 1, 1), ((14, 14), 3, 2, 1), ((16, 16), 2, 2, 0), ((4, 4), 3, 2, 1), ((9, 11), 2, 3, 0),
     ((3, 6, 5), 2, 2, 1),

@@ -61,8 +61,9 @@ def test_kernels_stay_in_bounds_and_keep_the_contract(fuzzers, fuzzer, seed):
     result = subprocess.run([str(fuzzers[fuzzer]), str(seed), "3000"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "cases=3000 bad=0" in result.stdout
-    if fuzzer == "plane_fuzz":  # the draw reaches the interleaved planes' backward
-        assert int(result.stdout.split("interleaved_backward=")[1].split()[0]) > 300, result.stdout
+    if fuzzer == "plane_fuzz":  # the draw reaches the interleaved planes' and the channels-last backward
+        counts = dict(item.split("=") for item in result.stdout.split()[-4:])
+        assert int(counts["interleaved_backward"]) > 300 and int(counts["channels_last_backward"]) > 300, result.stdout
 
 
 @pytest.fixture(scope="module")

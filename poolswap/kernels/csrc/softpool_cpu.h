@@ -1778,6 +1778,75 @@ inline void store_channels(scalar_t* at, lanes_f v) {
   }
 }
 
+// The columns of a channels-last row pass: outputs [inner_lo, inner_hi) have every tap inside the row.
+struct ChannelsRow {
+  int64_t inner_lo, inner_hi;
+  explicit ChannelsRow(const Geometry& g) {
+    const int64_t out_w = g.out[2], ext_w = g.dilation[2] * (g.kernel[2] - 1) + 1;
+    inner_lo = std::min(out_w, (g.pad[2] + g.stride[2] - 1) / g.stride[2]);
+    const int64_t last_start = g.in[2] + g.pad[2] - ext_w;  // the last output inside starts there, stride permitting
+    inner_hi = last_start < 0 ? inner_lo : std::max(inner_lo, std::min(out_w, last_start / g.stride[2] + 1));
+  }
+};
+
+// One input row of kWidth channels (lanes) under shifts m: x, e = exp(beta (x - m)) and e x of every input
+// into xr, e and t, then their sums (and the max of x) along each window's row into hs, ht and hm (one per
+// output column): border windows over their valid taps, the others over kKernelW taps (0: g's, at run
+// time). One cache line of [ahead, ahead_end) prefetched per input.
+template <int kKernelW, typename scalar_t>
+inline void channels_row_sums(const scalar_t* row, const int64_t* x_stride, const Geometry& g, const ChannelsRow& cols,
+                              lanes_f b, lanes_f m, lanes_f* xr, lanes_f* e, lanes_f* t, lanes_f* hs, lanes_f* ht,
+                              lanes_f* hm, const char*& ahead, const char* ahead_end) {
+  const lanes_f zero = splat(0.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
+  const int64_t in_w = g.in[2], out_w = g.out[2];
+  const int64_t taps_w = kKernelW > 0 ? kKernelW : g.kernel[2], dw = kKernelW > 0 ? 1 : g.dilation[2];
+  for (int64_t w = 0; w < in_w; ++w) {
+    if (ahead < ahead_end) {
+      __builtin_prefetch(ahead);
+      ahead += 64;
+    }
+    const lanes_f xv = load_channels(row + w * x_stride[2]);
+    xr[w] = xv;
+    e[w] = exp_nonpositive(b * (xv - m));
+    t[w] = e[w] * xv;
+  }
+  const auto border = [&](int64_t ow) {
+    const WindowRange rw = window_range(g, 2, ow);
+    lanes_f sv = zero, tv = zero, xm = minus_inf;
+    for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
+      const int64_t w = rw.start + kw * g.dilation[2];
+      sv += e[w], tv += t[w];
+      xm = xr[w] > xm ? xr[w] : xm;
+    }
+    hs[ow] = sv, ht[ow] = tv, hm[ow] = xm;
+  };
+  for (int64_t ow = 0; ow < cols.inner_lo; ++ow) border(ow);
+  for (int64_t ow = cols.inner_lo; ow < cols.inner_hi; ++ow) {
+    const int64_t w0 = ow * g.stride[2] - g.pad[2];
+    lanes_f sv = e[w0], tv = t[w0], xm = xr[w0];
+    for (int64_t k = 1; k < taps_w; ++k) {
+      const int64_t w = w0 + k * dw;
+      sv += e[w], tv += t[w];
+      xm = xr[w] > xm ? xr[w] : xm;
+    }
+    hs[ow] = sv, ht[ow] = tv, hm[ow] = xm;
+  }
+  for (int64_t ow = cols.inner_hi; ow < out_w; ++ow) border(ow);
+}
+
+// Window sums down a window's rows from the row sums hs, ht, hm (its first at `at`, `taps` rows dq apart):
+// the sum of weights sv and y = sum e x / sum e at most the window's max (rounding never lifts it above).
+inline void channels_window(const lanes_f* hs, const lanes_f* ht, const lanes_f* hm, int64_t at, int64_t taps,
+                            int64_t dq, lanes_f& sv, lanes_f& yv) {
+  lanes_f tv = splat(0.0f), xm = splat(-std::numeric_limits<float>::infinity());
+  sv = splat(0.0f);
+  for (int64_t k = 0; k < taps; ++k, at += dq) {
+    sv += hs[at], tv += ht[at];
+    xm = hm[at] > xm ? hm[at] : xm;
+  }
+  yv = min_keeping_nan(xm, tv / sv);
+}
+
 // Output rows [oh0, oh1) of slice od for the kWidth channels at x and y (lanes), betas b, shifts m (the
 // max of the strip's inputs, finite); x_stride and y_stride are the (D, H, W) strides. `work` holds
 // (ih_hi - ih_lo) * 3 out_w + 3 in_w vectors. kKernelW: the kernel's width with dilation 1, or 0. False when the strip needs per-window shifts (what it
@@ -1788,64 +1857,22 @@ template <int kKernelW, typename scalar_t>
 bool forward_channels_strip(const scalar_t* x, const int64_t* x_stride, scalar_t* y, const int64_t* y_stride,
                             const Geometry& g, lanes_f b, lanes_f m, int64_t od, int64_t oh0, int64_t oh1,
                             lanes_f* work, const char*& ahead, const char* ahead_end) {
-  const lanes_f zero = splat(0.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
   const WindowRange rd = window_range(g, 0, od);
   const scalar_t* xslice = x + (rd.start + rd.lo * g.dilation[0]) * x_stride[0];
   const int64_t in_w = g.in[2], out_w = g.out[2];
   const StripRows sr(g, oh0, oh1);
   const int64_t ih_lo = sr.ih_lo, n_rows = sr.n_rows;
-  // 1. per input row: x, e and e x of every input, then their sums (and the max of x) along each window's
-  // row: border windows over their valid taps, the others over kKernelW taps (0: g's, at run time)
+  // 1. per input row: x, e and e x of every input, then their sums (and the max of x) along each window's row
   lanes_f* const hs = work;
   lanes_f* const ht = hs + n_rows * out_w;
   lanes_f* const hm = ht + n_rows * out_w;
   lanes_f* const xr = hm + n_rows * out_w;
   lanes_f* const e = xr + in_w;
   lanes_f* const t = e + in_w;
-  const int64_t ext_w = g.dilation[2] * (g.kernel[2] - 1) + 1;
-  // outputs [inner_lo, inner_hi) have every tap inside the row
-  const int64_t inner_lo = std::min(out_w, (g.pad[2] + g.stride[2] - 1) / g.stride[2]);
-  const int64_t last_start = in_w + g.pad[2] - ext_w;  // the last output inside starts there, stride permitting
-  const int64_t inner_hi = last_start < 0 ? inner_lo : std::max(inner_lo, std::min(out_w, last_start / g.stride[2] + 1));
-  const int64_t taps_w = kKernelW > 0 ? kKernelW : g.kernel[2], dw = kKernelW > 0 ? 1 : g.dilation[2];
-  for (int64_t q = 0; q < n_rows; ++q) {
-    const scalar_t* row = xslice + (ih_lo + q) * x_stride[1];
-    for (int64_t w = 0; w < in_w; ++w) {
-      if (ahead < ahead_end) {
-        __builtin_prefetch(ahead);
-        ahead += 64;
-      }
-      const lanes_f xv = load_channels(row + w * x_stride[2]);
-      xr[w] = xv;
-      e[w] = exp_nonpositive(b * (xv - m));
-      t[w] = e[w] * xv;
-    }
-    lanes_f* const hsq = hs + q * out_w;
-    lanes_f* const htq = ht + q * out_w;
-    lanes_f* const hmq = hm + q * out_w;
-    const auto border = [&](int64_t ow) {
-      const WindowRange rw = window_range(g, 2, ow);
-      lanes_f sv = zero, tv = zero, xm = minus_inf;
-      for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
-        const int64_t w = rw.start + kw * g.dilation[2];
-        sv += e[w], tv += t[w];
-        xm = xr[w] > xm ? xr[w] : xm;
-      }
-      hsq[ow] = sv, htq[ow] = tv, hmq[ow] = xm;
-    };
-    for (int64_t ow = 0; ow < inner_lo; ++ow) border(ow);
-    for (int64_t ow = inner_lo; ow < inner_hi; ++ow) {
-      const int64_t w0 = ow * g.stride[2] - g.pad[2];
-      lanes_f sv = e[w0], tv = t[w0], xm = xr[w0];
-      for (int64_t k = 1; k < taps_w; ++k) {
-        const int64_t w = w0 + k * dw;
-        sv += e[w], tv += t[w];
-        xm = xr[w] > xm ? xr[w] : xm;
-      }
-      hsq[ow] = sv, htq[ow] = tv, hmq[ow] = xm;
-    }
-    for (int64_t ow = inner_hi; ow < out_w; ++ow) border(ow);
-  }
+  const ChannelsRow cols(g);
+  for (int64_t q = 0; q < n_rows; ++q)
+    channels_row_sums<kKernelW>(xslice + (ih_lo + q) * x_stride[1], x_stride, g, cols, b, m, xr, e, t,
+                                hs + q * out_w, ht + q * out_w, hm + q * out_w, ahead, ahead_end);
   // 2. down each window's rows; the trust test of forward_strip
   ShiftTrust trust;
   for (int64_t oh = oh0; oh < oh1; ++oh) {
@@ -1854,12 +1881,8 @@ bool forward_channels_strip(const scalar_t* x, const int64_t* x_stride, scalar_t
     const int64_t dq = g.dilation[1] * out_w;
     scalar_t* yrow = y + od * y_stride[0] + oh * y_stride[1];
     for (int64_t ow = 0; ow < out_w; ++ow) {
-      lanes_f sv = zero, tv = zero, xm = minus_inf;
-      for (int64_t k = 0, at = q0 * out_w + ow; k < taps; ++k, at += dq) {
-        sv += hs[at], tv += ht[at];
-        xm = hm[at] > xm ? hm[at] : xm;
-      }
-      const lanes_f yv = min_keeping_nan(xm, tv / sv);  // rounding never lifts y above the window's max
+      lanes_f sv, yv;
+      channels_window(hs, ht, hm, q0 * out_w + ow, taps, dq, sv, yv);
       trust.add(sv, yv);
       store_channels(yrow + ow * y_stride[2], yv);
     }
@@ -1925,6 +1948,195 @@ void forward_channels_last(const scalar_t* x, const int64_t* x_stride, scalar_t*
     for (; c < channels; ++c)
       forward_rows<scalar_t, float>(x + c, x_stride, y + c, y_stride, g, static_cast<float>(beta_of(c)), od, oh0, oh1);
   }
+}
+
+template <typename scalar_t, typename acc_t>
+void backward_plane_dx(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x, const int64_t* x_stride,
+                       acc_t* grad_x, const Geometry& g, acc_t beta);
+
+// ---- channels-last backward strips (dL/dx only): eight channels per vector ----
+//
+// The separable backward with lanes across channels, reading and writing each float image where it lies,
+// strip by strip of output rows and, within a strip, group by group of kWidth channels (each cache line
+// of the strip's rows read while hot): one shift per channel, the row sums of channels_row_sums (each
+// input's e kept), then per window a = g / s and c = a y', summed back down the rows and along them to
+// every input they hold, and dL/dx = e ((1 + beta x') A - beta B) stored into grad_x, or added where an
+// earlier strip wrote the row (strips share input rows). A channel group whose strip fails the trust test,
+// or whose g / s is not finite, is redone channel by channel (backward_plane_dx), as are the last
+// channels (fewer than kWidth).
+
+// Whether the channels-last dL/dx strips take this geometry: a 2-d window along H, W.
+inline bool channels_last_backward_fits(const Geometry& g) { return channels_last_strips_fit(g); }
+
+// dL/dx of the outputs [oh0, oh1) of slice od for the kWidth channels at x, gy and gx (lanes), betas b,
+// shifts m: stored into the rows of gx not yet `written`, added to the others. `work`: see
+// backward_channels_last. False, having written nothing, where the strip needs per-window shifts.
+template <int kKernelW>
+bool backward_channels_strip(const float* x, const int64_t* x_stride, const float* gy, const int64_t* gy_stride,
+                             float* gx, const int64_t* gx_stride, const Geometry& g, lanes_f b, lanes_f m, int64_t od,
+                             int64_t oh0, int64_t oh1, const unsigned char* written, lanes_f* work) {
+  const lanes_f zero = splat(0.0f), one = splat(1.0f);
+  const WindowRange rd = window_range(g, 0, od);
+  const int64_t slice = rd.start + rd.lo * g.dilation[0];  // the one input slice of od (kernel 1 along D)
+  const float* xslice = x + slice * x_stride[0];
+  const int64_t in_w = g.in[2], out_w = g.out[2], out_rows = oh1 - oh0;
+  const StripRows sr(g, oh0, oh1);
+  const int64_t ih_lo = sr.ih_lo, n_rows = sr.n_rows;
+  lanes_f* const hs = work;                 // n_rows * out_w each: row sums, then a and c down the rows
+  lanes_f* const ht = hs + n_rows * out_w;
+  lanes_f* const hm = ht + n_rows * out_w;
+  lanes_f* const xr = hm + n_rows * out_w;  // n_rows * in_w each
+  lanes_f* const e = xr + n_rows * in_w;
+  lanes_f* const t = e + n_rows * in_w;     // in_w: one row's e x; then A along a row
+  lanes_f* const ta = t + in_w;             // in_w: B along a row
+  lanes_f* const wa = ta + in_w;            // out_rows * out_w each: a and c per window
+  lanes_f* const wc = wa + out_rows * out_w;
+  const ChannelsRow cols(g);
+  const char* no_prefetch = nullptr;
+  for (int64_t q = 0; q < n_rows; ++q)
+    channels_row_sums<kKernelW>(xslice + (ih_lo + q) * x_stride[1], x_stride, g, cols, b, m, xr + q * in_w,
+                                e + q * in_w, t, hs + q * out_w, ht + q * out_w, hm + q * out_w, no_prefetch,
+                                no_prefetch);
+  // per window: y (the forward's), a = g / s, c = a y'; the trust test of forward_strip, and a finite
+  ShiftTrust trust;
+  const int64_t dq = g.dilation[1] * out_w;
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    const WindowRange rh = window_range(g, 1, oh);
+    const int64_t q0 = rh.start + rh.lo * g.dilation[1] - ih_lo, taps = rh.hi - rh.lo;
+    const float* gyrow = gy + od * gy_stride[0] + oh * gy_stride[1];
+    for (int64_t ow = 0; ow < out_w; ++ow) {
+      lanes_f sv, yv;
+      channels_window(hs, ht, hm, q0 * out_w + ow, taps, dq, sv, yv);
+      trust.add(sv, yv);
+      const lanes_f a = load_channels(gyrow + ow * gy_stride[2]) / sv;
+      trust.add_finite(a);
+      wa[(oh - oh0) * out_w + ow] = a;
+      wc[(oh - oh0) * out_w + ow] = a * (yv - m);
+    }
+  }
+  if (any_lane(trust.failed())) return false;
+  // down the rows, backwards: each input row's sums of a and c over the windows' rows that hold it
+  std::fill(hs, hs + 2 * n_rows * out_w, zero);
+  lanes_f* const va = hs;
+  lanes_f* const vc = ht;
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    const WindowRange rh = window_range(g, 1, oh);
+    for (int64_t kh = rh.lo; kh < rh.hi; ++kh) {
+      const int64_t q = rh.start + kh * g.dilation[1] - ih_lo;
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        va[q * out_w + ow] += wa[(oh - oh0) * out_w + ow];
+        vc[q * out_w + ow] += wc[(oh - oh0) * out_w + ow];
+      }
+    }
+  }
+  // along each input row: A and B of every input, then dL/dx into gx
+  for (int64_t q = 0; q < n_rows; ++q) {
+    std::fill(t, t + 2 * in_w, zero);
+    for (int64_t ow = 0; ow < out_w; ++ow) {
+      const WindowRange rw = window_range(g, 2, ow);
+      const lanes_f av = va[q * out_w + ow], cv = vc[q * out_w + ow];
+      for (int64_t kw = rw.lo; kw < rw.hi; ++kw) {
+        const int64_t w = rw.start + kw * g.dilation[2];
+        t[w] += av, ta[w] += cv;
+      }
+    }
+    const lanes_f* xq = xr + q * in_w;
+    const lanes_f* eq = e + q * in_w;
+    float* gxrow = gx + slice * gx_stride[0] + (ih_lo + q) * gx_stride[1];
+    const bool add = written[ih_lo + q] != 0;
+    for (int64_t w = 0; w < in_w; ++w) {
+      lanes_f dx = outside_or_flushed(eq[w], t[w], ta[w]) ? zero : eq[w] * ((one + b * (xq[w] - m)) * t[w] - b * ta[w]);
+      if (add) dx += load_channels(gxrow + w * gx_stride[2]);
+      store_channels(gxrow + w * gx_stride[2], dx);
+    }
+  }
+  return true;
+}
+
+// dL/dx of channels [c_begin, c_end) of one float channels-last image (x, gy, gx at channel 0, channels
+// adjacent, (D, H, W) strides), beta_of(c) channel c's temperature.
+template <typename BetaOf>
+void backward_channels_last(const float* x, const int64_t* x_stride, const float* gy, const int64_t* gy_stride,
+                            float* gx, const int64_t* gx_stride, const Geometry& g, BetaOf&& beta_of, int64_t c_begin,
+                            int64_t c_end) {
+  const int64_t strip_rows = std::max<int64_t>(1, 16 / g.stride[1]);
+  const int64_t max_rows = std::min<int64_t>(g.in[1], (strip_rows - 1) * g.stride[1] + g.dilation[1] * (g.kernel[1] - 1) + 1);
+  const int64_t in_w = g.in[2], out_w = g.out[2], in_size = g.in[0] * g.in[1] * in_w;
+  const int64_t groups = (c_end - c_begin) / kWidth;  // whole vectors of channels; the rest one by one
+  thread_local std::vector<float> buffer, plane;
+  thread_local std::vector<unsigned char> written, failed, read;
+  const int64_t vectors = 5 * max_rows * std::max(in_w, out_w) + 2 * in_w + 2 * strip_rows * out_w + groups * 2;
+  if (buffer.size() < static_cast<size_t>((vectors + 1) * kWidth)) buffer.resize(static_cast<size_t>((vectors + 1) * kWidth));
+  // vector moves through lanes_f* may assume its 32-byte alignment (a std::vector<lanes_f> is compiled
+  // outside this ISA's target: not used)
+  lanes_f* const work = reinterpret_cast<lanes_f*>(
+      (reinterpret_cast<uintptr_t>(buffer.data()) + sizeof(lanes_f) - 1) / sizeof(lanes_f) * sizeof(lanes_f));
+  lanes_f* const shifts = work + vectors - groups * 2;
+  lanes_f* const betas = shifts + groups;
+  for (int64_t k = 0; k < groups; ++k)
+    for (int j = 0; j < kWidth; ++j) betas[k][j] = static_cast<float>(beta_of(c_begin + k * kWidth + j));
+  failed.assign(static_cast<size_t>(groups), 0);
+  read.assign(static_cast<size_t>(g.in[0]), 0);
+  const auto zero_row = [&](int64_t d, int64_t h) {
+    for (int64_t w = 0; w < in_w; ++w)
+      std::fill_n(gx + d * gx_stride[0] + h * gx_stride[1] + w * gx_stride[2] + c_begin, c_end - c_begin, 0.0f);
+  };
+  for (int64_t od = 0; od < g.out[0]; ++od) {
+    const WindowRange rd = window_range(g, 0, od);
+    const int64_t slice = rd.start + rd.lo * g.dilation[0];
+    const float* xslice = x + slice * x_stride[0];
+    read[static_cast<size_t>(slice)] = 1;
+    written.assign(static_cast<size_t>(g.in[1]), 0);
+    for (int64_t oh0 = 0; oh0 < g.out[1]; oh0 += strip_rows) {
+      const int64_t oh1 = std::min(g.out[1], oh0 + strip_rows);
+      const StripRows rows(g, oh0, oh1);
+      // each channel's shift, the max of the strip's inputs, in one pass over its rows as they lie in memory
+      std::fill(shifts, shifts + groups, splat(-std::numeric_limits<float>::infinity()));
+      for (int64_t ih = rows.ih_lo; ih < rows.ih_hi; ++ih)
+        for (int64_t w = 0; w < in_w; ++w) {
+          const float* at = xslice + ih * x_stride[1] + w * x_stride[2] + c_begin;
+          for (int64_t k = 0; k < groups; ++k) {
+            const lanes_f v = load_channels(at + k * kWidth);
+            shifts[k] = v > shifts[k] ? v : shifts[k];
+          }
+        }
+      for (int64_t k = 0; k < groups; ++k) {
+        if (failed[static_cast<size_t>(k)]) continue;
+        const int64_t c = c_begin + k * kWidth;
+        const lanes_f m = shifts[k];
+        const auto strip = [&](auto kernel_w) {
+          return backward_channels_strip<decltype(kernel_w)::value>(x + c, x_stride, gy + c, gy_stride, gx + c,
+                                                                    gx_stride, g, betas[k], m, od, oh0, oh1,
+                                                                    written.data(), work);
+        };
+        const bool plain = g.dilation[2] == 1;
+        const bool finite = !any_lane(~finite_lanes(m));  // not NaN, +inf, or a lane of -inf only
+        if (!finite || !(plain && g.kernel[2] == 3   ? strip(std::integral_constant<int, 3>{})
+                         : plain && g.kernel[2] == 2 ? strip(std::integral_constant<int, 2>{})
+                                                     : strip(std::integral_constant<int, 0>{})))
+          failed[static_cast<size_t>(k)] = 1;  // its channels are redone below, whatever was written
+      }
+      for (int64_t ih = rows.ih_lo; ih < rows.ih_hi; ++ih) written[static_cast<size_t>(ih)] = 1;
+    }
+    for (int64_t h = 0; h < g.in[1]; ++h)  // rows no window holds
+      if (!written[static_cast<size_t>(h)]) zero_row(slice, h);
+  }
+  for (int64_t d = 0; d < g.in[0]; ++d)  // slices no window reads
+    if (!read[static_cast<size_t>(d)])
+      for (int64_t h = 0; h < g.in[1]; ++h) zero_row(d, h);
+  // channel by channel: failed groups and the last channels
+  const auto one_channel = [&](int64_t c) {
+    plane.assign(static_cast<size_t>(in_size), 0.0f);
+    backward_plane_dx<float, float>(gy + c, gy_stride, x + c, x_stride, plane.data(), g, static_cast<float>(beta_of(c)));
+    const float* src = plane.data();
+    for (int64_t d = 0; d < g.in[0]; ++d)
+      for (int64_t h = 0; h < g.in[1]; ++h)
+        for (int64_t w = 0; w < in_w; ++w) gx[c + d * gx_stride[0] + h * gx_stride[1] + w * gx_stride[2]] = *src++;
+  };
+  for (int64_t k = 0; k < groups; ++k)
+    if (failed[static_cast<size_t>(k)])
+      for (int j = 0; j < kWidth; ++j) one_channel(c_begin + k * kWidth + j);
+  for (int64_t c = c_begin + groups * kWidth; c < c_end; ++c) one_channel(c);
 }
 
 // ---- channel blocks: kChannelBlock channels of a channels-last image <-> contiguous planes ----

@@ -66,6 +66,13 @@ struct Kernels {
                              const int64_t* x_stride, scalar_t* grad_x, const int64_t* gx_stride,
                              const PlaneLayout& layout, const PlaneLayout& grad_layout, int64_t first, int64_t count,
                              const Geometry& g, const acc_t* betas, bool per_channel);
+  // dL/dx of channels [c_begin, c_end) of one channels-last image where beta takes no gradient: x, grad_y and
+  // grad_x at channel 0 (channels adjacent), (D, H, W) strides, betas[c] or betas[0] for all; grad_x written.
+  // False, having done nothing, where this ISA, type (float only) and geometry have no such kernel.
+  bool (*backward_channels_last_dx)(const scalar_t* grad_y, const int64_t* gy_stride, const scalar_t* x,
+                                    const int64_t* x_stride, scalar_t* grad_x, const int64_t* gx_stride,
+                                    const Geometry& g, const acc_t* betas, bool per_channel, int64_t c_begin,
+                                    int64_t c_end);
   // Output rows [oh_begin, oh_end) of slice od of one channels-last image, every channel: x and y at
   // channel 0 (channels adjacent), (D, H, W) strides, betas[c] or betas[0] for all. False, having done
   // nothing, where this ISA and type have no such kernel (the caller transposes to planes instead).

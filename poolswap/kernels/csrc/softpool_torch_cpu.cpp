@@ -267,6 +267,23 @@ std::tuple<at::Tensor, at::Tensor> soft_pool_backward_cpu(const at::Tensor& grad
     const int64_t channels = p.channels;
     const int64_t in_plane = plane_size(g.in);
     ThreadRecorder threads;
+    if (channels_last_planes(p, xs) && gxs[1] == 1 && gys[1] == 1 && !has_beta && channels >= 8 &&
+        kernels.backward_channels_last_dx(gyp, gys + 2, xp, xs + 2, gxp, gxs + 2, g, b, per_channel, 0, 0)) {
+      // Eight channels per vector, each image read where it lies: a task per image (all its channels, so
+      // that each cache line of a strip's rows serves every channel group while hot), or per block of 64
+      // channels (whole cache lines) where images are fewer than threads.
+      const int64_t block = p.batch >= at::get_num_threads() ? channels : 64;
+      const int64_t blocks = (channels + block - 1) / block;
+      at::parallel_for(0, p.batch * blocks, 1, [&](int64_t begin, int64_t end) {
+        threads.record();
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t n = task / blocks, c0 = task % blocks * block;
+          kernels.backward_channels_last_dx(gyp + n * gys[0], gys + 2, xp + n * xs[0], xs + 2, gxp + n * gxs[0], gxs + 2,
+                                            g, b, per_channel, c0, std::min(channels, c0 + block));
+        }
+      });
+      return;
+    }
     if (channels_last_planes(p, xs) && gxs[1] == 1) {
       const ChannelBlocks cb(g, channels);
       const int64_t out_plane = cb.out_plane;

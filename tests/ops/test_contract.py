@@ -279,6 +279,26 @@ def test_a_huge_upstream_gradient_over_a_small_weight_sum_stays_finite(size, k, 
     torch.testing.assert_close(gx.double(), expected, atol=0.0, rtol=2e-5)
 
 
+@pytest.mark.parametrize("size, k, s, p, ceil_mode", [((16, 16), 2, 2, 0, False), ((9, 9), 2, 3, 0, False),
+                                                      ((7, 7), 2, 2, 0, True), ((8, 6), 3, 3, 1, False)])
+def test_disjoint_windows_of_short_rows_keep_the_contract_with_special_values(size, k, s, p, ceil_mode):
+    """Windows that share no input (stride at least the window) take per-window shifts directly in the
+    interleaved forward: NaN, +inf, -inf, a window of -inf only and a spread of hundreds against the
+    float64 brute force, 13 planes (a partial group of lanes)."""
+    x = torch.randn(1, 13, *size, generator=torch.Generator().manual_seed(size[0] * k + s))
+    x[0, 0, 0, 0] = math.nan
+    x[0, 1, 1, 1] = math.inf
+    x[0, 2].view(-1)[::3] = -math.inf
+    x[0, 3, :k, :k] = -math.inf  # a window of -inf only: -inf
+    x[0, 4] *= 300.0
+    args = ([k, k], [s, s], [p, p], [1, 1], ceil_mode)
+    y = SOFT_POOL(x, *args, 1.0, None)
+    assert y.shape[-1] < 16
+    expected = soft_pool_brute_force(x, *args, beta=1.0)
+    assert y[0, 3, 0, 0] == -math.inf
+    torch.testing.assert_close(y.double(), expected, atol=2e-5, rtol=2e-5, equal_nan=True)
+
+
 @pytest.mark.parametrize("size, k, s, p", [((12, 70), 3, 2, 0), ((13, 33), 2, 2, 0), ((9, 10), 2, 3, 0)])
 @pytest.mark.parametrize("value", [-math.inf, math.nan])
 def test_inputs_outside_every_window_get_no_gradient(size, k, s, p, value):

@@ -799,6 +799,13 @@ inline lanes_i interleaved_shared_shift(const float* data, int64_t in_size, int6
   return ~finite | trust.failed();
 }
 
+// Whether no two windows share an input: along each dim, the stride at least the window's extent.
+inline bool windows_disjoint(const Geometry& g) {
+  for (int dim = 0; dim < 3; ++dim)
+    if (g.stride[dim] < g.dilation[dim] * (g.kernel[dim] - 1) + 1 && g.out[dim] > 1) return false;
+  return true;
+}
+
 // The plane of `lane` in the group of n planes from `first`: lanes past the last plane repeat the
 // group's first (their results are never stored).
 inline int64_t lane_plane(int64_t first, int n, int lane) { return first + (lane < n ? lane : 0); }
@@ -817,6 +824,7 @@ void forward_interleaved(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf
   const int32_t* taps = list.taps.data();
   const int32_t* first_tap = list.first.data();
   const lanes_f zero = splat(0.0f), lowest = splat(-std::numeric_limits<float>::infinity());
+  const bool disjoint = windows_disjoint(g);
   for (int64_t first = 0; first < count; first += kWidth) {
     const int n = static_cast<int>(std::min<int64_t>(kWidth, count - first));
     const scalar_t* planes_x[kWidth];
@@ -828,9 +836,15 @@ void forward_interleaved(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf
       planes_y[lane] = y_of(k);
       b[lane] = static_cast<float>(beta_of(k));
     }
-    const lanes_f mv = interleave_planes(planes_x, x_stride, g, data);
-    // One shift per plane where its windows allow (each exponential computed once), else per-window shifts.
-    const lanes_i redo = interleaved_shared_shift(data, in_size, outputs, taps, first_tap, b, mv, weights, results);
+    // One shift per plane where its windows allow (each exponential computed once), else per-window shifts;
+    // where no two windows share an input (k2 s2), per-window shifts compute each exponential once anyway.
+    lanes_i redo = ~lanes_i{};
+    if (disjoint) {
+      interleave_lanes(planes_x, x_stride, g.in, data);
+    } else {
+      const lanes_f mv = interleave_planes(planes_x, x_stride, g, data);
+      redo = interleaved_shared_shift(data, in_size, outputs, taps, first_tap, b, mv, weights, results);
+    }
     if (any_lane(redo))
       for (int64_t o = 0; o < outputs; ++o) {
         const int32_t begin = first_tap[o], end = first_tap[o + 1];
@@ -849,9 +863,12 @@ void forward_interleaved(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf
           s += e;
           t += e == zero ? zero : e * d;  // e == 0 marks -inf: it adds nothing, not 0 * inf
         }
-        lanes_f out;
-        std::memcpy(&out, results + o * kWidth, sizeof(out));
-        out = redo ? m + t / s : out;
+        lanes_f out = m + t / s;
+        if (!disjoint) {
+          lanes_f shared;
+          std::memcpy(&shared, results + o * kWidth, sizeof(shared));
+          out = redo ? out : shared;
+        }
         std::memcpy(results + o * kWidth, &out, sizeof(out));
       }
     deinterleave_lanes(results, g.out, n, planes_y, y_stride);

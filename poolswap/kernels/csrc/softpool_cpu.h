@@ -806,6 +806,51 @@ inline bool windows_disjoint(const Geometry& g) {
   return true;
 }
 
+// dL/dx of interleaved planes whose windows share no input, each window under its own shift m: dx_i =
+// (g / s) e_i (1 + beta (d_i - y')), d = x - m, e = exp(beta d), s = sum e and y' = sum e d / s, into dx
+// (0 where no window holds an input); per_g holds each window's upstream gradient. Returns the lanes that
+// need backward_plane: a window's max or y' not finite (NaN, +inf, a window of -inf only), or g / s.
+inline lanes_i disjoint_windows_dx(const float* data, int64_t in_size, int64_t outputs, const int32_t* taps,
+                                   const int32_t* first_tap, lanes_f b, const float* per_g, float* dx) {
+  const lanes_f zero = splat(0.0f), one = splat(1.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
+  std::fill(dx, dx + in_size * kWidth, 0.0f);
+  lanes_i bad = {};
+  for (int64_t o = 0; o < outputs; ++o) {
+    const int32_t begin = first_tap[o], end = first_tap[o + 1];
+    lanes_f m = minus_inf;
+    for (int32_t i = begin; i < end; ++i) {  // NaN never wins the max: y' catches it
+      lanes_f v;
+      std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
+      m = v > m ? v : m;
+    }
+    const lanes_f shift = finite_lanes(m) ? m : zero;  // such lanes are redone: no inf - inf below
+    lanes_f s = zero, t = zero;
+    for (int32_t i = begin; i < end; ++i) {  // e stored in dx's place until the window's y' is known
+      const int64_t at = static_cast<int64_t>(taps[i]) * kWidth;
+      lanes_f v;
+      std::memcpy(&v, data + at, sizeof(v));
+      const lanes_f d = v - shift;
+      const lanes_f e = exp_nonpositive(b * d);
+      s += e;
+      t += e == zero ? zero : e * d;  // e == 0 marks -inf: it adds nothing, not 0 * inf
+      std::memcpy(dx + at, &e, sizeof(e));
+    }
+    lanes_f g;
+    std::memcpy(&g, per_g + o * kWidth, sizeof(g));
+    const lanes_f y = t / s, a = g / s;
+    bad |= ~finite_lanes(m) | ~finite_lanes(y) | ~finite_lanes(a);
+    for (int32_t i = begin; i < end; ++i) {
+      const int64_t at = static_cast<int64_t>(taps[i]) * kWidth;
+      lanes_f v, e;
+      std::memcpy(&v, data + at, sizeof(v));
+      std::memcpy(&e, dx + at, sizeof(e));
+      const lanes_f d = e == zero ? zero : a * e * (one + b * (v - shift - y));
+      std::memcpy(dx + at, &d, sizeof(d));
+    }
+  }
+  return bad;
+}
+
 // The plane of `lane` in the group of n planes from `first`: lanes past the last plane repeat the
 // group's first (their results are never stored).
 inline int64_t lane_plane(int64_t first, int n, int lane) { return first + (lane < n ? lane : 0); }
@@ -2336,9 +2381,57 @@ double backward_plane(const scalar_t* grad_y, const int64_t* gy_stride, const sc
 }
 
 #if defined(POOLSWAP_HAS_LANES)
+// The interleaved backward under one shift per plane (backward_interleaved_dx's): dL/dx into weights'
+// second half (its first holds e); returns the lanes that need backward_plane.
+template <typename scalar_t>
+inline lanes_i shared_shift_dx(const scalar_t* const* planes_x, const int64_t* x_stride, const scalar_t* const* planes_gy,
+                               const int64_t* gy_stride, const Geometry& g, const int32_t* taps, const int32_t* first_tap,
+                               const int32_t* first_window, const int32_t* windows, lanes_f b, float* data,
+                               float* weights, float* stats, float* per_g) {
+  const int64_t in_size = g.in[0] * g.in[1] * g.in[2], outputs = g.out[0] * g.out[1] * g.out[2];
+  const lanes_f zero = splat(0.0f), one = splat(1.0f);
+  const lanes_f mv = interleave_planes(planes_x, x_stride, g, data);
+  lanes_i redo =
+      interleaved_shared_shift(data, in_size, outputs, taps, first_tap, b, mv, weights, stats, stats + outputs * kWidth);
+  const lanes_f m = interleaved_shift(mv);
+  float* const per_a = stats;
+  float* const per_c = stats + outputs * kWidth;
+  // per window: a = g / s and c = a y'
+  interleave_lanes(planes_gy, gy_stride, g.out, per_g);
+  for (int64_t o = 0; o < outputs; ++o) {
+    lanes_f gv, y, sv;
+    std::memcpy(&gv, per_g + o * kWidth, sizeof(gv));
+    std::memcpy(&y, per_a + o * kWidth, sizeof(y));
+    std::memcpy(&sv, per_c + o * kWidth, sizeof(sv));
+    const lanes_f a = gv / sv, c = a * (y - m);
+    redo |= ~finite_lanes(a);
+    std::memcpy(per_a + o * kWidth, &a, sizeof(a));
+    std::memcpy(per_c + o * kWidth, &c, sizeof(c));
+  }
+  // per input: A and B over the windows holding it, then dL/dx (into e x's place)
+  float* const dx_at = weights + in_size * kWidth;
+  for (int64_t i = 0; i < in_size; ++i) {
+    lanes_f u = zero, c = zero;
+    for (int32_t k = first_window[i]; k < first_window[i + 1]; ++k) {
+      const int64_t at = static_cast<int64_t>(windows[k]) * kWidth;
+      lanes_f pa, pc;
+      std::memcpy(&pa, per_a + at, sizeof(pa));
+      std::memcpy(&pc, per_c + at, sizeof(pc));
+      u += pa, c += pc;
+    }
+    lanes_f v, e;
+    std::memcpy(&v, data + i * kWidth, sizeof(v));
+    std::memcpy(&e, weights + i * kWidth, sizeof(e));
+    const lanes_f dx = outside_or_flushed(e, u, c) ? zero : e * ((one + b * (v - m)) * u - b * c);
+    std::memcpy(dx_at + i * kWidth, &dx, sizeof(dx));
+  }
+  return redo;
+}
+
 // dL/dx of interleaved planes (rows shorter than a block) where beta takes no gradient, kWidth planes at a
 // time under the forward's one shift per plane: dL/dx_i = e_i ((1 + beta x'_i) A_i - beta B_i) as in the
-// separable backward, with A and B summed over each window's taps. gy_of(k) and gx_of(k) are plane k's
+// separable backward, with A and B summed over each window's taps (windows that share no input: each
+// under its own shift, disjoint_windows_dx). gy_of(k) and gx_of(k) are plane k's
 // upstream gradient and its gradient (written, not added). A plane whose shift fails the trust test, or
 // whose g / s is not finite somewhere, takes backward_plane alone.
 template <typename scalar_t, typename XOf, typename GyOf, typename GxOf, typename BetaOf>
@@ -2355,7 +2448,7 @@ void backward_interleaved_dx(int64_t count, XOf&& x_of, const int64_t* x_stride,
   const int32_t* windows = held.windows.data();
   const int32_t* first_window = held.first.data();
   thread_local std::vector<float> alone;  // one plane's gradient, where a lane is redone
-  const lanes_f zero = splat(0.0f), one = splat(1.0f);
+  const bool disjoint = windows_disjoint(g);
   for (int64_t first = 0; first < count; first += kWidth) {
     const int n = static_cast<int>(std::min<int64_t>(kWidth, count - first));
     const scalar_t* planes_x[kWidth];
@@ -2371,43 +2464,18 @@ void backward_interleaved_dx(int64_t count, XOf&& x_of, const int64_t* x_stride,
     }
     // fetched per group: a redone plane's backward_plane may reallocate the scratch buffers
     float* const data = interleaved_buffer(0, in_size * kWidth);
-    float* const weights = interleaved_buffer(1, 2 * in_size * kWidth);  // e, e x
+    float* const weights = interleaved_buffer(1, 2 * in_size * kWidth);  // e, e x (then dL/dx)
     float* const stats = interleaved_buffer(2, 2 * outputs * kWidth);    // y then a, sum e then a y'
-    const lanes_f mv = interleave_planes(planes_x, x_stride, g, data);
-    lanes_i redo =
-        interleaved_shared_shift(data, in_size, outputs, taps, first_tap, b, mv, weights, stats, stats + outputs * kWidth);
-    const lanes_f m = interleaved_shift(mv);
-    float* const per_a = stats;
-    float* const per_c = stats + outputs * kWidth;
-    // per window: a = g / s and c = a y'
     float* const per_g = interleaved_buffer(3, outputs * kWidth);
-    interleave_lanes(planes_gy, gy_stride, g.out, per_g);
-    for (int64_t o = 0; o < outputs; ++o) {
-      lanes_f gv, y, sv;
-      std::memcpy(&gv, per_g + o * kWidth, sizeof(gv));
-      std::memcpy(&y, per_a + o * kWidth, sizeof(y));
-      std::memcpy(&sv, per_c + o * kWidth, sizeof(sv));
-      const lanes_f a = gv / sv, c = a * (y - m);
-      redo |= ~finite_lanes(a);
-      std::memcpy(per_a + o * kWidth, &a, sizeof(a));
-      std::memcpy(per_c + o * kWidth, &c, sizeof(c));
-    }
-    // per input: A and B over the windows holding it, then dL/dx (into e x's place)
     float* const dx_at = weights + in_size * kWidth;
-    for (int64_t i = 0; i < in_size; ++i) {
-      lanes_f u = zero, c = zero;
-      for (int32_t k = first_window[i]; k < first_window[i + 1]; ++k) {
-        const int64_t at = static_cast<int64_t>(windows[k]) * kWidth;
-        lanes_f pa, pc;
-        std::memcpy(&pa, per_a + at, sizeof(pa));
-        std::memcpy(&pc, per_c + at, sizeof(pc));
-        u += pa, c += pc;
-      }
-      lanes_f v, e;
-      std::memcpy(&v, data + i * kWidth, sizeof(v));
-      std::memcpy(&e, weights + i * kWidth, sizeof(e));
-      const lanes_f dx = outside_or_flushed(e, u, c) ? zero : e * ((one + b * (v - m)) * u - b * c);
-      std::memcpy(dx_at + i * kWidth, &dx, sizeof(dx));
+    lanes_i redo;
+    if (disjoint) {  // each exponential once under per-window shifts
+      interleave_lanes(planes_x, x_stride, g.in, data);
+      interleave_lanes(planes_gy, gy_stride, g.out, per_g);
+      redo = disjoint_windows_dx(data, in_size, outputs, taps, first_tap, b, per_g, dx_at);
+    } else {
+      redo = shared_shift_dx(planes_x, x_stride, planes_gy, gy_stride, g, taps, first_tap, first_window, windows, b,
+                             data, weights, stats, per_g);
     }
     deinterleave_lanes(dx_at, g.in, n, planes_gx, gx_stride);
     for (int lane = 0; lane < n; ++lane) {

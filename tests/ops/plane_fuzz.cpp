@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
       // and its dL/dx in place (grad_x starts as NaN: every element must be written)
       std::vector<float> gyc(yc.size()), gxc(xc.size(), std::nanf(""));
       for (float& v : gyc) v = normal(rng);
-      const bool backward = poolswap::channels_last_backward_fits(g);
+      const bool backward = poolswap::channels_last_strips_fit(g);
       if (backward) {
         ++channels_last_backward;
         poolswap::backward_channels_last(xc.data(), cs, gyc.data(), cys, gxc.data(), cs, g,

@@ -717,6 +717,14 @@ inline void deinterleave_lanes(const float* src, const int64_t* size, int n, sca
   }
 }
 
+// A contiguous (D, H, W) float plane of `size` into dst at `stride`, converted to scalar_t.
+template <typename scalar_t>
+inline void store_plane(const float* src, const int64_t* size, scalar_t* dst, const int64_t* stride) {
+  for (int64_t d = 0; d < size[0]; ++d)
+    for (int64_t h = 0; h < size[1]; ++h)
+      for (int64_t w = 0; w < size[2]; ++w) dst[d * stride[0] + h * stride[1] + w * stride[2]] = static_cast<scalar_t>(*src++);
+}
+
 // kWidth planes (planes_x[lane], the same strides) into data (interleave_lanes); returns each plane's max
 // (NaN never wins: the trust tests catch it).
 template <typename scalar_t>
@@ -799,6 +807,31 @@ inline lanes_i interleaved_shared_shift(const float* data, int64_t in_size, int6
   return ~finite | trust.failed();
 }
 
+// Window [begin, end) of a tap list over interleaved planes under its own shift: m its max (NaN never wins:
+// the sums catch it), s = sum e and t = sum e d with d = x - m (equal infinities differ by 0) and e =
+// exp(beta d); each e stored at its tap's position in e_out where given.
+inline void window_own_shift(const float* data, const int32_t* taps, int32_t begin, int32_t end, lanes_f b, lanes_f& m,
+                             lanes_f& s, lanes_f& t, float* e_out = nullptr) {
+  const lanes_f zero = splat(0.0f);
+  m = splat(-std::numeric_limits<float>::infinity());
+  for (int32_t i = begin; i < end; ++i) {
+    lanes_f v;
+    std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
+    m = v > m ? v : m;
+  }
+  s = zero, t = zero;
+  for (int32_t i = begin; i < end; ++i) {
+    const int64_t at = static_cast<int64_t>(taps[i]) * kWidth;
+    lanes_f v;
+    std::memcpy(&v, data + at, sizeof(v));
+    const lanes_f d = v == m ? zero : v - m;
+    const lanes_f e = exp_nonpositive(b * d);
+    s += e;
+    t += e == zero ? zero : e * d;  // e == 0 marks -inf: it adds nothing, not 0 * inf
+    if (e_out != nullptr) std::memcpy(e_out + at, &e, sizeof(e));
+  }
+}
+
 // Whether no two windows share an input: along each dim, the stride at least the window's extent.
 inline bool windows_disjoint(const Geometry& g) {
   for (int dim = 0; dim < 3; ++dim)
@@ -812,29 +845,13 @@ inline bool windows_disjoint(const Geometry& g) {
 // need backward_plane: a window's max or y' not finite (NaN, +inf, a window of -inf only), or g / s.
 inline lanes_i disjoint_windows_dx(const float* data, int64_t in_size, int64_t outputs, const int32_t* taps,
                                    const int32_t* first_tap, lanes_f b, const float* per_g, float* dx) {
-  const lanes_f zero = splat(0.0f), one = splat(1.0f), minus_inf = splat(-std::numeric_limits<float>::infinity());
+  const lanes_f zero = splat(0.0f), one = splat(1.0f);
   std::fill(dx, dx + in_size * kWidth, 0.0f);
   lanes_i bad = {};
   for (int64_t o = 0; o < outputs; ++o) {
     const int32_t begin = first_tap[o], end = first_tap[o + 1];
-    lanes_f m = minus_inf;
-    for (int32_t i = begin; i < end; ++i) {  // NaN never wins the max: y' catches it
-      lanes_f v;
-      std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
-      m = v > m ? v : m;
-    }
-    const lanes_f shift = finite_lanes(m) ? m : zero;  // such lanes are redone: no inf - inf below
-    lanes_f s = zero, t = zero;
-    for (int32_t i = begin; i < end; ++i) {  // e stored in dx's place until the window's y' is known
-      const int64_t at = static_cast<int64_t>(taps[i]) * kWidth;
-      lanes_f v;
-      std::memcpy(&v, data + at, sizeof(v));
-      const lanes_f d = v - shift;
-      const lanes_f e = exp_nonpositive(b * d);
-      s += e;
-      t += e == zero ? zero : e * d;  // e == 0 marks -inf: it adds nothing, not 0 * inf
-      std::memcpy(dx + at, &e, sizeof(e));
-    }
+    lanes_f m, s, t;
+    window_own_shift(data, taps, begin, end, b, m, s, t, dx);  // e in dx's place until y' is known
     lanes_f g;
     std::memcpy(&g, per_g + o * kWidth, sizeof(g));
     const lanes_f y = t / s, a = g / s;
@@ -844,7 +861,7 @@ inline lanes_i disjoint_windows_dx(const float* data, int64_t in_size, int64_t o
       lanes_f v, e;
       std::memcpy(&v, data + at, sizeof(v));
       std::memcpy(&e, dx + at, sizeof(e));
-      const lanes_f d = e == zero ? zero : a * e * (one + b * (v - shift - y));
+      const lanes_f d = e == zero ? zero : a * e * (one + b * (v - m - y));  // lanes with m not finite: redone
       std::memcpy(dx + at, &d, sizeof(d));
     }
   }
@@ -868,7 +885,6 @@ void forward_interleaved(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf
   list.build(g);
   const int32_t* taps = list.taps.data();
   const int32_t* first_tap = list.first.data();
-  const lanes_f zero = splat(0.0f), lowest = splat(-std::numeric_limits<float>::infinity());
   const bool disjoint = windows_disjoint(g);
   for (int64_t first = 0; first < count; first += kWidth) {
     const int n = static_cast<int>(std::min<int64_t>(kWidth, count - first));
@@ -892,22 +908,8 @@ void forward_interleaved(int64_t count, XOf&& x_of, const int64_t* x_stride, YOf
     }
     if (any_lane(redo))
       for (int64_t o = 0; o < outputs; ++o) {
-        const int32_t begin = first_tap[o], end = first_tap[o + 1];
-        lanes_f m = lowest;
-        for (int32_t i = begin; i < end; ++i) {  // NaN never wins the max: the sums catch it
-          lanes_f v;
-          std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
-          m = v > m ? v : m;
-        }
-        lanes_f s = zero, t = zero;
-        for (int32_t i = begin; i < end; ++i) {
-          lanes_f v;
-          std::memcpy(&v, data + static_cast<int64_t>(taps[i]) * kWidth, sizeof(v));
-          const lanes_f d = v == m ? zero : v - m;  // equal infinities differ by 0
-          const lanes_f e = exp_nonpositive(b * d);
-          s += e;
-          t += e == zero ? zero : e * d;  // e == 0 marks -inf: it adds nothing, not 0 * inf
-        }
+        lanes_f m, s, t;
+        window_own_shift(data, taps, first_tap[o], first_tap[o + 1], b, m, s, t);
         lanes_f out = m + t / s;
         if (!disjoint) {
           lanes_f shared;
@@ -2027,9 +2029,6 @@ void backward_plane_dx(const scalar_t* grad_y, const int64_t* gy_stride, const s
 // or whose g / s is not finite, is redone channel by channel (backward_plane_dx), as are the last
 // channels (fewer than kWidth).
 
-// Whether the channels-last dL/dx strips take this geometry: a 2-d window along H, W.
-inline bool channels_last_backward_fits(const Geometry& g) { return channels_last_strips_fit(g); }
-
 // dL/dx of the outputs [oh0, oh1) of slice od for the kWidth channels at x, gy and gx (lanes), betas b,
 // shifts m: stored into the rows of gx not yet `written`, added to the others. `work`: see
 // backward_channels_last. False, having written nothing, where the strip needs per-window shifts.
@@ -2190,10 +2189,7 @@ void backward_channels_last(const float* x, const int64_t* x_stride, const float
   const auto one_channel = [&](int64_t c) {
     plane.assign(static_cast<size_t>(in_size), 0.0f);
     backward_plane_dx<float, float>(gy + c, gy_stride, x + c, x_stride, plane.data(), g, static_cast<float>(beta_of(c)));
-    const float* src = plane.data();
-    for (int64_t d = 0; d < g.in[0]; ++d)
-      for (int64_t h = 0; h < g.in[1]; ++h)
-        for (int64_t w = 0; w < in_w; ++w) gx[c + d * gx_stride[0] + h * gx_stride[1] + w * gx_stride[2]] = *src++;
+    store_plane(plane.data(), g.in, gx + c, gx_stride);
   };
   for (int64_t k = 0; k < groups; ++k)
     if (failed[static_cast<size_t>(k)])
@@ -2443,12 +2439,12 @@ void backward_interleaved_dx(int64_t count, XOf&& x_of, const int64_t* x_stride,
   list.build(g);
   const int32_t* taps = list.taps.data();
   const int32_t* first_tap = list.first.data();
-  thread_local InputWindows held;
-  held.build(list, in_size);
+  const bool disjoint = windows_disjoint(g);
+  thread_local InputWindows held;  // the shared shift's gather (disjoint windows scatter per window)
+  if (!disjoint) held.build(list, in_size);
   const int32_t* windows = held.windows.data();
   const int32_t* first_window = held.first.data();
   thread_local std::vector<float> alone;  // one plane's gradient, where a lane is redone
-  const bool disjoint = windows_disjoint(g);
   for (int64_t first = 0; first < count; first += kWidth) {
     const int n = static_cast<int>(std::min<int64_t>(kWidth, count - first));
     const scalar_t* planes_x[kWidth];
@@ -2482,11 +2478,7 @@ void backward_interleaved_dx(int64_t count, XOf&& x_of, const int64_t* x_stride,
       if (!redo[lane]) continue;
       alone.assign(static_cast<size_t>(in_size), 0.0f);
       backward_plane<scalar_t, float>(planes_gy[lane], gy_stride, planes_x[lane], x_stride, alone.data(), g, b[lane]);
-      const float* src = alone.data();
-      for (int64_t d = 0; d < g.in[0]; ++d)
-        for (int64_t h = 0; h < g.in[1]; ++h)
-          for (int64_t w = 0; w < g.in[2]; ++w)
-            planes_gx[lane][d * gx_stride[0] + h * gx_stride[1] + w * gx_stride[2]] = static_cast<scalar_t>(*src++);
+      store_plane(alone.data(), g.in, planes_gx[lane], gx_stride);
     }
   }
 }
